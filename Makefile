@@ -1,0 +1,55 @@
+# The two commands: `make run` and `make test`. Everything else is a helper.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+RUN_STAMP  := $(VENV)/.run-installed
+TEST_STAMP := $(VENV)/.test-installed
+
+.PHONY: run test lint typecheck unit integration bench demo system-deps clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(RUN_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e .
+	touch $@
+
+$(TEST_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@ $(RUN_STAMP)
+
+## run: create .venv, install, run rcaflow on the embedded broker until Ctrl-C
+run: $(RUN_STAMP)
+	$(BIN)/rcaflow run
+
+## demo: feed the bundled sample mails through the whole pipeline and print what happened
+demo: $(RUN_STAMP)
+	$(BIN)/rcaflow demo
+
+## system-deps: Debian packages the tests use (dovecot for IMAP; Java 17 + Maven for the embedded Kafka)
+system-deps:
+	bash .ci/system-deps.sh
+
+## test: install everything the tests need and run lint, types and the whole suite
+test: $(TEST_STAMP) system-deps lint typecheck
+	$(BIN)/pytest
+
+lint: $(TEST_STAMP)
+	$(BIN)/ruff check .
+
+typecheck: $(TEST_STAMP)
+	$(BIN)/mypy
+
+unit: $(TEST_STAMP)
+	$(BIN)/pytest tests/unit
+
+integration: $(TEST_STAMP) system-deps
+	$(BIN)/pytest tests/integration
+
+## bench: push sample mails through the pipeline on the embedded broker; writes benchmarks/results.json
+bench: $(TEST_STAMP) system-deps
+	$(BIN)/python -m benchmarks.pipeline_bench --out benchmarks/results.json
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Outbound tools: one module per tool, one Executor class per operation."""

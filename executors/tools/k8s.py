@@ -1,0 +1,222 @@
+"""Kubernetes operations: rollout restart, delete pod, scale, annotate pod.
+
+Each is idempotent by action id where Kubernetes lets us be: a restart stamps
+the action id into the pod template and is skipped if it is already there;
+scale and annotate are set-to-value. With a cluster configured, a dry run is
+the API server's own ``?dryRun=All`` (admission and RBAC included); without
+one, it is a description of the request we would send.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Self
+
+from executors.base import ActionSpec, Executor, P, Rollback, RunContext, ToolResult
+from executors.errors import ToolNotConfiguredError, UpstreamError
+from executors.params import (
+    AnnotationKey,
+    AnnotationValue,
+    Namespace,
+    ObjectName,
+    Params,
+    Replicas,
+    ScalableKind,
+    WorkloadKind,
+)
+from executors.tools.k8s_api import K8sApi
+from schemas.records import Risk
+
+RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
+#: Stamped next to restartedAt so a redelivered action does not restart twice.
+ACTION_ANNOTATION = "rcaflow.io/action-id"
+
+
+class K8sExecutor(Executor[P]):
+    backend = "k8s"
+
+    def __init__(self, api: K8sApi | None) -> None:
+        self.api = api
+
+    @classmethod
+    def from_backend(cls, backend: object | None) -> Self:
+        if backend is not None and not isinstance(backend, K8sApi):
+            raise TypeError(f"{cls.spec.name} needs a K8sApi backend, got {type(backend).__name__}")
+        return cls(backend)
+
+    def require_api(self, ctx: RunContext) -> K8sApi | None:
+        """The API, or None for a description-only dry run; a real run without a cluster fails."""
+        if self.api is None and not ctx.dry_run:
+            raise ToolNotConfiguredError(f"{self.spec.name}: no Kubernetes cluster is configured")
+        return self.api
+
+
+def _preview(ctx: RunContext, text: str, api: K8sApi | None) -> str:
+    if not ctx.dry_run:
+        return text
+    if api is None:
+        return f"dry run (no cluster configured): would {text}"
+    return f"server-side dry run accepted: would {text}"
+
+
+# ----------------------------------------------------------------------------- rollout_restart
+
+
+class RolloutRestartParams(Params):
+    namespace: Namespace
+    kind: WorkloadKind
+    name: ObjectName
+
+
+class RolloutRestart(K8sExecutor[RolloutRestartParams]):
+    spec = ActionSpec(
+        name="k8s.rollout_restart",
+        description=(
+            "Rolling restart of a Deployment, StatefulSet or DaemonSet, like `kubectl rollout restart`: "
+            "patches the pod template's kubectl.kubernetes.io/restartedAt annotation."
+        ),
+        params=RolloutRestartParams,
+        risk=Risk.LOW,
+    )
+
+    async def _run(self, params: RolloutRestartParams, ctx: RunContext) -> ToolResult:
+        api = self.require_api(ctx)
+        target = f"{params.kind.value} {params.namespace}/{params.name}"
+        stamp = ctx.now.strftime("%Y-%m-%dT%H:%M:%SZ")
+        patch = {
+            "spec": {
+                "template": {"metadata": {"annotations": {RESTARTED_AT: stamp, ACTION_ANNOTATION: ctx.action_id}}}
+            }
+        }
+        if api is None:
+            return ToolResult(_preview(ctx, f"PATCH {K8sApi.workload_path(params.namespace, params.kind, params.name)}"
+                                       f" setting {RESTARTED_AT}={stamp} (restart {target})", None))
+        current = await api.get_workload(params.namespace, params.kind, params.name)
+        annotations = _dig(current, "spec", "template", "metadata", "annotations")
+        if annotations.get(ACTION_ANNOTATION) == ctx.action_id:
+            return ToolResult(
+                f"{target} was already restarted by action {ctx.action_id} "
+                f"(restartedAt={annotations.get(RESTARTED_AT, '?')}); nothing to do"
+            )
+        await api.patch_workload(params.namespace, params.kind, params.name, patch, dry_run=ctx.dry_run)
+        return ToolResult(_preview(ctx, f"restart {target} (restartedAt={stamp})", api))
+
+
+# ----------------------------------------------------------------------------- delete_pod
+
+
+class DeletePodParams(Params):
+    namespace: Namespace
+    pod: ObjectName
+
+
+class DeletePod(K8sExecutor[DeletePodParams]):
+    spec = ActionSpec(
+        name="k8s.delete_pod",
+        description="Delete one pod so its controller recreates it (graceful, default grace period).",
+        params=DeletePodParams,
+        risk=Risk.LOW,
+    )
+
+    async def _run(self, params: DeletePodParams, ctx: RunContext) -> ToolResult:
+        api = self.require_api(ctx)
+        target = f"pod {params.namespace}/{params.pod}"
+        if api is None:
+            return ToolResult(_preview(ctx, f"DELETE {K8sApi.pod_path(params.namespace, params.pod)} ({target})",
+                                       None))
+        deleted = await api.delete_pod(params.namespace, params.pod, dry_run=ctx.dry_run)
+        uid = _dig(deleted, "metadata").get("uid")
+        return ToolResult(_preview(ctx, f"delete {target}" + (f" (uid {uid})" if uid else ""), api))
+
+
+# ----------------------------------------------------------------------------- scale
+
+
+class ScaleParams(Params):
+    namespace: Namespace
+    kind: ScalableKind
+    name: ObjectName
+    replicas: Replicas
+
+
+class Scale(K8sExecutor[ScaleParams]):
+    spec = ActionSpec(
+        name="k8s.scale",
+        description="Set the replica count of a Deployment or StatefulSet (0-100); "
+        "the rollback scales back to the previous count.",
+        params=ScaleParams,
+        risk=Risk.LOW,
+    )
+
+    async def _run(self, params: ScaleParams, ctx: RunContext) -> ToolResult:
+        api = self.require_api(ctx)
+        target = f"{params.kind.value} {params.namespace}/{params.name}"
+        if api is None:
+            path = K8sApi.workload_path(params.namespace, params.kind, params.name)
+            return ToolResult(_preview(ctx, f"PATCH {path}/scale to {params.replicas} replicas ({target})", None))
+        scale = await api.get_scale(params.namespace, params.kind, params.name)
+        previous = _dig(scale, "spec").get("replicas", 0)
+        if not isinstance(previous, int):
+            raise UpstreamError(f"k8s scale of {target}: spec.replicas is not an integer")
+        rollback = Rollback(
+            name=self.spec.name,
+            params={"namespace": params.namespace, "kind": params.kind.value, "name": params.name,
+                    "replicas": str(previous)},
+        )
+        if previous == params.replicas:
+            return ToolResult(f"{target} already has {previous} replicas; nothing to do")
+        await api.patch_scale(params.namespace, params.kind, params.name, params.replicas, dry_run=ctx.dry_run)
+        return ToolResult(
+            _preview(ctx, f"scale {target} from {previous} to {params.replicas} replicas", api),
+            rollback=rollback,
+        )
+
+
+# ----------------------------------------------------------------------------- annotate_pod
+
+
+class AnnotatePodParams(Params):
+    namespace: Namespace
+    pod: ObjectName
+    key: AnnotationKey
+    value: AnnotationValue
+
+
+class AnnotatePod(K8sExecutor[AnnotatePodParams]):
+    spec = ActionSpec(
+        name="k8s.annotate_pod",
+        description="Set one annotation on a pod (e.g. DCE 5 Insight's log-collection opt-out during a log flood). "
+        "Keys under kubernetes.io / k8s.io are refused.",
+        params=AnnotatePodParams,
+        risk=Risk.LOW,
+    )
+
+    async def _run(self, params: AnnotatePodParams, ctx: RunContext) -> ToolResult:
+        api = self.require_api(ctx)
+        target = f"pod {params.namespace}/{params.pod}"
+        if api is None:
+            path = K8sApi.pod_path(params.namespace, params.pod)
+            return ToolResult(_preview(ctx, f"PATCH {path} setting annotation {params.key}={params.value!r}", None))
+        pod = await api.get_pod(params.namespace, params.pod)
+        previous = _dig(pod, "metadata", "annotations").get(params.key)
+        rollback = None
+        if isinstance(previous, str):
+            rollback = Rollback(
+                name=self.spec.name,
+                params={"namespace": params.namespace, "pod": params.pod, "key": params.key, "value": previous},
+            )
+        if previous == params.value:
+            return ToolResult(f"{target} already has {params.key}={params.value!r}; nothing to do")
+        patch = {"metadata": {"annotations": {params.key: params.value}}}
+        await api.patch_pod(params.namespace, params.pod, patch, dry_run=ctx.dry_run)
+        note = "" if rollback else (
+            f" (was unset; undo with `kubectl annotate pod -n {params.namespace} {params.pod} {params.key}-`)"
+        )
+        return ToolResult(_preview(ctx, f"annotate {target} with {params.key}={params.value!r}{note}", api),
+                          rollback=rollback)
+
+
+def _dig(obj: Any, *keys: str) -> dict[str, Any]:
+    """``obj[k1][k2]…`` as a dict, or ``{}`` when any level is missing or not an object."""
+    for key in keys:
+        obj = obj.get(key) if isinstance(obj, dict) else None
+    return obj if isinstance(obj, dict) else {}

@@ -1,0 +1,107 @@
+"""CEL expressions for thresholds and preconditions: compiled and checked once at load, evaluated purely.
+
+CEL (cel-python) instead of ``eval``: it cannot reach Python objects, loops or I/O, so a policy
+file is data even when someone edits it carelessly.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+import celpy
+import lark
+from celpy import celtypes
+from celpy.adapter import json_to_cel
+from celpy.celparser import CELParseError
+from celpy.evaluation import CELEvalError
+
+from policies.errors import ExpressionError
+
+logger = logging.getLogger(__name__)
+
+_ENV: Final = celpy.Environment()
+_MACROS: Final = frozenset({"all", "exists", "exists_one", "map", "filter"})
+_FUNCTIONS: Final = frozenset(
+    {"has", "size", "int", "uint", "double", "string", "bool", "duration", "timestamp", "type", "dyn"}
+)
+_METHODS: Final = _MACROS | frozenset({"contains", "startsWith", "endsWith", "matches", "size"})
+
+
+@dataclass(frozen=True)
+class Expression:
+    """A compiled CEL expression and the free variables it reads."""
+
+    source: str
+    names: frozenset[str]
+    _program: Any
+
+    def evaluate(self, variables: Mapping[str, Any]) -> bool | None:
+        """True/False, or None when a variable it reads is missing or evaluation fails (unknown)."""
+        if not self.names <= variables.keys():
+            return None
+        activation = {name: json_to_cel(variables[name]) for name in self.names}
+        try:
+            result = self._program.evaluate(activation)
+        except CELEvalError as exc:
+            logger.debug("CEL %r failed: %s", self.source, exc.args[0] if exc.args else exc)
+            return None
+        if isinstance(result, CELEvalError):
+            return None
+        if not isinstance(result, celtypes.BoolType):
+            return None
+        return bool(result)
+
+
+def compile_expression(source: str, allowed: Iterable[str]) -> Expression:
+    """Compile ``source`` and check that it only reads ``allowed`` names; raise ExpressionError otherwise."""
+    try:
+        ast = _ENV.compile(source)
+    except CELParseError as exc:
+        lines = str(exc).splitlines()
+        column = lines[1].find("^") + 1 if len(lines) > 1 else 0
+        where = f" at column {column}" if column > 0 else ""
+        raise ExpressionError(f"CEL syntax error in {source!r}{where}") from exc
+    unknown_calls = sorted(_calls(ast) - _FUNCTIONS - _METHODS)
+    if unknown_calls:
+        raise ExpressionError(f"CEL expression {source!r} calls unknown function(s) {', '.join(unknown_calls)}")
+    names = _free_names(ast)
+    unknown = sorted(names - set(allowed))
+    if unknown:
+        raise ExpressionError(
+            f"CEL expression {source!r} reads unknown name(s) {', '.join(unknown)}; "
+            f"allowed: {', '.join(sorted(allowed)) or '(none)'}"
+        )
+    try:
+        program = _ENV.program(ast)
+    except CELEvalError as exc:
+        raise ExpressionError(f"CEL expression {source!r} cannot be prepared: {exc}") from exc
+    return Expression(source=source, names=frozenset(names), _program=program)
+
+
+def _calls(ast: lark.Tree[Any]) -> set[str]:
+    calls: set[str] = set()
+    for tree in ast.iter_subtrees():
+        if tree.data == "ident_arg" and tree.children:
+            calls.add(str(tree.children[0]))
+        elif tree.data == "member_dot_arg" and len(tree.children) >= 2:
+            calls.add(str(tree.children[1]))
+    return calls
+
+
+def _free_names(ast: lark.Tree[Any]) -> set[str]:
+    names: set[str] = set()
+    bound: set[str] = set()
+    for tree in ast.iter_subtrees():
+        if tree.data == "ident" and tree.children:
+            names.add(str(tree.children[0]))
+        elif tree.data == "member_dot_arg" and len(tree.children) >= 3:
+            method = str(tree.children[1])
+            args = tree.children[2]
+            if method in _MACROS and isinstance(args, lark.Tree) and args.children:
+                first = args.children[0]
+                if isinstance(first, lark.Tree):
+                    bound.update(str(t.children[0]) for t in first.iter_subtrees() if t.data == "ident")
+    return names - bound

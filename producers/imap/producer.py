@@ -1,0 +1,433 @@
+"""The IMAP mailbox producer: every mail of one folder onto raw-mail, once, in UID order.
+
+Order of effects per batch, which is what makes it lossless and repeat-free:
+publish each RawMail and await the broker ack -> write the Checkpoint
+(UIDVALIDITY, last UID) and await its ack -> only then flag \\Seen / move.
+A crash before the checkpoint replays the batch; the message-id set restored
+from raw-mail then skips what was already published.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import threading
+from collections.abc import Awaitable, Callable, Coroutine
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, ParamSpec, TypeVar
+
+from producers.imap.backoff import backoff_delay
+from producers.imap.config import AfterIngest, ImapConfig
+from producers.imap.errors import ImapAuthError, ImapProducerError
+from producers.imap.headers import MailHeaders, derived_message_id, parse_headers
+from producers.imap.session import Envelope, FolderState, ImapSession
+from producers.imap.state import CheckpointReader, RecentIds
+from producers.publisher import Publisher, PublishError
+from schemas.records import Checkpoint, DeadLetter, RawMail, SourceKind
+from schemas.topics import DEAD_LETTER, INGEST_CHECKPOINTS, RAW_MAIL
+
+logger = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+Sleep = Callable[[float], Awaitable[None]]
+Clock = Callable[[], datetime]
+
+STAGE = "ingest.imap"
+#: Raw-mail records published after a checkpoint carry later broker timestamps; this margin
+#: only absorbs clock steps on the producer host.
+_RESTORE_MARGIN = timedelta(minutes=5)
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(slots=True)
+class IngestStats:
+    """Counters a user (or a test) can read to see what the producer did."""
+
+    published: int = 0
+    duplicates: int = 0
+    filtered: int = 0
+    dead_lettered: int = 0
+    checkpoints: int = 0
+    connects: int = 0
+    failures: int = 0
+
+
+class ImapProducer:
+    """Ingests one folder until :meth:`stop`; raises :class:`ImapAuthError` on refused credentials.
+
+    Guarantees: a mail is on raw-mail (acked) before the checkpoint passes its UID;
+    a message-id already published for this mailbox is never published again
+    (within ``dedup_capacity``); a mail over ``max_message_bytes`` or refused by the
+    broker as too large goes to dead-letter with the reason instead.
+    """
+
+    def __init__(
+        self,
+        config: ImapConfig,
+        publisher: Publisher,
+        reader: CheckpointReader,
+        *,
+        topic_prefix: str = "",
+        sleep: Sleep = asyncio.sleep,
+        clock: Clock = _utcnow,
+        rand: Callable[[], float] | None = None,
+    ) -> None:
+        self.config = config
+        self.stats = IngestStats()
+        #: Set while the server holds our IDLE (or we sleep between polls), i.e. we are caught up.
+        self.idling = asyncio.Event()
+        self._publisher = publisher
+        self._reader = reader
+        self._prefix = topic_prefix
+        self._sleep = sleep
+        self._clock = clock
+        self._rand = rand if rand is not None else random.Random().random
+        self._stop = threading.Event()
+        self._stop_async = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        # One thread owns the IMAP socket, so a cancelled wait never races the next command.
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="imap")
+        self._recent = RecentIds(config.dedup_capacity)
+        self._restored = False
+        self._progressed = False
+        self._uidvalidity: int | None = None
+        self._last_uid = 0
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def stop(self) -> None:
+        """Ask :meth:`run` to finish; safe from any thread and from signal handlers."""
+        self._stop.set()
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._stop_async.set)
+
+    @property
+    def last_uid(self) -> int:
+        return self._last_uid
+
+    async def run(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        if self._stop.is_set():
+            self._stop_async.set()
+        mailbox = self.config.mailbox_id
+        attempt = 0
+        try:
+            while not self._stop.is_set():
+                session = ImapSession(self.config, self._stop)
+                delay: float | None = None
+                try:
+                    await self._serve(session)
+                    attempt = 0
+                except ImapAuthError as exc:
+                    logger.error(
+                        "IMAP login for %s refused: %s. Not retrying (it would only lock the account); "
+                        "fix the credentials and restart.",
+                        mailbox,
+                        exc,
+                    )
+                    raise
+                except (ImapProducerError, PublishError) as exc:
+                    if not exc.retriable:
+                        logger.error("IMAP ingest for %s stopped: %s", mailbox, exc)
+                        raise
+                    self.stats.failures += 1
+                    # A round that caught up resets the schedule; one that failed before doesn't.
+                    attempt = 0 if self._progressed else attempt
+                    delay = backoff_delay(attempt, self.config.backoff, self._rand)
+                    attempt += 1
+                    logger.warning(
+                        "IMAP ingest for %s interrupted (%s); reconnecting in %.1fs (attempt %d)",
+                        mailbox,
+                        exc,
+                        delay,
+                        attempt,
+                    )
+                finally:
+                    await self._in_thread(session.close)
+                if delay is not None:
+                    await self._pause(delay)
+        finally:
+            self._stop.set()
+            self.idling.clear()
+            self._executor.shutdown(wait=False, cancel_futures=True)
+
+    async def _serve(self, session: ImapSession) -> None:
+        """One connection's life: restore (once), select, catch up, then IDLE/poll until stop."""
+        self._progressed = False
+        if not self._restored:
+            await self._restore()
+        state = await self._in_thread(session.open)
+        self.stats.connects += 1
+        logger.info(
+            "IMAP %s selected (UIDVALIDITY %d, %d messages, IDLE %s)",
+            self.config.mailbox_id,
+            state.uidvalidity,
+            state.exists,
+            "yes" if state.idle_supported else "no: polling",
+        )
+        await self._on_selected(session, state)
+        while not self._stop.is_set():
+            await self._catch_up(session)
+            self._progressed = True
+            await self._wait(session, state)
+
+    async def _in_thread(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, lambda: fn(*args, **kwargs))
+
+    async def _pause(self, delay: float) -> None:
+        """The injected sleep, cut short by :meth:`stop`."""
+        sleeper = asyncio.ensure_future(self._sleep(delay))
+        stopper = asyncio.ensure_future(self._stop_async.wait())
+        try:
+            await asyncio.wait({sleeper, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (sleeper, stopper):
+                task.cancel()
+
+    async def _wait(self, session: ImapSession, state: FolderState) -> None:
+        loop = asyncio.get_running_loop()
+
+        def entered() -> None:
+            loop.call_soon_threadsafe(self.idling.set)
+
+        timeout = self.config.idle_renew_seconds if state.idle_supported else self.config.poll_interval_seconds
+        if not state.idle_supported:
+            self.idling.set()
+        try:
+            await self._in_thread(session.wait_for_mail, timeout, entered)
+        finally:
+            self.idling.clear()
+
+    # ------------------------------------------------------------------ position
+
+    async def _restore(self) -> None:
+        cfg = self.config
+        checkpoint = await asyncio.to_thread(self._reader.load, cfg.mailbox_id)
+        if checkpoint is not None and checkpoint.uidvalidity is not None:
+            self._uidvalidity = checkpoint.uidvalidity
+            self._last_uid = checkpoint.last_uid or 0
+            since = checkpoint.updated_at - _RESTORE_MARGIN
+        else:
+            since = self._clock() - timedelta(seconds=cfg.dedup_lookback_seconds)
+        ids = await asyncio.to_thread(self._reader.message_ids_since, cfg.tenant, cfg.mailbox_id, since)
+        self._recent.update(ids)
+        self._restored = True
+        logger.info(
+            "IMAP %s resumes after UID %d (UIDVALIDITY %s); %d message-ids published since %s remembered",
+            cfg.mailbox_id,
+            self._last_uid,
+            self._uidvalidity,
+            len(ids),
+            since.isoformat(),
+        )
+
+    async def _on_selected(self, session: ImapSession, state: FolderState) -> None:
+        cfg = self.config
+        if self._uidvalidity is None:
+            if cfg.initial_position == "new":
+                self._uidvalidity = state.uidvalidity
+                await self._checkpoint(await self._in_thread(session.highest_uid))
+                logger.info("IMAP %s: first start, ingesting only mail after UID %d", cfg.mailbox_id, self._last_uid)
+            self._uidvalidity = state.uidvalidity
+            return
+        if state.uidvalidity != self._uidvalidity:
+            logger.warning(
+                "IMAP %s: UIDVALIDITY changed %d -> %d; re-reading the whole folder, "
+                "message-ids published in the last %.0fs are skipped",
+                cfg.mailbox_id,
+                self._uidvalidity,
+                state.uidvalidity,
+                cfg.dedup_lookback_seconds,
+            )
+            since = self._clock() - timedelta(seconds=cfg.dedup_lookback_seconds)
+            ids = await asyncio.to_thread(self._reader.message_ids_since, cfg.tenant, cfg.mailbox_id, since)
+            self._recent.update(ids)
+            self._uidvalidity = state.uidvalidity
+            self._last_uid = 0
+
+    async def _checkpoint(self, last_uid: int) -> None:
+        record = Checkpoint(
+            tenant=self.config.tenant,
+            mailbox=self.config.mailbox_id,
+            kind=SourceKind.IMAP,
+            uidvalidity=self._uidvalidity,
+            last_uid=last_uid,
+            updated_at=self._clock(),
+        )
+        await self._publisher.publish(INGEST_CHECKPOINTS, self.config.mailbox_id, record)
+        self._last_uid = last_uid
+        self.stats.checkpoints += 1
+
+    # ------------------------------------------------------------------ ingest
+
+    async def _catch_up(self, session: ImapSession) -> None:
+        uids = await self._in_thread(session.uids_after, self._last_uid)
+        batch = self.config.fetch_batch
+        for start in range(0, len(uids), batch):
+            if self._stop.is_set():
+                return
+            await self._ingest(session, uids[start : start + batch])
+
+    async def _ingest(self, session: ImapSession, uids: list[int]) -> None:
+        cfg = self.config
+        envelopes = await self._in_thread(session.envelopes, uids)
+        headers = {uid: parse_headers(env.headers) for uid, env in envelopes.items()}
+        wanted = [
+            uid
+            for uid in uids
+            if uid in envelopes and self._allowed(headers[uid]) and envelopes[uid].size <= cfg.max_message_bytes
+        ]
+        bodies: dict[int, bytes] = {}
+        for group in _budget_groups(wanted, envelopes, cfg.fetch_budget_bytes):
+            bodies.update(await self._in_thread(session.bodies, group))
+
+        steps: list[tuple[int, Coroutine[Any, Any, bool] | None]] = []
+        in_batch: set[str] = set()
+        for uid in uids:
+            env = envelopes.get(uid)
+            if env is None:
+                steps.append((uid, None))  # expunged since the search: nothing to ingest
+                continue
+            head = headers[uid]
+            if not self._allowed(head):
+                self.stats.filtered += 1
+                logger.info(
+                    "IMAP %s UID %d skipped: sender %r / subject not allowed for tenant %s",
+                    cfg.mailbox_id,
+                    uid,
+                    head.sender,
+                    cfg.tenant,
+                )
+                steps.append((uid, None))
+                continue
+            body = bodies.get(uid)
+            message_id = head.message_id or derived_message_id(body if body is not None else env.headers)
+            if message_id in self._recent or message_id in in_batch:
+                self.stats.duplicates += 1
+                logger.info("IMAP %s UID %d: %s already published, skipped", cfg.mailbox_id, uid, message_id)
+                steps.append((uid, _done()))
+                continue
+            in_batch.add(message_id)
+            if env.size > cfg.max_message_bytes:
+                reason = f"message of {env.size} bytes exceeds max_message_bytes={cfg.max_message_bytes}"
+                steps.append((uid, self._dead_letter(uid, message_id, env, reason, "MessageTooLarge")))
+            elif body is None:
+                steps.append((uid, None))  # expunged between the two fetches
+            else:
+                steps.append((uid, self._publish_mail(uid, message_id, env, head, body)))
+
+        results = await asyncio.gather(*(c for _, c in steps if c is not None), return_exceptions=True)
+        outcomes = iter(results)
+        done_uid = self._last_uid
+        acted: list[int] = []
+        failure: BaseException | None = None
+        for uid, coro in steps:
+            outcome: object = True if coro is None else next(outcomes)
+            if isinstance(outcome, BaseException):
+                failure = outcome
+                break
+            done_uid = uid
+            if coro is not None:
+                acted.append(uid)
+        if done_uid > self._last_uid:
+            await self._checkpoint(done_uid)
+            await self._after_ingest(session, acted)
+        if failure is not None:
+            raise failure
+
+    def _allowed(self, head: MailHeaders) -> bool:
+        cfg = self.config
+        if cfg.allowed_senders:
+            sender = (head.sender or "").lower()
+            domain = sender[sender.rfind("@") :] if "@" in sender else None
+            if sender not in cfg.allowed_senders and domain not in cfg.allowed_senders:
+                return False
+        if cfg.subject_keywords:
+            subject = (head.subject or "").casefold()
+            if not any(k.casefold() in subject for k in cfg.subject_keywords):
+                return False
+        return True
+
+    async def _publish_mail(self, uid: int, message_id: str, env: Envelope, head: MailHeaders, body: bytes) -> bool:
+        cfg = self.config
+        record = RawMail(
+            tenant=cfg.tenant,
+            message_id=message_id,
+            mailbox=cfg.mailbox_id,
+            source=SourceKind.IMAP,
+            received_at=env.internaldate,
+            subject=head.subject,
+            sender=head.sender,
+            raw=body,
+        )
+        try:
+            await self._publisher.publish(RAW_MAIL, f"{cfg.tenant}:{message_id}", record)
+        except PublishError as exc:
+            if exc.retriable:
+                raise
+            return await self._dead_letter(uid, message_id, env, f"broker refused the mail: {exc}", "PublishError")
+        self._recent.add(message_id)
+        self.stats.published += 1
+        return True
+
+    async def _dead_letter(self, uid: int, message_id: str, env: Envelope, reason: str, error_type: str) -> bool:
+        cfg = self.config
+        raw_topic = RAW_MAIL.full_name(self._prefix)
+        record = DeadLetter(
+            tenant=cfg.tenant,
+            stage=STAGE,
+            source_topic=raw_topic,
+            key=f"{cfg.tenant}:{message_id}".encode(),
+            # The headers identify the mail; the body stays in the mailbox for a human to fetch.
+            payload=env.headers,
+            reason=f"{cfg.mailbox_id} UID {uid}: {reason}",
+            error_type=error_type,
+            at=self._clock(),
+        )
+        await self._publisher.publish(DEAD_LETTER, raw_topic, record)
+        logger.warning("IMAP %s UID %d (%s) dead-lettered: %s", cfg.mailbox_id, uid, message_id, reason)
+        self._recent.add(message_id)
+        self.stats.dead_lettered += 1
+        return True
+
+    async def _after_ingest(self, session: ImapSession, uids: list[int]) -> None:
+        action = self.config.after_ingest_action
+        if action is AfterIngest.NONE or not uids:
+            return
+        if action is AfterIngest.SEEN:
+            await self._in_thread(session.mark_seen, uids)
+        else:
+            target = self.config.move_target
+            assert target is not None
+            await self._in_thread(session.move, uids, target)
+
+
+async def _done() -> bool:
+    return True
+
+
+def _budget_groups(uids: list[int], envelopes: dict[int, Envelope], budget: int) -> list[list[int]]:
+    """Split body fetches so one round never holds more than ``budget`` bytes of mail."""
+    groups: list[list[int]] = []
+    current: list[int] = []
+    size = 0
+    for uid in uids:
+        need = envelopes[uid].size
+        if current and size + need > budget:
+            groups.append(current)
+            current, size = [], 0
+        current.append(uid)
+        size += need
+    if current:
+        groups.append(current)
+    return groups

@@ -1,0 +1,297 @@
+"""What each stage does to one record, without Faust: decode, call the pure functions, say what to send.
+
+Agents (streams/worker.py) stay thin and only move bytes; everything that can
+go wrong with a record is decided here and ends either as output records or as
+a dead-letter record with the reason — never as an exception out of a stage.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from executors.audit import AuditChain
+from policies import PolicySet, decide, dedup, triage
+from policies.dedup import DedupState
+from producers.fingerprint import event_id
+from producers.mail import MailParseError, TemplateRegistry, parse_mail
+from schemas.codec import Codec
+from schemas.errors import CodecError
+from schemas.records import (
+    ActionEvent,
+    AlertEvent,
+    AuditKind,
+    AuditRecord,
+    DeadLetter,
+    EventSource,
+    Incident,
+    RawMail,
+    RcaResult,
+    Record,
+    SourceKind,
+)
+from schemas.topics import ACTIONS, AUDIT, DEAD_LETTER, INCIDENTS, NORMALIZED, RCA_RESULT, TopicSpec
+from streams.metrics import StageMetrics
+
+logger = logging.getLogger(__name__)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """Where the input record was read: for dead letters, event sources and the audit trail."""
+
+    topic: str
+    partition: int | None = None
+    offset: int | None = None
+    key: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Out:
+    spec: TopicSpec
+    key: str
+    record: Record
+
+
+@dataclass(slots=True)
+class StageResult:
+    outputs: list[Out] = field(default_factory=list)
+    outcome: str = "ok"
+
+
+class Pipeline:
+    """The stages' logic, shared by the Faust worker, ``rcaflow explain`` and tests."""
+
+    def __init__(
+        self,
+        codec: Codec,
+        policies: PolicySet,
+        templates: TemplateRegistry | None = None,
+        *,
+        cluster_names: Mapping[str, Mapping[str, str]] | None = None,
+        topic_prefix: str = "",
+        metrics: StageMetrics | None = None,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.codec = codec
+        self.policies = policies
+        self.templates = templates
+        self.cluster_names = cluster_names or {}
+        self.prefix = topic_prefix
+        self.metrics = metrics
+        self.clock = clock
+
+    # ------------------------------------------------------------------ helpers
+    def topic(self, spec: TopicSpec) -> str:
+        return spec.full_name(self.prefix)
+
+    def decode(self, value: bytes, record_type: type[Any], where: Position) -> Any:
+        return self.codec.decode(value, record_type, topic=where.topic)
+
+    def dead_letter(self, stage: str, value: bytes, where: Position, exc: BaseException, tenant: str = "") -> Out:
+        reason = getattr(exc, "reason", None) or str(exc) or type(exc).__name__
+        logger.warning(
+            "%s: dead-lettered %s[%s]@%s: %s", stage, where.topic, where.partition, where.offset, reason,
+            extra={"stage": stage, "topic": where.topic, "offset": where.offset},
+        )
+        if self.metrics:
+            self.metrics.failed.labels(stage, type(exc).__name__).inc()
+        record = DeadLetter(
+            tenant=tenant or "unknown",
+            stage=stage,
+            source_topic=where.topic,
+            partition=where.partition,
+            offset=where.offset,
+            key=where.key,
+            payload=value,
+            reason=reason[:4000],
+            error_type=type(exc).__name__,
+            at=self.clock(),
+        )
+        return Out(DEAD_LETTER, where.topic, record)
+
+    def _count(self, stage: str, outcome: str) -> None:
+        if self.metrics:
+            self.metrics.processed.labels(stage, outcome).inc()
+
+    # ------------------------------------------------------------------ normalize
+    def normalize(self, value: bytes, where: Position) -> StageResult:
+        """raw-mail → normalized: one AlertEvent per alert in the mail, classified by the policy."""
+        try:
+            mail: RawMail = self.decode(value, RawMail, where)
+        except (CodecError, ValidationError) as exc:
+            self._count("normalize", "dead_letter")
+            return StageResult([self.dead_letter("normalize", value, where, exc)], "dead_letter")
+        source = EventSource(
+            kind=mail.source if mail.source != SourceKind.UNKNOWN else SourceKind.FILE,
+            mailbox=mail.mailbox,
+            topic=where.topic,
+            partition=where.partition,
+            offset=where.offset,
+        )
+        try:
+            parsed = parse_mail(
+                mail.raw,
+                tenant=mail.tenant,
+                received_at=mail.received_at,
+                source=source,
+                registry=self.templates,
+                cluster_names=self.cluster_names.get(mail.tenant),
+            )
+        except MailParseError as exc:
+            self._count("normalize", "dead_letter")
+            return StageResult([self.dead_letter("normalize", value, where, exc, mail.tenant)], "dead_letter")
+        # The event id names the raw-mail record, so a re-delivery (same offset) is recognised as a
+        # replay while a second copy of the same mail (new offset) counts as a repeat of the alert.
+        outs = [
+            self._classified(
+                event.model_copy(update={"event_id": event_id(mail.tenant, where.topic, where.partition or 0,
+                                                              where.offset or 0, index)})
+            )
+            for index, event in enumerate(parsed.events)
+        ]
+        self._count("normalize", "ok")
+        return StageResult(outs)
+
+    def _classified(self, event: AlertEvent) -> Out:
+        event = event.model_copy(update={"alert_class": self.policies.classify(event)})
+        return Out(NORMALIZED, f"{event.tenant}:{event.fingerprint}", event)
+
+    def accept_event(self, event: AlertEvent) -> Out:
+        """For structured sources (webhook, POST /events) that skip raw-mail."""
+        return self._classified(event)
+
+    # ------------------------------------------------------------------ dedup
+    def dedup(
+        self, value: bytes, state: Mapping[str, Any] | None, where: Position
+    ) -> tuple[StageResult, dict[str, Any] | None]:
+        """normalized → incidents. Returns the outputs and the new table value (None: unchanged)."""
+        try:
+            event: AlertEvent = self.decode(value, AlertEvent, where)
+            current = DedupState.model_validate(state) if state else None
+        except (CodecError, ValidationError) as exc:
+            self._count("dedup", "dead_letter")
+            return StageResult([self.dead_letter("dedup", value, where, exc)], "dead_letter"), None
+        window = self.policies.dedup_window(event.alert_class)
+        outcome = dedup(current, event, window, self.clock())
+        if outcome.replayed:
+            self._count("dedup", "replayed")
+            return StageResult([], "replayed"), None
+        incident = outcome.incident
+        state_after = outcome.new_state
+        if outcome.duplicate and state_after is not None:
+            # Repeats only count: an update of the same incident, which rca does not analyse again.
+            incident = Incident(
+                tenant=event.tenant,
+                incident_id=state_after.incident_id,
+                fingerprint=event.fingerprint,
+                alert_class=event.alert_class,
+                opened_at=state_after.opened_at,
+                last_seen_at=state_after.last_seen_at,
+                count=state_after.count,
+                last_event_id=event.event_id,
+                event=event,
+            )
+        key = f"{event.tenant}:{event.fingerprint}"
+        result = StageResult([Out(INCIDENTS, key, incident)] if incident is not None else [])
+        if outcome.duplicate:
+            result.outcome = "duplicate"
+        elif incident is None:
+            result.outcome = "ignored"  # e.g. a resolved alert with no open incident
+        self._count("dedup", result.outcome)
+        return result, None if state_after is None else state_after.model_dump(mode="json")
+
+    # ------------------------------------------------------------------ rca
+    def rca(self, value: bytes, where: Position) -> StageResult:
+        """incidents → rca-result: the policy's deterministic triage, published at once."""
+        try:
+            incident: Incident = self.decode(value, Incident, where)
+        except (CodecError, ValidationError) as exc:
+            self._count("rca", "dead_letter")
+            return StageResult([self.dead_letter("rca", value, where, exc)], "dead_letter")
+        if incident.count > 1:
+            # A count update of an incident that was already analysed; nothing new to diagnose.
+            self._count("rca", "duplicate")
+            return StageResult([], "duplicate")
+        now = self.clock()
+        result = triage(incident, self.policies, now)
+        if self.metrics:
+            self.metrics.end_to_end.observe(max(0.0, (now - incident.event.received_at).total_seconds()))
+        self._count("rca", "ok")
+        return StageResult([Out(RCA_RESULT, f"{incident.tenant}:{incident.incident_id}", result)])
+
+    # ------------------------------------------------------------------ decide
+    def decide(self, value: bytes, where: Position) -> StageResult:
+        """rca-result → actions: only what the policy allows, in the state its risk calls for."""
+        try:
+            result: RcaResult = self.decode(value, RcaResult, where)
+        except (CodecError, ValidationError) as exc:
+            self._count("decide", "dead_letter")
+            return StageResult([self.dead_letter("decide", value, where, exc)], "dead_letter")
+        decision = decide(result, self.policies, self.clock())
+        outs = [Out(ACTIONS, f"{a.tenant}:{a.action_id}", a) for a in decision.actions]
+        outs += [Out(ACTIONS, f"{a.tenant}:{a.action_id}", a) for a in decision.rejected]
+        if self.metrics:
+            for action in decision.actions + decision.rejected:
+                self.metrics.actions.labels(action.state.value, action.risk.value).inc()
+        self._count("decide", "ok")
+        return StageResult(outs)
+
+    # ------------------------------------------------------------------ audit
+    def tenant_of_action(self, value: bytes) -> str:
+        """The partitioning key of the audit chain; undecodable input goes to the "unknown" chain."""
+        try:
+            action: ActionEvent = self.codec.decode(value, ActionEvent, topic=self.topic(ACTIONS))
+        except (CodecError, ValidationError):
+            return "unknown"
+        return action.tenant
+
+    def audit(
+        self, value: bytes, last: Mapping[str, Any] | None, where: Position
+    ) -> tuple[StageResult, dict[str, Any] | None]:
+        """actions → audit: one hash-chained AuditRecord per action state change, per tenant."""
+        try:
+            action: ActionEvent = self.decode(value, ActionEvent, where)
+            previous = AuditRecord.model_validate(last["record"]) if last else None
+        except (CodecError, ValidationError) as exc:
+            self._count("audit", "dead_letter")
+            return StageResult([self.dead_letter("audit", value, where, exc)], "dead_letter"), None
+        source_id = f"{where.topic}/{where.partition}/{where.offset}"
+        seen: list[str] = list(last.get("seen", [])) if last else []
+        if source_id in seen:
+            self._count("audit", "replayed")
+            return StageResult([], "replayed"), None
+        chain = AuditChain(action.tenant)
+        chain.resume(previous)
+        kind = AuditKind.EXECUTION if action.state.value in _EXECUTION_STATES else AuditKind.DECISION
+        record = chain.append(
+            kind=kind,
+            actor="executor" if kind is AuditKind.EXECUTION else "decide",
+            subject_id=action.action_id,
+            action=f"{action.name}:{action.state.value}",
+            detail={
+                "incident_id": action.incident_id,
+                "alert_class": action.alert_class,
+                "risk": action.risk.value,
+                "dry_run": str(action.dry_run).lower(),
+                "reason": action.reason[:500],
+                "source": source_id,
+            },
+            at=self.clock(),
+        )
+        seen = [*seen[-63:], source_id]
+        self._count("audit", "ok")
+        state = {"record": record.model_dump(mode="json"), "seen": seen}
+        return StageResult([Out(AUDIT, action.tenant, record)]), state
+
+
+_EXECUTION_STATES = frozenset({"running", "succeeded", "failed", "rolled_back"})

@@ -1,0 +1,131 @@
+"""The one place rcaflow reads its configuration (environment, secrets dir, optional YAML).
+
+Built once in the composition root and handed down as sections; no other
+module reads ``os.environ`` (STYLE.md §6).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import AliasChoices, BaseModel, Field, SecretStr
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+STATE_HOME = Path.home() / ".local" / "state" / "rcaflow"
+CACHE_HOME = Path.home() / ".cache" / "rcaflow"
+
+
+class EmbeddedBrokerSettings(BaseModel):
+    prefer: Literal["auto", "kafka", "tansu"] = "auto"
+    data_dir: Path = STATE_HOME / "broker"
+    cache_dir: Path = CACHE_HOME
+    port: int | None = None
+
+
+class KafkaSettings(BaseModel):
+    bootstrap_servers: str | None = None
+    topic_prefix: str = ""
+    #: Short session/heartbeat/commit timings (MEASURED.md): right for one machine and tests;
+    #: on a shared production cluster set to false to use the clients' defaults.
+    fast_rebalance: bool = True
+    client: dict[str, str] = Field(default_factory=dict)
+    embedded: EmbeddedBrokerSettings = Field(default_factory=EmbeddedBrokerSettings)
+
+
+class TenantSettings(BaseModel):
+    #: Bearer token for POST /events and /webhook; None means no token configured for the tenant.
+    token: SecretStr | None = None
+    cluster_names: dict[str, str] = Field(default_factory=dict)
+
+
+class ApiSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = 8080
+    default_tenant: str = "default"
+
+    def is_loopback(self) -> bool:
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return self.host == "localhost"
+
+
+class WorkerSettings(BaseModel):
+    app_id: str = "rcaflow"
+    store: str = "memory://"
+    data_dir: Path = STATE_HOME / "worker"
+    metrics_port: int = 9465
+    partitions: int = 3
+
+
+class ExecutorSettings(BaseModel):
+    #: Real side effects need an explicit opt-in per deployment.
+    dry_run: bool = True
+    metrics_port: int = 9466
+    group_id: str = "rcaflow-executor"
+
+
+class Settings(BaseSettings):
+    """All of rcaflow's configuration. Env: ``RCAFLOW_`` prefix, ``__`` for nesting."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="RCAFLOW_",
+        env_nested_delimiter="__",
+        secrets_dir=None,
+        extra="ignore",
+    )
+
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    schema_registry_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("SCHEMA_REGISTRY_URL", "RCAFLOW_SCHEMA_REGISTRY_URL")
+    )
+    kafka_bootstrap_servers: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS", "RCAFLOW_KAFKA_BOOTSTRAP_SERVERS"),
+    )
+    policies_file: Path | None = None
+    tenants: dict[str, TenantSettings] = Field(default_factory=lambda: {"default": TenantSettings()})
+    api: ApiSettings = Field(default_factory=ApiSettings)
+    worker: WorkerSettings = Field(default_factory=WorkerSettings)
+    executor: ExecutorSettings = Field(default_factory=ExecutorSettings)
+    log_level: str = "INFO"
+    log_json: bool = False
+
+    @property
+    def bootstrap(self) -> str | None:
+        """The configured cluster, if any; None means "start the embedded broker"."""
+        return self.kafka_bootstrap_servers or self.kafka.bootstrap_servers
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (env_settings, init_settings, file_secret_settings)
+
+
+def load_settings(config_file: Path | None = None, secrets_dir: Path | None = None) -> Settings:
+    """Environment wins over the YAML file; secrets may come from mounted files."""
+    init: dict[str, Any] = {}
+    if config_file is not None:
+        loaded = yaml.safe_load(config_file.read_text(encoding="utf-8")) or {}
+        if not isinstance(loaded, dict):
+            raise ValueError(f"{config_file}: top level must be a mapping")
+        init = loaded
+    if secrets_dir is not None:
+        return _with_secrets_dir(secrets_dir)(**init)
+    return Settings(**init)
+
+
+def _with_secrets_dir(secrets_dir: Path) -> type[Settings]:
+    class _Settings(Settings):
+        model_config = SettingsConfigDict(**{**Settings.model_config, "secrets_dir": str(secrets_dir)})
+
+    return _Settings

@@ -1,0 +1,57 @@
+"""Create rcaflow's topics from the topic table, idempotently, at start-up."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic
+
+from schemas.topics import ALL_TOPICS, TopicSpec
+
+logger = logging.getLogger(__name__)
+
+
+class TopicSetupError(Exception):
+    retriable = True
+
+
+def ensure_topics(
+    bootstrap: str,
+    prefix: str = "",
+    specs: Iterable[TopicSpec] = ALL_TOPICS,
+    partitions: int | None = None,
+    timeout: float = 30.0,
+) -> list[str]:
+    """Create what is missing; an existing topic is left as it is. Returns the names created."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    try:
+        existing = set(admin.list_topics(timeout=timeout).topics)
+    except KafkaException as exc:
+        raise TopicSetupError(f"cannot list topics on {bootstrap}: {exc}") from exc
+    wanted = [
+        NewTopic(
+            spec.full_name(prefix),
+            num_partitions=partitions if partitions and spec.partitions > 1 else spec.partitions,
+            replication_factor=-1,
+            config=dict(spec.configs),
+        )
+        for spec in specs
+        if spec.full_name(prefix) not in existing
+    ]
+    if not wanted:
+        return []
+    created: list[str] = []
+    for name, future in admin.create_topics(wanted, request_timeout=timeout).items():
+        try:
+            future.result(timeout)
+            created.append(name)
+        except KafkaException as exc:
+            err = exc.args[0] if exc.args else None
+            if isinstance(err, KafkaError) and err.code() == KafkaError.TOPIC_ALREADY_EXISTS:
+                continue
+            raise TopicSetupError(f"cannot create topic {name}: {exc}") from exc
+    logger.info("created topics %s", ", ".join(created))
+    return created

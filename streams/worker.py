@@ -1,0 +1,161 @@
+"""The Faust app: thin agents that move bytes between topics and call ``Pipeline``.
+
+Each agent reads one topic, hands the record to the pipeline, and sends what
+it returns. State (dedup windows, the audit chain head) lives in Faust tables
+backed by changelog topics, so a restarted worker resumes where it was.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import faust
+from faust.types import EventT
+
+from schemas.topics import ACTIONS, AUDIT, DEAD_LETTER, INCIDENTS, NORMALIZED, RAW_MAIL, RCA_RESULT, TopicSpec
+from streams.pipeline import Out, Pipeline, Position
+from streams.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+def faust_broker_urls(bootstrap: str) -> list[str]:
+    return [f"kafka://{host.strip()}" for host in bootstrap.split(",") if host.strip()]
+
+
+def build_app(settings: Settings, bootstrap: str, pipeline: Pipeline) -> faust.App:
+    """A Faust app wired to ``pipeline``; ``app.main()`` or a ``faust.Worker`` runs it."""
+    prefix = settings.kafka.topic_prefix
+    partitions = settings.worker.partitions
+    fast: dict[str, Any] = {}
+    if settings.kafka.fast_rebalance:
+        fast = {
+            "broker_session_timeout": 2.0,
+            "broker_heartbeat_interval": 0.5,
+            "broker_rebalance_timeout": 2.0,
+            "broker_commit_interval": 0.5,
+        }
+    app = faust.App(
+        f"{prefix}{settings.worker.app_id}",
+        broker=faust_broker_urls(bootstrap),
+        store=settings.worker.store,
+        datadir=str(settings.worker.data_dir),
+        key_serializer="raw",
+        value_serializer="raw",
+        topic_partitions=partitions,
+        topic_allow_declare=True,
+        web_enabled=False,
+        producer_linger_ms=5,
+        consumer_auto_offset_reset="earliest",
+        table_cleanup_interval=60.0,
+        **fast,
+    )
+
+    def topic(spec: TopicSpec) -> faust.TopicT:
+        return app.topic(
+            spec.full_name(prefix),
+            key_type=bytes,
+            value_type=bytes,
+            partitions=spec.partitions,
+            internal=False,
+        )
+
+    raw_mail, normalized, incidents = topic(RAW_MAIL), topic(NORMALIZED), topic(INCIDENTS)
+    rca_result, actions, audit = topic(RCA_RESULT), topic(ACTIONS), topic(AUDIT)
+    topics = {
+        spec.name: t
+        for spec, t in (
+            (RAW_MAIL, raw_mail),
+            (NORMALIZED, normalized),
+            (INCIDENTS, incidents),
+            (RCA_RESULT, rca_result),
+            (ACTIONS, actions),
+            (AUDIT, audit),
+            (DEAD_LETTER, topic(DEAD_LETTER)),
+        )
+    }
+    # Table changelogs use the app's table serializers (json), not the raw topic serializers.
+    dedup_state = app.Table("dedup-state", default=None, partitions=partitions)
+    audit_head = app.Table("audit-head", default=None, partitions=partitions)
+
+    async def send_all(outs: list[Out]) -> None:
+        for out in outs:
+            target = topics[out.spec.name]
+            value = pipeline.codec.encode(out.record, topic=target.get_topic_name())
+            await target.send(key=out.key.encode("utf-8"), value=value)
+
+    def where(event: EventT[bytes]) -> Position:
+        msg = event.message
+        key = msg.key if isinstance(msg.key, bytes) else None
+        return Position(msg.topic, msg.partition, msg.offset, key)
+
+    async def values(stream: faust.StreamT[bytes]) -> AsyncIterator[tuple[bytes, Position]]:
+        async for event in stream.events():
+            value = event.value if isinstance(event.value, bytes) else b""
+            yield value, where(event)
+
+    @app.agent(raw_mail, name="normalize")
+    async def normalize(stream: faust.StreamT[bytes]) -> None:
+        async for value, pos in values(stream):
+            with pipeline_timer(pipeline, "normalize"):
+                await send_all(pipeline.normalize(value, pos).outputs)
+
+    @app.agent(normalized, name="dedup")
+    async def dedup(stream: faust.StreamT[bytes]) -> None:
+        async for value, pos in values(stream):
+            key = (pos.key or b"").decode("utf-8", "replace")
+            with pipeline_timer(pipeline, "dedup"):
+                result, new_state = pipeline.dedup(value, dedup_state.get(key), pos)
+                # Output first: a crash between the two re-delivers the event, and the
+                # deterministic incident id makes the re-sent incident the same incident.
+                await send_all(result.outputs)
+                if new_state is not None:
+                    dedup_state[key] = new_state
+
+    @app.agent(incidents, name="rca")
+    async def rca(stream: faust.StreamT[bytes]) -> None:
+        async for value, pos in values(stream):
+            with pipeline_timer(pipeline, "rca"):
+                await send_all(pipeline.rca(value, pos).outputs)
+
+    @app.agent(rca_result, name="decide")
+    async def decide(stream: faust.StreamT[bytes]) -> None:
+        async for value, pos in values(stream):
+            with pipeline_timer(pipeline, "decide"):
+                await send_all(pipeline.decide(value, pos).outputs)
+
+    def tenant_of(value: bytes) -> bytes:
+        tenant = pipeline.tenant_of_action(value)
+        return tenant.encode("utf-8")
+
+    @app.agent(actions, name="audit")
+    async def auditor(stream: faust.StreamT[bytes]) -> None:
+        # The chain is per tenant, so every tenant's records must meet in one partition.
+        async for event in stream.group_by(tenant_of, name="tenant").events():
+            pos = where(event)
+            value = event.value if isinstance(event.value, bytes) else b""
+            tenant = pipeline.tenant_of_action(value)
+            with pipeline_timer(pipeline, "audit"):
+                result, new_head = pipeline.audit(value, audit_head.get(tenant), pos)
+                await send_all(result.outputs)
+                if new_head is not None:
+                    audit_head[tenant] = new_head
+
+    return app
+
+
+class pipeline_timer:  # noqa: N801 - used like a function
+    """Times a stage on the pipeline's metrics, if it has any."""
+
+    def __init__(self, pipeline: Pipeline, stage: str) -> None:
+        self._cm = pipeline.metrics.timed(stage) if pipeline.metrics else None
+
+    def __enter__(self) -> None:
+        if self._cm is not None:
+            self._cm.__enter__()
+
+    def __exit__(self, *exc: object) -> None:
+        if self._cm is not None:
+            self._cm.__exit__(None, None, None)

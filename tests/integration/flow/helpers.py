@@ -1,0 +1,62 @@
+"""Read typed records back from topics, for assertions on what a user would see there."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from typing import TypeVar
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+from schemas.codec import Codec
+from schemas.records import Record
+from schemas.topics import TopicSpec
+
+R = TypeVar("R", bound=Record)
+
+
+class TopicReader:
+    """Reads one topic from the beginning, all partitions, keeping every decoded record."""
+
+    def __init__(
+        self, bootstrap: str, codec: Codec, spec: TopicSpec, prefix: str, alive: Callable[[], None] | None = None
+    ) -> None:
+        self._alive = alive
+        self.name = spec.full_name(prefix)
+        self.kind = spec.value
+        self.codec = codec
+        self.records: list[Record] = []
+        self.raw: list[bytes] = []
+        self._consumer = Consumer(
+            {"bootstrap.servers": bootstrap, "group.id": f"reader-{uuid.uuid4().hex}", "enable.auto.commit": False}
+        )
+        meta = self._consumer.list_topics(self.name, timeout=10)
+        parts = meta.topics[self.name].partitions
+        self._consumer.assign([TopicPartition(self.name, p, OFFSET_BEGINNING) for p in parts])
+
+    def poll(self, seconds: float = 0.5) -> None:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            msg = self._consumer.poll(0.1)
+            if msg is None or msg.error():
+                continue
+            self.raw.append(msg.value() or b"")
+            self.records.append(self.codec.decode(msg.value() or b"", self.kind, topic=self.name))
+
+    def wait_for(
+        self, predicate: Callable[[list[Record]], bool], timeout: float = 60.0, what: str = ""
+    ) -> list[Record]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._alive is not None:
+                self._alive()  # a dead worker fails the test at once, with its exit code
+            self.poll(0.3)
+            if predicate(self.records):
+                return self.records
+        raise AssertionError(
+            f"{self.name}: timed out after {timeout}s waiting for {what or predicate}; have {len(self.records)} records"
+        )
+
+    def close(self) -> None:
+        self._consumer.close()
