@@ -29,7 +29,7 @@ from producers.publisher import KafkaPublisher
 from schemas.codec import make_codec
 from schemas.records import RawMail, SourceKind
 from schemas.topics import ACTIONS, INCIDENTS, NORMALIZED, RAW_MAIL, RCA_RESULT, TopicSpec
-from streams.settings import KafkaSettings, Settings
+from streams.settings import KafkaSettings, Settings, producer_config
 from streams.supervisor import Stack
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -104,7 +104,7 @@ def run(mails: int, samples: Path, timeout: float) -> dict[str, Any]:
         with stack:
             broker_kind = stack.broker.kind if stack.broker else "external"
             codec = make_codec(None)
-            publisher = KafkaPublisher(stack.bootstrap, codec, prefix)
+            publisher = KafkaPublisher(stack.bootstrap, codec, prefix, producer_config(stack.settings.kafka))
             # Warm-up: one mail through, so group joins and recovery are not in the numbers.
             warm = files[0]
             publisher.publish_sync(RAW_MAIL, "warm:0", _mail(warm, "warmup", 0))

@@ -31,6 +31,7 @@ from schemas.records import (
     ActionEvent,
     ActionState,
     AlertEvent,
+    AlertStatus,
     DeadLetter,
     Incident,
     RawMail,
@@ -40,7 +41,7 @@ from schemas.records import (
 )
 from schemas.topics import ACTIONS, DEAD_LETTER, INCIDENTS, NORMALIZED, RAW_MAIL, RCA_RESULT, TopicSpec
 from streams.runtime import build_codec
-from streams.settings import Settings
+from streams.settings import Settings, producer_config
 from streams.supervisor import Stack
 
 logger = logging.getLogger(__name__)
@@ -54,7 +55,7 @@ def raw_mail_from_file(path: Path, tenant: str, mailbox: str = "demo") -> RawMai
     data = path.read_bytes()
     headers = email.message_from_bytes(data, policy=email.policy.compat32)
     message_id = (headers.get("Message-ID") or f"<{path.name}@rcaflow.demo>").strip()
-    subject = str(email.header.make_header(email.header.decode_header(headers.get("Subject", ""))))
+    subject = " ".join(str(email.header.make_header(email.header.decode_header(headers.get("Subject", "")))).split())
     return RawMail(
         tenant=tenant,
         message_id=message_id,
@@ -159,6 +160,11 @@ def _rows_for(mail_round: int, path: Path, mail: RawMail, where: Delivery, f: Fo
     for event in events:
         row = Row(mail_round, path.name, mail.subject or "", event.alert, event.alert_class)
         update = f.updates.get(event.event_id)
+        if update is None and event.status is AlertStatus.RESOLVED:
+            # A recovery with no open incident opens nothing; say so instead of waiting for it.
+            row.diagnosis = "resolved; no open incident to close"
+            rows.append(row)
+            continue
         if update is None:
             return None
         row.incident_id, row.count = update.incident_id, update.count
@@ -198,7 +204,7 @@ def run_demo(settings: Settings, *, samples_dir: Path | None, as_json: bool, tim
                       log_dir=Path(tmp) / "logs", data_dir=Path(tmp) / "broker")
         with stack:
             codec = build_codec(settings)
-            publisher = KafkaPublisher(stack.bootstrap, codec, prefix)
+            publisher = KafkaPublisher(stack.bootstrap, codec, prefix, producer_config(stack.settings.kafka))
             follower = Follower(stack.bootstrap, codec, prefix)
             click.echo(f"demo: {len(files)} sample mails, {rounds} round(s), broker {stack.bootstrap}", err=True)
             all_rows: list[Row] = []
@@ -214,7 +220,7 @@ def run_demo(settings: Settings, *, samples_dir: Path | None, as_json: bool, tim
                     _print(rows, as_json)
             finally:
                 follower.close()
-                publisher.flush()
+                publisher.close_sync()
     return 1 if any(r.error for r in all_rows) else 0
 
 

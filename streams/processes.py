@@ -15,7 +15,7 @@ from streams.api import TenantAuth, create_app
 from streams.executor_service import ExecutorService
 from streams.metrics import StageMetrics
 from streams.runtime import ConfigurationError, build_codec, build_pipeline, require_bootstrap
-from streams.settings import Settings
+from streams.settings import Settings, producer_config
 from streams.topics_admin import ensure_topics
 from streams.worker import build_app
 
@@ -36,7 +36,7 @@ def run_api(settings: Settings) -> None:
                        settings.api.default_tenant)
     metrics = StageMetrics()
     pipeline = build_pipeline(settings, metrics)
-    publisher = KafkaPublisher(bootstrap, pipeline.codec, settings.kafka.topic_prefix, dict(settings.kafka.client))
+    publisher = KafkaPublisher(bootstrap, pipeline.codec, settings.kafka.topic_prefix, producer_config(settings.kafka))
     app = create_app(pipeline=pipeline, publisher=publisher, auth=auth)
 
     @app.on_event("shutdown")
@@ -72,7 +72,7 @@ def run_executor(settings: Settings) -> None:
     codec = build_codec(settings)
 
     async def main() -> None:
-        publisher = KafkaPublisher(bootstrap, codec, settings.kafka.topic_prefix, dict(settings.kafka.client))
+        publisher = KafkaPublisher(bootstrap, codec, settings.kafka.topic_prefix, producer_config(settings.kafka))
         service = ExecutorService(
             bootstrap=bootstrap,
             codec=codec,

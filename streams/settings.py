@@ -32,7 +32,18 @@ class KafkaSettings(BaseModel):
     #: on a shared production cluster set to false to use the clients' defaults.
     fast_rebalance: bool = True
     client: dict[str, str] = Field(default_factory=dict)
+    #: One record per produce batch. Tansu under-reports the high watermark after multi-record
+    #: batches (MEASURED.md), so consumers would stall; set automatically on the Tansu fallback.
+    single_record_batches: bool = False
     embedded: EmbeddedBrokerSettings = Field(default_factory=EmbeddedBrokerSettings)
+
+
+def producer_config(kafka: KafkaSettings) -> dict[str, str | int]:
+    """librdkafka settings every rcaflow producer gets from the configuration."""
+    config: dict[str, str | int] = dict(kafka.client)
+    if kafka.single_record_batches:
+        config.update({"batch.num.messages": 1, "linger.ms": 0})
+    return config
 
 
 class TenantSettings(BaseModel):

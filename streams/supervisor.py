@@ -73,6 +73,8 @@ class Stack:
                 port=embedded.port,
             )
             self.bootstrap = self.broker.start()
+            if self.broker.kind == "tansu":
+                self._use_single_record_batches()
             logger.warning(
                 "no KAFKA_BOOTSTRAP_SERVERS: started an embedded %s broker on %s (data in %s)",
                 "Apache Kafka (KRaft)" if self.broker.kind == "kafka" else "Tansu", self.bootstrap,
@@ -80,6 +82,11 @@ class Stack:
             )
         ensure_topics(self.bootstrap, self.settings.kafka.topic_prefix, partitions=self.settings.worker.partitions)
         return self.bootstrap
+
+    def _use_single_record_batches(self) -> None:
+        kafka = self.settings.kafka.model_copy(update={"single_record_batches": True})
+        self.settings = self.settings.model_copy(update={"kafka": kafka})
+        self.base_env["RCAFLOW_KAFKA__SINGLE_RECORD_BATCHES"] = "true"
 
     # ------------------------------------------------------------------ roles
     def start_roles(self) -> None:

@@ -37,6 +37,8 @@ def build_app(settings: Settings, bootstrap: str, pipeline: Pipeline) -> faust.A
             "broker_rebalance_timeout": 2.0,
             "broker_commit_interval": 0.5,
         }
+    if settings.kafka.single_record_batches:
+        fast["producer_max_batch_size"] = 1  # aiokafka still takes one record per batch
     app = faust.App(
         f"{prefix}{settings.worker.app_id}",
         broker=faust_broker_urls(bootstrap),

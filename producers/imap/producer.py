@@ -58,6 +58,8 @@ class IngestStats:
     checkpoints: int = 0
     connects: int = 0
     failures: int = 0
+    #: IDLE commands entered (or poll sleeps begun); grows by one per renewal while quiet.
+    waits: int = 0
 
 
 class ImapProducer:
@@ -200,6 +202,7 @@ class ImapProducer:
         def entered() -> None:
             loop.call_soon_threadsafe(self.idling.set)
 
+        self.stats.waits += 1
         timeout = self.config.idle_renew_seconds if state.idle_supported else self.config.poll_interval_seconds
         if not state.idle_supported:
             self.idling.set()

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import imaplib
 import logging
+import re
+import select
 import ssl
 import threading
 import time
@@ -16,6 +18,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import BinaryIO
 
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginError
@@ -30,6 +33,9 @@ HEADER_FIELDS = b"BODY.PEEK[HEADER.FIELDS (MESSAGE-ID FROM SUBJECT DATE)]"
 _HEADER_KEY = b"BODY[HEADER.FIELDS (MESSAGE-ID FROM SUBJECT DATE)]"
 #: Longest blocking slice inside IDLE, so a stop request is honoured promptly.
 _IDLE_SLICE_SECONDS = 1.0
+_MAX_LINE = 1_000_000
+_NEW_MAIL = re.compile(rb"^\* \d+ (EXISTS|RECENT)\r?\n?$", re.IGNORECASE)
+_BYE = re.compile(rb"^\* BYE\b", re.IGNORECASE)
 #: Servers answer NO [UNAVAILABLE] when their auth backend is down: that is worth retrying.
 _TRANSIENT_AUTH_CODES = ("[UNAVAILABLE]", "[INUSE]", "[LIMIT]")
 
@@ -76,6 +82,7 @@ class ImapSession:
         self._stop = stop
         self._client: IMAPClient | None = None
         self._idle_supported = False
+        self._partial = b""
 
     # ------------------------------------------------------------------ connection
 
@@ -247,26 +254,64 @@ class ImapSession:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
-                slice_s = min(_IDLE_SLICE_SECONDS, remaining)
-                started = time.monotonic()
-                with _mapped("IDLE check"):
-                    responses = client.idle_check(timeout=slice_s)
-                if _says_bye(responses):
+                with _mapped("IDLE"):
+                    lines = self._idle_lines(min(_IDLE_SLICE_SECONDS, remaining))
+                if any(_BYE.match(line) for line in lines):
                     raise ImapConnectionError("server said BYE during IDLE")
-                if _has_new_mail(responses):
-                    changed = True
-                    break
-                if not responses and time.monotonic() - started < slice_s / 2:
-                    # imapclient swallows EOF and returns [] at once: leave IDLE, whose DONE
-                    # round-trip then tells a dead connection from a spurious wake-up.
-                    changed = True
-                    break
+                changed = any(_NEW_MAIL.match(line) for line in lines)
         finally:
             with _mapped("IDLE done"):
                 _text, late = client.idle_done()
         if _says_bye(late):
             raise ImapConnectionError("server said BYE while leaving IDLE")
         return changed or _has_new_mail(late)
+
+    def _idle_lines(self, timeout: float) -> list[bytes]:
+        """Untagged lines the server sent during IDLE, waiting at most ``timeout`` for the first.
+
+        Not imapclient's idle_check: it polls the socket only, so lines that arrived in
+        the same packet as "+ idling" (already in imaplib's read buffer) would sit
+        unseen until the next packet, and it hides EOF. Here the buffer is drained
+        first and a readable socket that yields nothing is a closed connection.
+        """
+        client = self._c
+        sock = client.socket()
+        reader = client._imap.file  # imaplib's buffered reader of the socket
+        lines: list[bytes] = []
+        sock.setblocking(False)
+        try:
+            self._drain(reader, lines)
+            if not lines and not self._partial:
+                if not select.select([sock], [], [], timeout)[0]:
+                    return lines
+                if not self._drain(reader, lines):
+                    raise ImapConnectionError("server closed the connection during IDLE")
+            while self._partial:  # never hand imaplib half a line: wait for the rest of it
+                if not select.select([sock], [], [], self._config.socket_timeout_seconds)[0]:
+                    raise ImapConnectionError("server stopped in the middle of a line during IDLE")
+                if not self._drain(reader, lines):
+                    raise ImapConnectionError("server closed the connection during IDLE")
+            return lines
+        finally:
+            sock.setblocking(True)
+            sock.settimeout(self._config.socket_timeout_seconds)
+
+    def _drain(self, reader: BinaryIO, lines: list[bytes]) -> bool:
+        """Read complete lines available without blocking; True if any byte came."""
+        got = False
+        while True:
+            try:
+                chunk = reader.readline(_MAX_LINE)
+            except (BlockingIOError, ssl.SSLWantReadError):
+                return got
+            if not chunk:
+                return got
+            got = True
+            if not chunk.endswith(b"\n"):
+                self._partial += chunk
+                continue
+            lines.append(self._partial + chunk)
+            self._partial = b""
 
     def _pending_new_mail(self) -> bool:
         """Take EXISTS/RECENT that imaplib filed away while answering other commands.

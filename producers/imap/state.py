@@ -169,13 +169,15 @@ class KafkaCheckpointReader:
         if not assignment:
             return
         consumer.assign(assignment)
+        # A stall deadline, not a total one: a week of raw-mail may take minutes to scan.
         deadline = time.monotonic() + self._timeout
         while ends:
             if time.monotonic() > deadline:
-                raise CheckpointError(f"reading {topic} to its end took longer than {self._timeout}s")
+                raise CheckpointError(f"no progress reading {topic} for {self._timeout}s")
             msg = consumer.poll(0.5)
             if msg is None:
                 continue
+            deadline = time.monotonic() + self._timeout
             err = msg.error()
             if err is not None:
                 if err.code() == KafkaError._PARTITION_EOF:

@@ -24,6 +24,11 @@ def dovecot_no_idle() -> Iterator[Dovecot]:
 
 
 @pytest.fixture
+def dovecot_tls() -> Iterator[Dovecot]:
+    yield from make_dovecot(tls=True)
+
+
+@pytest.fixture
 def codec() -> Codec:
     return make_codec(None)
 

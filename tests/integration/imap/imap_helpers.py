@@ -34,7 +34,7 @@ state_dir = {base}/state
 log_path = {base}/dovecot.log
 protocols = imap
 listen = 127.0.0.1
-ssl = no
+{ssl}
 disable_plaintext_auth = no
 auth_mechanisms = plain login
 auth_failure_delay = 0
@@ -64,7 +64,8 @@ service imap-login {{
     port = {port}
   }}
   inet_listener imaps {{
-    port = 0
+    address = 127.0.0.1
+    port = {tls_port}
   }}
 }}
 service anvil {{
@@ -91,6 +92,8 @@ class Dovecot:
     user: str = "alerts"
     password: str = field(default_factory=lambda: uuid.uuid4().hex)
     idle: bool = True
+    #: With TLS: a self-signed certificate for 127.0.0.1 made on the fly, imaps on ``tls_port``.
+    tls_port: int | None = None
     proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -105,6 +108,10 @@ class Dovecot:
             me = pwd.getpwuid(os.geteuid())
             login_user = internal_user = me.pw_name
             mail_uid, mail_gid = me.pw_uid, me.pw_gid
+        ssl = "ssl = no"
+        if self.tls_port is not None:
+            self._make_certificate()
+            ssl = f"ssl = yes\nssl_cert = <{self.cert}\nssl_key = <{self.base / 'key.pem'}"
         capability = "" if self.idle else "imap_capability = IMAP4rev1 LITERAL+ SASL-IR UIDPLUS MOVE ENABLE"
         conf = self.base / "dovecot.conf"
         conf.write_text(
@@ -114,6 +121,8 @@ class Dovecot:
                 login_user=login_user,
                 internal_user=internal_user,
                 capability=capability,
+                ssl=ssl,
+                tls_port=self.tls_port or 0,
             )
         )
         (self.base / "passwd").write_text(
@@ -126,6 +135,36 @@ class Dovecot:
             for path in (self.base / "home", self.home):
                 os.chown(path, mail_uid, mail_gid)
         return conf
+
+    @property
+    def cert(self) -> Path:
+        return self.base / "cert.pem"
+
+    def _make_certificate(self) -> None:
+        if self.cert.exists():
+            return
+        subprocess.run(
+            [
+                "openssl",
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "1",
+                "-keyout",
+                str(self.base / "key.pem"),
+                "-out",
+                str(self.cert),
+                "-subj",
+                "/CN=127.0.0.1",
+                "-addext",
+                "subjectAltName=IP:127.0.0.1",
+            ],
+            check=True,
+            capture_output=True,
+        )
 
     def start(self) -> None:
         assert DOVECOT_BIN is not None
@@ -217,7 +256,7 @@ class Dovecot:
             return sorted(int(u) for u in c.search(criteria))
 
 
-def make_dovecot(idle: bool = True) -> Iterator[Dovecot]:
+def make_dovecot(idle: bool = True, tls: bool = False) -> Iterator[Dovecot]:
     if DOVECOT_BIN is None:
         message = "dovecot is not installed (Debian: apt-get install -y dovecot-imapd)"
         if os.environ.get("CI") == "true":
@@ -226,7 +265,7 @@ def make_dovecot(idle: bool = True) -> Iterator[Dovecot]:
     # Not tmp_path: pytest's base dir is 0700 and dovecot's mail processes run as another user.
     base = Path(tempfile.mkdtemp(prefix="rcaflow-dovecot-"))
     base.chmod(0o755)
-    server = Dovecot(base=base, port=free_port(), idle=idle)
+    server = Dovecot(base=base, port=free_port(), idle=idle, tls_port=free_port() if tls else None)
     server.start()
     try:
         yield server
@@ -263,14 +302,15 @@ def read_topic(bootstrap: str, topic: str, record_type: type[R], codec: Codec) -
             msg = consumer.poll(0.5)
             if msg is None:
                 continue
-            if msg.error() is not None:
-                if msg.error().code() == KafkaError._PARTITION_EOF:
-                    ends.pop(msg.partition(), None)
+            part, err = msg.partition() or 0, msg.error()
+            if err is not None:
+                if err.code() == KafkaError._PARTITION_EOF:
+                    ends.pop(part, None)
                     continue
-                raise RuntimeError(str(msg.error()))
-            out.append(((msg.key() or b"").decode(), codec.decode(msg.value(), record_type, topic=topic)))
-            if msg.offset() >= ends.get(msg.partition(), 0) - 1:
-                ends.pop(msg.partition(), None)
+                raise RuntimeError(str(err))
+            out.append(((msg.key() or b"").decode(), codec.decode(msg.value() or b"", record_type, topic=topic)))
+            if (msg.offset() or 0) >= ends.get(part, 0) - 1:
+                ends.pop(part, None)
         return out
     finally:
         consumer.close()
@@ -327,5 +367,5 @@ class KafkaForImap:
     def read(self, topic: str, record_type: type[R]) -> list[tuple[str, R]]:
         return read_topic(self.bootstrap, topic, record_type, self.codec)
 
-    def wait(self, topic: str, record_type: type[R], count: int) -> list[tuple[str, R]]:
-        return wait_for_records(self.bootstrap, topic, record_type, self.codec, count)
+    def wait(self, topic: str, record_type: type[R], count: int, timeout: float = 60.0) -> list[tuple[str, R]]:
+        return wait_for_records(self.bootstrap, topic, record_type, self.codec, count, timeout=timeout)

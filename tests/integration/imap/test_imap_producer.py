@@ -25,8 +25,9 @@ from producers.imap import (
     KafkaCheckpointReader,
     ingest,
 )
-from producers.publisher import KafkaPublisher
-from schemas.records import Checkpoint, DeadLetter, RawMail, SourceKind
+from producers.publisher import Delivery, KafkaPublisher, PublishError
+from schemas.records import Checkpoint, DeadLetter, RawMail, Record, SourceKind
+from schemas.topics import RAW_MAIL, TopicSpec
 from tests.integration.imap.imap_helpers import Dovecot, KafkaForImap, make_mail
 
 FOLDER = "INBOX/Alerts"
@@ -380,3 +381,164 @@ def test_server_without_idle_is_polled(dovecot_no_idle: Dovecot, kafka: KafkaFor
     asyncio.run(scenario())
     assert len(kafka.read(kafka.raw_mail, RawMail)) == 1
     assert server.uids(FOLDER, "SEEN") == [1]
+
+
+def test_mails_arriving_one_by_one_are_each_pushed_without_waiting_for_idle_renewal(
+    dovecot: Dovecot, kafka: KafkaForImap
+) -> None:
+    """Mail that lands between our SEARCH and our IDLE must not wait for the 25-minute renewal."""
+    dovecot.create_folder(FOLDER)
+    mails = [make_mail(n) for n in range(15)]
+
+    async def scenario() -> None:
+        async with running(imap_config(dovecot), kafka) as producer:
+            await caught_up(producer)
+            with dovecot.client() as client:
+                for n, mail in enumerate(mails, start=1):
+                    await asyncio.to_thread(client.append, FOLDER, mail)
+                    got = await records(kafka, n)
+                    assert len(got) == n, f"mail {n} was not pushed while idling"
+
+    asyncio.run(scenario())
+
+
+class FlakyPublisher:
+    """The Publisher seam with one injected broker hiccup on the Nth raw-mail publish."""
+
+    def __init__(self, inner: KafkaPublisher, fail_on: int) -> None:
+        self._inner = inner
+        self._fail_on = fail_on
+        self._seen = 0
+
+    async def publish(self, spec: TopicSpec, key: str, record: Record) -> Delivery:
+        if spec is RAW_MAIL:
+            self._seen += 1
+            if self._seen == self._fail_on:
+                raise PublishError("injected: broker did not ack", topic=spec.name, retriable=True)
+        return await self._inner.publish(spec, key, record)
+
+    async def close(self) -> None:
+        await self._inner.close()
+
+
+def test_a_failed_publish_mid_batch_is_retried_without_repeating_the_others(
+    dovecot: Dovecot, kafka: KafkaForImap
+) -> None:
+    mails = [make_mail(n) for n in range(10)]
+    dovecot.create_folder(FOLDER)
+    dovecot.append_many(mails, FOLDER)
+
+    async def scenario() -> ImapProducer:
+        inner = KafkaPublisher(kafka.bootstrap, kafka.codec, prefix=kafka.prefix)
+        publisher = FlakyPublisher(inner, fail_on=4)
+        reader = KafkaCheckpointReader(kafka.bootstrap, kafka.codec, prefix=kafka.prefix)
+        producer = ImapProducer(imap_config(dovecot, fetch_batch=10), publisher, reader, topic_prefix=kafka.prefix)
+        task = asyncio.create_task(producer.run())
+        try:
+            await records(kafka, 10)
+            await caught_up(producer)
+        finally:
+            producer.stop()
+            await asyncio.wait_for(task, 30)
+            await publisher.close()
+        return producer
+
+    producer = asyncio.run(scenario())
+    keys = [k for k, _ in kafka.read(kafka.raw_mail, RawMail)]
+    assert sorted(keys) == sorted(f"{TENANT}:{message_id_of(m)}" for m in mails)
+    uids = [cp.last_uid for _, cp in kafka.read(kafka.checkpoints, Checkpoint)]
+    assert uids == [3, 10]  # the prefix before the failure, then the rest
+    assert producer.stats.failures == 1
+    assert producer.stats.duplicates == 6  # UIDs 5..10 were acked the first time
+
+
+def test_sender_and_subject_filters_skip_mail_but_move_past_it(dovecot: Dovecot, kafka: KafkaForImap) -> None:
+    wanted = make_mail(1)
+    spoof = make_mail(2, sender="attacker@example.org")
+    chatter = make_mail(3, subject="Lunch on Friday")
+    dovecot.create_folder(FOLDER)
+    dovecot.append_many([wanted, spoof, chatter], FOLDER)
+    config = imap_config(dovecot, allowed_senders=["@DCE.example.com"], subject_keywords=["cluster"])
+
+    async def scenario() -> ImapProducer:
+        async with running(config, kafka) as producer:
+            await caught_up(producer)
+            return producer
+
+    producer = asyncio.run(scenario())
+    assert [rec.raw for _, rec in kafka.read(kafka.raw_mail, RawMail)] == [wanted]
+    assert producer.stats.filtered == 2
+    assert producer.last_uid == 3
+
+
+@pytest.mark.parametrize("mode", ["tls", "starttls"])
+def test_tls_and_starttls_with_a_private_ca(dovecot_tls: Dovecot, kafka: KafkaForImap, mode: str) -> None:
+    server = dovecot_tls
+    server.create_folder(FOLDER)
+    mail = make_mail(1)
+    server.append(mail, FOLDER)
+    port = server.tls_port if mode == "tls" else server.port
+    config = imap_config(server, tls=mode, allow_plain=False, port=port, ca_file=str(server.cert))
+
+    async def scenario() -> None:
+        async with running(config, kafka) as producer:
+            await caught_up(producer)
+
+    asyncio.run(scenario())
+    assert [rec.raw for _, rec in kafka.read(kafka.raw_mail, RawMail)] == [mail]
+
+
+def test_an_untrusted_certificate_is_not_accepted(dovecot_tls: Dovecot, kafka: KafkaForImap) -> None:
+    server = dovecot_tls
+    server.create_folder(FOLDER)
+    server.append(make_mail(1), FOLDER)
+    config = imap_config(server, tls="tls", allow_plain=False, port=server.tls_port)
+
+    async def scenario() -> ImapProducer:
+        async with running(config, kafka) as producer:
+            for _ in range(600):  # until it has tried (and refused) twice
+                if producer.stats.failures >= 2:
+                    break
+                await asyncio.sleep(0.05)
+            return producer
+
+    producer = asyncio.run(scenario())
+    assert kafka.read(kafka.raw_mail, RawMail) == []
+    assert producer.stats.connects == 0
+    assert producer.stats.failures >= 1
+
+
+def test_idle_is_renewed_and_still_delivers(dovecot: Dovecot, kafka: KafkaForImap) -> None:
+    dovecot.create_folder(FOLDER)
+    config = imap_config(dovecot, idle_renew_seconds=0.2)
+
+    async def scenario() -> ImapProducer:
+        async with running(config, kafka) as producer:
+            for _ in range(600):
+                if producer.stats.waits >= 4:  # entered IDLE, then renewed it three times
+                    break
+                await asyncio.sleep(0.05)
+            await caught_up(producer)
+            await asyncio.to_thread(dovecot.append, make_mail(1), FOLDER)
+            await records(kafka, 1)
+            return producer
+
+    producer = asyncio.run(scenario())
+    assert producer.stats.waits >= 4
+    assert producer.stats.connects == 1  # renewal is DONE + IDLE on the same connection
+    assert len(kafka.read(kafka.raw_mail, RawMail)) == 1
+
+
+def test_initial_position_new_skips_what_was_already_there(dovecot: Dovecot, kafka: KafkaForImap) -> None:
+    dovecot.create_folder(FOLDER)
+    dovecot.append_many([make_mail(1), make_mail(2)], FOLDER)
+    later = make_mail(3)
+
+    async def scenario() -> None:
+        async with running(imap_config(dovecot, initial_position="new"), kafka) as producer:
+            await caught_up(producer)
+            await asyncio.to_thread(dovecot.append, later, FOLDER)
+            await records(kafka, 1)
+
+    asyncio.run(scenario())
+    assert [rec.raw for _, rec in kafka.read(kafka.raw_mail, RawMail)] == [later]
