@@ -49,6 +49,7 @@ integration: $(TEST_STAMP) system-deps
 
 ## bench: push sample mails through the pipeline on the embedded broker; writes benchmarks/results.json
 bench: $(TEST_STAMP) system-deps
+	$(BIN)/python -m benchmarks.bench_parse --out benchmarks/results.json
 	$(BIN)/python -m benchmarks.pipeline_bench --out benchmarks/results.json
 
 clean:

@@ -93,6 +93,7 @@ def hostile(raw: bytes) -> dict[str, object]:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=3.0)
+    ap.add_argument("--out", type=Path, default=None, help="also record the numbers in this results file")
     args = ap.parse_args()
     logging.disable(logging.WARNING)  # the 10,000-row case logs its truncation; not news here
     baseline_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -127,6 +128,10 @@ def main() -> None:
         ),
     }
     print(json.dumps(results, ensure_ascii=False, indent=2))
+    if args.out is not None:
+        from benchmarks.results import write_results
+
+        write_results("parse", results, args.out)
 
 
 if __name__ == "__main__":

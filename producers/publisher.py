@@ -66,6 +66,8 @@ class KafkaPublisher:
             "linger.ms": 2,
             "delivery.timeout.ms": delivery_timeout_ms,
             "compression.type": "lz4",
+            # Room for whole alert mails (raw-mail allows 11 MiB per record).
+            "message.max.bytes": 12 * 1024 * 1024,
         }
         config.update(extra or {})
         self._producer = Producer(config)

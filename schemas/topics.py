@@ -38,14 +38,28 @@ class TopicSpec:
         return f"{prefix}{self.name}"
 
 
-RAW_MAIL = TopicSpec("raw-mail", "tenant:message-id", RawMail, configs={"retention.ms": str(7 * DAY_MS)})
+#: Alert mails with attachments or long HTML tables exceed Kafka's 1 MiB default; the IMAP producer's
+#: size limit (10 MiB) must fit, plus the record's own fields.
+MAX_MAIL_RECORD_BYTES = 11 * 1024 * 1024
+
+RAW_MAIL = TopicSpec(
+    "raw-mail",
+    "tenant:message-id",
+    RawMail,
+    configs={"retention.ms": str(7 * DAY_MS), "max.message.bytes": str(MAX_MAIL_RECORD_BYTES)},
+)
 NORMALIZED = TopicSpec("normalized", "tenant:fingerprint", AlertEvent)
 INCIDENTS = TopicSpec("incidents", "tenant:fingerprint", Incident)
 RCA_RESULT = TopicSpec("rca-result", "tenant:incident-id", RcaResult)
 ACTIONS = TopicSpec("actions", "tenant:action-id", ActionEvent)
 APPROVALS = TopicSpec("approvals", "tenant:action-id", ApprovalDecision)
 AUDIT = TopicSpec("audit", "tenant", AuditRecord, configs={"retention.ms": str(365 * DAY_MS)})
-DEAD_LETTER = TopicSpec("dead-letter", "source topic", DeadLetter, configs={"retention.ms": str(30 * DAY_MS)})
+DEAD_LETTER = TopicSpec(
+    "dead-letter",
+    "source topic",
+    DeadLetter,
+    configs={"retention.ms": str(30 * DAY_MS), "max.message.bytes": str(MAX_MAIL_RECORD_BYTES)},
+)
 INGEST_CHECKPOINTS = TopicSpec(
     "ingest-checkpoints", "mailbox", Checkpoint, partitions=1, configs={"cleanup.policy": "compact"}
 )

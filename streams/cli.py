@@ -115,6 +115,44 @@ def demo(ctx: click.Context, as_json: bool, samples: Path | None, timeout: float
     sys.exit(run_demo(_settings(ctx), samples_dir=samples, as_json=as_json, timeout=timeout, rounds=rounds))
 
 
+@cli.group()
+def ingest() -> None:
+    """Mail producers: publish incoming alert mails to raw-mail."""
+
+
+@ingest.command("imap")
+@click.option("--mailbox", default=None, help="Which configured mailbox (RCAFLOW_MAILBOXES__<name>__...).")
+@click.pass_context
+def ingest_imap(ctx: click.Context, mailbox: str | None) -> None:
+    """IMAP IDLE producer for one mailbox; never loses or repeats a mail."""
+    import asyncio
+
+    from producers.imap.run import ingest as run_ingest
+    from streams.runtime import require_bootstrap
+    from streams.settings import producer_config
+
+    settings = _settings(ctx)
+    if not settings.mailboxes:
+        raise click.ClickException("no mailbox configured: set RCAFLOW_MAILBOXES__<name>__HOST, __USERNAME, ...")
+    if mailbox is None:
+        if len(settings.mailboxes) > 1:
+            raise click.ClickException(f"several mailboxes configured, pick one with --mailbox: "
+                                       f"{', '.join(sorted(settings.mailboxes))}")
+        mailbox = next(iter(settings.mailboxes))
+    if mailbox not in settings.mailboxes:
+        raise click.ClickException(f"no mailbox {mailbox!r}; configured: {', '.join(sorted(settings.mailboxes))}")
+    code = asyncio.run(
+        run_ingest(
+            settings.mailboxes[mailbox],
+            bootstrap=require_bootstrap(settings),
+            prefix=settings.kafka.topic_prefix,
+            kafka_extra=producer_config(settings.kafka),
+            schema_registry_url=settings.schema_registry_url,
+        )
+    )
+    sys.exit(code)
+
+
 def main() -> None:
     try:
         cli(standalone_mode=True)

@@ -14,6 +14,8 @@ import yaml
 from pydantic import AliasChoices, BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from producers.imap.config import ImapConfig
+
 STATE_HOME = Path.home() / ".local" / "state" / "rcaflow"
 CACHE_HOME = Path.home() / ".cache" / "rcaflow"
 
@@ -102,6 +104,8 @@ class Settings(BaseSettings):
     api: ApiSettings = Field(default_factory=ApiSettings)
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     executor: ExecutorSettings = Field(default_factory=ExecutorSettings)
+    #: IMAP mailboxes by name; `rcaflow ingest imap --mailbox NAME` runs one of them.
+    mailboxes: dict[str, ImapConfig] = Field(default_factory=dict)
     log_level: str = "INFO"
     log_json: bool = False
 

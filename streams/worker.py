@@ -50,6 +50,8 @@ def build_app(settings: Settings, bootstrap: str, pipeline: Pipeline) -> faust.A
         topic_allow_declare=True,
         web_enabled=False,
         producer_linger_ms=5,
+        # A dead-lettered mail carries the whole mail (raw-mail allows 11 MiB records).
+        producer_max_request_size=12 * 1024 * 1024,
         consumer_auto_offset_reset="earliest",
         table_cleanup_interval=60.0,
         **fast,
@@ -86,7 +88,9 @@ def build_app(settings: Settings, bootstrap: str, pipeline: Pipeline) -> faust.A
         for out in outs:
             target = topics[out.spec.name]
             value = pipeline.codec.encode(out.record, topic=target.get_topic_name())
-            await target.send(key=out.key.encode("utf-8"), value=value)
+            # force: send now rather than at commit time; Faust still flushes the producer before it
+            # commits the input offset, so a crash re-delivers input, never loses output.
+            await target.send(key=out.key.encode("utf-8"), value=value, force=True)
 
     def where(event: EventT[bytes]) -> Position:
         msg = event.message

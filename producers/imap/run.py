@@ -28,11 +28,12 @@ async def ingest(
     prefix: str = "",
     kafka_extra: dict[str, Any] | None = None,
     install_signal_handlers: bool = True,
+    schema_registry_url: str | None = None,
 ) -> int:
     """Run one mailbox producer until SIGTERM/SIGINT; returns the process exit code."""
-    from schemas.codec import make_codec  # written by another engineer; imported on use
+    from schemas.codec import make_codec
 
-    codec = make_codec(None)
+    codec = make_codec(schema_registry_url)
     publisher = KafkaPublisher(bootstrap, codec, prefix=prefix, extra=kafka_extra)
     reader = KafkaCheckpointReader(bootstrap, codec, prefix=prefix, extra=kafka_extra)
     producer = ImapProducer(config, publisher, reader, topic_prefix=prefix)
