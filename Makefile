@@ -51,6 +51,8 @@ integration: $(TEST_STAMP) system-deps
 bench: $(TEST_STAMP) system-deps
 	$(BIN)/python -m benchmarks.bench_parse --out benchmarks/results.json
 	$(BIN)/python -m benchmarks.pipeline_bench --out benchmarks/results.json
+	$(BIN)/python -m benchmarks.webhook_bench --out benchmarks/results.json
+	$(BIN)/python -m benchmarks.bench_imap --out benchmarks/results.json
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -194,6 +194,7 @@ def main() -> None:
     parser.add_argument("--latency-mails", type=int, default=100)
     parser.add_argument("--bootstrap", help="an existing broker; default: start the embedded one")
     parser.add_argument("--log-level", default="WARNING")
+    parser.add_argument("--out", type=Path, default=None, help="also record the numbers in this results file")
     args = parser.parse_args()
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(name)s %(message)s")
     if args.bootstrap:
@@ -210,6 +211,10 @@ def main() -> None:
             broker.stop()
             shutil.rmtree(data_dir, ignore_errors=True)
     print(json.dumps(result, indent=2))
+    if args.out is not None:
+        from benchmarks.results import write_results
+
+        write_results("imap", result, args.out)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ webhook is never dropped.
 from __future__ import annotations
 
 import asyncio
+import base64
 import hmac
 import logging
 import uuid
@@ -46,19 +47,32 @@ class TenantAuth:
         return bool(self._tokens)
 
     def tenant_for(self, authorization: str | None) -> str:
+        """Bearer <token>, or Basic <tenant:token> for senders (Alertmanager) that only speak basic auth."""
         if not self._tokens:
             return self._default
-        if not authorization or not authorization.lower().startswith("bearer "):
-            raise HTTPException(401, "missing bearer token", headers={"WWW-Authenticate": "Bearer"})
-        offered = authorization[7:].strip().encode()
+        scheme, _, credentials = (authorization or "").partition(" ")
+        scheme = scheme.lower()
+        if scheme == "bearer":
+            offered, claimed = credentials.strip().encode(), None
+        elif scheme == "basic":
+            try:
+                user, _, password = base64.b64decode(credentials.strip(), validate=True).decode().partition(":")
+            except (ValueError, UnicodeDecodeError) as exc:
+                raise HTTPException(401, "malformed basic credentials", headers=_CHALLENGE) from exc
+            offered, claimed = password.encode(), user
+        else:
+            raise HTTPException(401, "missing bearer token or basic credentials", headers=_CHALLENGE)
         match = None
         for tenant, token in self._tokens.items():
             # Compare against every token so timing does not tell which tenants exist.
-            if hmac.compare_digest(offered, token):
+            if hmac.compare_digest(offered, token) and (claimed is None or claimed == tenant):
                 match = tenant
         if match is None:
-            raise HTTPException(401, "invalid bearer token", headers={"WWW-Authenticate": "Bearer"})
+            raise HTTPException(401, "invalid credentials", headers=_CHALLENGE)
         return match
+
+
+_CHALLENGE = {"WWW-Authenticate": 'Bearer, Basic realm="rcaflow"'}
 
 
 def request_tenant(request: Request) -> str:

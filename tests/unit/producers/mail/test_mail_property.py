@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -37,13 +37,15 @@ def _check(raw: bytes) -> None:
         assert isinstance(result, ParsedMail) and result.events
 
 
-@settings(max_examples=300, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+# A generous per-input bound: catastrophic backtracking or quadratic HTML handling would exceed it.
+@settings(max_examples=300, deadline=timedelta(seconds=5), database=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.binary(max_size=4096))
 def test_arbitrary_bytes_raise_only_mail_parse_error(raw: bytes) -> None:
     _check(raw)
 
 
-@settings(max_examples=300, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+# A generous per-input bound: catastrophic backtracking or quadratic HTML handling would exceed it.
+@settings(max_examples=300, deadline=timedelta(seconds=5), database=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.sampled_from(HEADERS), st.lists(st.sampled_from(FRAGMENTS) | st.binary(max_size=32), max_size=60))
 def test_mail_shaped_garbage_raises_only_mail_parse_error(header: bytes, body: list[bytes]) -> None:
     _check(header + b"".join(body))
