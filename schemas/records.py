@@ -243,6 +243,7 @@ class RcaResult(Record):
     incident: Incident
     model: str | None = None
     latency_ms: int | None = None
+    tokens: int | None = None
 
 
 # --------------------------------------------------------------------------- actions / approvals

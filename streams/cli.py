@@ -16,6 +16,7 @@ logger = logging.getLogger("rcaflow")
 
 #: Subcommands that live in their own modules, imported on use ("module:attribute").
 LAZY_COMMANDS: dict[str, str] = {
+    "audit": "streams.commands.audit:audit",
     "broker": "streams.broker.commands:broker",
     "parse": "streams.commands.parse:parse",
     "policy": "streams.commands.policy:policy",

@@ -16,6 +16,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from executors.audit import AuditChain
+from executors.evidence import EvidenceRunner, plan_from_triage
 from policies import PolicySet, decide, dedup, triage
 from policies.dedup import DedupState
 from producers.fingerprint import event_id
@@ -28,6 +29,7 @@ from schemas.records import (
     AuditKind,
     AuditRecord,
     DeadLetter,
+    Engine,
     EventSource,
     Incident,
     RawMail,
@@ -37,6 +39,7 @@ from schemas.records import (
 )
 from schemas.topics import ACTIONS, AUDIT, DEAD_LETTER, INCIDENTS, NORMALIZED, RCA_RESULT, TopicSpec
 from streams.metrics import StageMetrics
+from streams.rca_llm import LlmStage
 
 logger = logging.getLogger(__name__)
 
@@ -81,6 +84,8 @@ class Pipeline:
         topic_prefix: str = "",
         metrics: StageMetrics | None = None,
         clock: Callable[[], datetime] = utcnow,
+        evidence: EvidenceRunner | None = None,
+        llm: LlmStage | None = None,
     ) -> None:
         self.codec = codec
         self.policies = policies
@@ -89,6 +94,8 @@ class Pipeline:
         self.prefix = topic_prefix
         self.metrics = metrics
         self.clock = clock
+        self.evidence = evidence
+        self.llm = llm
 
     # ------------------------------------------------------------------ helpers
     def topic(self, spec: TopicSpec) -> str:
@@ -211,8 +218,8 @@ class Pipeline:
         return result, None if state_after is None else state_after.model_dump(mode="json")
 
     # ------------------------------------------------------------------ rca
-    def rca(self, value: bytes, where: Position) -> StageResult:
-        """incidents → rca-result: the policy's deterministic triage, published at once."""
+    async def rca(self, value: bytes, where: Position) -> StageResult:
+        """incidents → rca-result: the policy's triage over fresh evidence, published at once."""
         try:
             incident: Incident = self.decode(value, Incident, where)
         except (CodecError, ValidationError) as exc:
@@ -224,10 +231,36 @@ class Pipeline:
             return StageResult([], "duplicate")
         now = self.clock()
         result = triage(incident, self.policies, now)
+        cls = self.policies.get(incident.alert_class)
+        if self.evidence is not None and cls is not None:
+            plan = plan_from_triage([step.id for step in cls.spec.evidence], result.evidence)
+            report = await self.evidence.run(plan, now=now)
+            measured = triage(incident, self.policies, now, evidence_values=report.values)
+            result = measured.model_copy(
+                update={"evidence": [*report.evidence, *measured.evidence[len(plan):]]}
+            )
         if self.metrics:
-            self.metrics.end_to_end.observe(max(0.0, (now - incident.event.received_at).total_seconds()))
+            self.metrics.end_to_end.observe(max(0.0, (self.clock() - incident.event.received_at).total_seconds()))
         self._count("rca", "ok")
         return StageResult([Out(RCA_RESULT, f"{incident.tenant}:{incident.incident_id}", result)])
+
+    async def second_opinion(self, value: bytes, where: Position) -> StageResult:
+        """rca-result (policy) → rca-result (llm) plus the model's rejected proposals, when the LLM is on."""
+        if self.llm is None:
+            return StageResult([], "disabled")
+        try:
+            triaged: RcaResult = self.decode(value, RcaResult, where)
+        except (CodecError, ValidationError):
+            return StageResult([], "undecodable")  # the decide stage dead-letters it once
+        if triaged.engine is not Engine.POLICY or (not triaged.actions and triaged.alert_class == "unclassified"):
+            return StageResult([], "skipped")
+        answer, rejected, why = await self.llm.second_opinion(triaged)
+        outs = [Out(ACTIONS, f"{a.tenant}:{a.action_id}", a) for a in rejected]
+        if answer is not None:
+            outs.insert(0, Out(RCA_RESULT, f"{answer.tenant}:{answer.incident_id}", answer))
+        outcome = "ok" if answer is not None else why.split(":", 1)[0]
+        self._count("llm", outcome)
+        return StageResult(outs, outcome)
 
     # ------------------------------------------------------------------ decide
     def decide(self, value: bytes, where: Position) -> StageResult:

@@ -55,7 +55,7 @@ def run_worker(settings: Settings) -> None:
     ensure_topics(bootstrap, settings.kafka.topic_prefix)
     if settings.worker.metrics_port:
         start_http_server(settings.worker.metrics_port, addr="127.0.0.1")
-    pipeline = build_pipeline(settings, StageMetrics())
+    pipeline = build_pipeline(settings, StageMetrics(), engines=True)
     app = build_app(settings, bootstrap, pipeline)
     logger.info("worker %s starting on %s", app.conf.id, bootstrap)
     worker = faust.Worker(app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False)

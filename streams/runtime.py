@@ -41,7 +41,13 @@ def build_templates(paths: list[Path] | None = None) -> TemplateRegistry:
     return load_templates(paths)
 
 
-def build_pipeline(settings: Settings, metrics: StageMetrics | None = None) -> Pipeline:
+def build_pipeline(settings: Settings, metrics: StageMetrics | None = None, *, engines: bool = False) -> Pipeline:
+    """``engines``: also build the evidence tools and the LLM stage (only the worker calls them)."""
+    evidence = llm = None
+    if engines:
+        from streams.rca_wiring import build_evidence_runner, build_llm_stage
+
+        evidence, llm = build_evidence_runner(settings), build_llm_stage(settings)
     return Pipeline(
         build_codec(settings),
         build_policies(settings),
@@ -49,4 +55,6 @@ def build_pipeline(settings: Settings, metrics: StageMetrics | None = None) -> P
         cluster_names={tenant: t.cluster_names for tenant, t in settings.tenants.items()},
         topic_prefix=settings.kafka.topic_prefix,
         metrics=metrics,
+        evidence=evidence,
+        llm=llm,
     )

@@ -15,6 +15,7 @@ from pydantic import AliasChoices, BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from producers.imap.config import ImapConfig
+from streams.http_clients import HttpSettings
 
 STATE_HOME = Path.home() / ".local" / "state" / "rcaflow"
 CACHE_HOME = Path.home() / ".cache" / "rcaflow"
@@ -41,11 +42,50 @@ class KafkaSettings(BaseModel):
 
 
 def producer_config(kafka: KafkaSettings) -> dict[str, str | int]:
-    """librdkafka settings every rcaflow producer gets from the configuration."""
-    config: dict[str, str | int] = dict(kafka.client)
+    """librdkafka settings every rcaflow producer gets from the configuration.
+
+    The partitioner must be murmur2 like Faust's (aiokafka's) and the Java clients': librdkafka's
+    default (CRC32) puts a key on another partition than the worker does, so the executor's
+    ``running``/``succeeded`` records of an action would not follow its ``approved`` record, and
+    readers that rely on per-key order (the executor's ledger, the demo) would see them out of order.
+    """
+    config: dict[str, str | int] = {"partitioner": "murmur2_random", **kafka.client}
     if kafka.single_record_batches:
         config.update({"batch.num.messages": 1, "linger.ms": 0})
     return config
+
+
+class LlmSettings(BaseModel):
+    """The asynchronous LLM second opinion; on when an API key is configured (QWEN_API_KEY)."""
+
+    enabled: bool | None = None
+    base_url: str = "https://dashscope.aliyuncs.com/compatible-mode/v1"
+    model: str = "qwen-plus"
+    timeout_s: float = 60.0
+    #: Incidents analysed at once by one worker (the LLM is I/O-bound).
+    concurrency: int = 8
+    max_concurrency_per_tenant: int = 4
+    rate_per_tenant_per_s: float = 1.0
+
+
+class EvidenceSettings(BaseModel):
+    """Where the read-only evidence tools look; a tool without a backend reports its steps as skipped."""
+
+    prometheus_url: str | None = None
+    elasticsearch_url: str | None = None
+    elasticsearch_index: str = "insight-es-k8s-logs-*"
+    kubeconfig: Path | None = None
+    kube_context: str | None = None
+    in_cluster: bool = False
+    netprobe_targets: dict[str, str] = Field(default_factory=dict)
+    call_timeout_s: float = 10.0
+    budget_s: float = 30.0
+    concurrency: int = 4
+
+    @property
+    def any_backend(self) -> bool:
+        return bool(self.prometheus_url or self.elasticsearch_url or self.kubeconfig or self.in_cluster
+                    or self.netprobe_targets)
 
 
 class TenantSettings(BaseModel):
@@ -99,6 +139,12 @@ class Settings(BaseSettings):
         default=None,
         validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS", "RCAFLOW_KAFKA_BOOTSTRAP_SERVERS"),
     )
+    qwen_api_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("QWEN_API_KEY", "RCAFLOW_LLM_API_KEY")
+    )
+    llm: LlmSettings = Field(default_factory=LlmSettings)
+    http: HttpSettings = Field(default_factory=HttpSettings)
+    evidence: EvidenceSettings = Field(default_factory=EvidenceSettings)
     policies_file: Path | None = None
     tenants: dict[str, TenantSettings] = Field(default_factory=lambda: {"default": TenantSettings()})
     api: ApiSettings = Field(default_factory=ApiSettings)
@@ -108,6 +154,12 @@ class Settings(BaseSettings):
     mailboxes: dict[str, ImapConfig] = Field(default_factory=dict)
     log_level: str = "INFO"
     log_json: bool = False
+
+    @property
+    def llm_enabled(self) -> bool:
+        if self.llm.enabled is not None:
+            return self.llm.enabled
+        return self.qwen_api_key is not None and bool(self.qwen_api_key.get_secret_value())
 
     @property
     def bootstrap(self) -> str | None:

@@ -124,13 +124,22 @@ def build_app(settings: Settings, bootstrap: str, pipeline: Pipeline) -> faust.A
     async def rca(stream: faust.StreamT[bytes]) -> None:
         async for value, pos in values(stream):
             with pipeline_timer(pipeline, "rca"):
-                await send_all(pipeline.rca(value, pos).outputs)
+                await send_all((await pipeline.rca(value, pos)).outputs)
 
     @app.agent(rca_result, name="decide")
     async def decide(stream: faust.StreamT[bytes]) -> None:
         async for value, pos in values(stream):
             with pipeline_timer(pipeline, "decide"):
                 await send_all(pipeline.decide(value, pos).outputs)
+
+    if pipeline.llm is not None:
+
+        @app.agent(rca_result, name="llm", concurrency=settings.llm.concurrency)
+        async def second_opinion(stream: faust.StreamT[bytes]) -> None:
+            # Slow and optional: its own agent, so the triage path never waits for the model.
+            async for value, pos in values(stream):
+                with pipeline_timer(pipeline, "llm"):
+                    await send_all((await pipeline.second_opinion(value, pos)).outputs)
 
     def tenant_of(value: bytes) -> bytes:
         tenant = pipeline.tenant_of_action(value)

@@ -1,0 +1,153 @@
+"""Run a class's rendered evidence plan: concurrently, each call under a timeout, all under one budget.
+
+The plan comes in as plain steps (id, tool, operation, rendered query) so this
+package never imports ``policies``; the composition root renders the plan (see
+:func:`plan_from_triage`) and passes the values back to ``policies.triage``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from executors.evidence.base import EvidenceTool, Observation
+from schemas.records import Evidence, EvidenceStatus
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedStep:
+    """One rendered step. ``blocked`` is set when ``policies`` could not render it safely: it is reported, not run."""
+
+    id: str
+    tool: str
+    operation: str
+    query: str
+    description: str = ""
+    blocked: Evidence | None = None
+
+    @property
+    def name(self) -> str:
+        return f"{self.tool}.{self.operation}"
+
+
+def plan_from_triage(step_ids: Sequence[str], evidence: Sequence[Evidence]) -> list[PlannedStep]:
+    """Pair a class's evidence step ids (in plan order) with the entries ``policies.triage`` rendered for them.
+
+    ``triage`` writes one entry per plan step, in order, before any action entries;
+    an entry with ``status=error`` is a step whose variables had no valid value.
+    """
+    if len(evidence) < len(step_ids):
+        raise ValueError(f"{len(step_ids)} step ids but only {len(evidence)} evidence entries")
+    return [
+        PlannedStep(
+            id=step_id,
+            tool=entry.tool,
+            operation=entry.operation,
+            query=entry.query,
+            blocked=entry if entry.status is EvidenceStatus.ERROR else None,
+        )
+        for step_id, entry in zip(step_ids, evidence, strict=False)
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class EvidenceReport:
+    """The evidence records in plan order, and the numbers keyed by step id (``<id>_<extra>`` for companions)."""
+
+    evidence: list[Evidence]
+    values: dict[str, float]
+
+
+class EvidenceRunner:
+    """Runs plans against the configured tools (``"tool.operation"`` → :class:`EvidenceTool`).
+
+    Guarantees: ``run`` returns one record per step, in plan order, and never raises
+    for a tool's failure; a tool that is not configured gives ``skipped``, a call
+    over ``call_timeout_s`` or still running when ``budget_s`` is spent gives
+    ``error`` with the request it was making. At most ``concurrency`` calls run at once.
+    """
+
+    def __init__(
+        self,
+        tools: Mapping[str, EvidenceTool[Any]],
+        *,
+        call_timeout_s: float = 10.0,
+        budget_s: float = 30.0,
+        concurrency: int = 4,
+    ) -> None:
+        self.tools = dict(tools)
+        self.call_timeout_s = call_timeout_s
+        self.budget_s = budget_s
+        self._concurrency = max(1, concurrency)
+
+    async def run(self, steps: Sequence[PlannedStep], *, now: datetime | None = None) -> EvidenceReport:
+        moment = now or datetime.now(UTC)
+        gate = asyncio.Semaphore(self._concurrency)
+        tasks: dict[int, asyncio.Task[Observation]] = {}
+        results: dict[int, Observation] = {}
+        for index, step in enumerate(steps):
+            early = self._not_runnable(step)
+            if early is not None:
+                results[index] = early
+            else:
+                tasks[index] = asyncio.create_task(self._one(step, gate, moment), name=f"evidence:{step.id}")
+        if tasks:
+            _, pending = await asyncio.wait(tasks.values(), timeout=self.budget_s)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.gather(*pending, return_exceptions=True)
+        for index, task in tasks.items():
+            step = steps[index]
+            if task.cancelled() or not task.done():
+                results[index] = _timed_out(step, f"the evidence budget of {self.budget_s:g}s ran out first")
+            else:
+                results[index] = task.result()  # _one never raises for a tool failure; a bug propagates
+        evidence: list[Evidence] = []
+        values: dict[str, float] = {}
+        for index, step in enumerate(steps):
+            observation = results[index]
+            evidence.append(observation.evidence)
+            for suffix, number in observation.values.items():
+                values[step.id if not suffix else f"{step.id}_{suffix}"] = number
+        return EvidenceReport(evidence, values)
+
+    def _not_runnable(self, step: PlannedStep) -> Observation | None:
+        if step.blocked is not None:
+            return Observation(step.blocked, {})
+        if step.name not in self.tools:
+            return Observation(
+                Evidence(tool=step.tool, operation=step.operation, query=step.query, status=EvidenceStatus.SKIPPED,
+                         summary=f"{step.id}: {step.name} is not configured in this deployment"),
+                {},
+            )
+        return None
+
+    async def _one(self, step: PlannedStep, gate: asyncio.Semaphore, now: datetime) -> Observation:
+        tool = self.tools[step.name]
+        async with gate:
+            try:
+                async with asyncio.timeout(self.call_timeout_s):
+                    observation = await tool.observe_query(step.query, now=now)
+            except TimeoutError:
+                logger.info("evidence step %s timed out after %gs", step.id, self.call_timeout_s)
+                return _timed_out(step, f"no answer within {self.call_timeout_s:g}s")
+        if observation.evidence.status is not EvidenceStatus.SUCCESS:
+            logger.info("evidence step %s: %s", step.id, observation.evidence.status.value)
+        evidence = observation.evidence
+        prefix = f"{step.id}: "
+        return Observation(evidence.model_copy(update={"summary": prefix + evidence.summary}), observation.values)
+
+
+def _timed_out(step: PlannedStep, why: str) -> Observation:
+    return Observation(
+        Evidence(tool=step.tool, operation=step.operation, query=step.query, status=EvidenceStatus.ERROR,
+                 summary=f"{step.id}: timed out", error=f"{step.name}: {why}"),
+        {},
+    )

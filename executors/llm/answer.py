@@ -1,0 +1,142 @@
+"""The answer contract: what the model must return, its JSON schema, and strict parsing of raw text.
+
+Parsing never guesses: it finds one JSON object (bare, fenced, or inside prose), and either it
+validates against :class:`LlmAnswer` or the caller gets an :class:`AnswerProblem` whose ``reason``
+is precise enough to send back to the model for one repair attempt.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+Short = Annotated[str, Field(max_length=200)]
+Text = Annotated[str, Field(max_length=2000)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+
+class EvidenceRequest(_Strict):
+    """Read-only evidence the model would like to see (tool/operation from the evidence tools)."""
+
+    tool: Short
+    operation: Short
+    query: Text
+    purpose: Text
+
+
+class Diagnosis(_Strict):
+    summary: Annotated[str, Field(min_length=1, max_length=2000)]
+    cause: Text
+    confidence: Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+class ActionParam(_Strict):
+    name: Short
+    value: Short
+
+
+class ActionProposal(_Strict):
+    """An action by its policy name; tool, operation, risk and approval come from the policy, not from here."""
+
+    name: Short
+    params: Annotated[list[ActionParam], Field(max_length=10)]
+    reason: Text
+
+
+class LlmAnswer(_Strict):
+    evidence_plan: Annotated[list[EvidenceRequest], Field(max_length=10)]
+    diagnosis: Diagnosis
+    actions: Annotated[list[ActionProposal], Field(max_length=10)]
+    rollback: Annotated[list[Text], Field(max_length=10)]
+
+
+_UNSENT_KEYWORDS = frozenset({"title", "minLength", "maxLength", "minimum", "maximum", "maxItems", "minItems"})
+
+
+def answer_json_schema() -> dict[str, Any]:
+    """The schema sent as ``response_format.json_schema`` (OpenAI strict subset).
+
+    Length and range limits are left out because several servers reject those keywords; the
+    local validation enforces them anyway.
+    """
+    schema: dict[str, Any] = _strip(LlmAnswer.model_json_schema())
+    return schema
+
+
+def _strip(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {k: _strip(v) for k, v in node.items() if k not in _UNSENT_KEYWORDS or isinstance(v, dict)}
+    if isinstance(node, list):
+        return [_strip(v) for v in node]
+    return node
+
+
+@dataclass(frozen=True)
+class AnswerProblem:
+    """Why a reply is not a valid answer; ``kind`` is one of empty, truncated, no_json, schema."""
+
+    kind: str
+    reason: str
+
+
+_FENCE = re.compile(r"```(?:json|JSON)?[ \t]*\n?(.*?)```", re.DOTALL)
+_MAX_ERRORS = 6
+
+
+def parse_answer(content: str | None, finish_reason: str | None = None) -> LlmAnswer | AnswerProblem:
+    """Validate a raw reply; prose around the JSON and ```json fences are accepted, nothing else is fixed."""
+    if content is None or not content.strip():
+        return AnswerProblem("empty", "the reply was empty (no choices or no content)")
+    found = extract_json(content)
+    if isinstance(found, AnswerProblem):
+        if finish_reason == "length":
+            return AnswerProblem("truncated", "the reply was cut off at the token limit (finish_reason=length)")
+        return found
+    try:
+        return LlmAnswer.model_validate(found)
+    except ValidationError as exc:
+        return AnswerProblem("schema", "the JSON does not match the schema: " + summarize_errors(exc))
+
+
+def extract_json(text: str) -> dict[str, Any] | AnswerProblem:
+    """The first JSON object in ``text``: a fenced block first, else the first ``{`` that decodes."""
+    candidates = [m.group(1) for m in _FENCE.finditer(text)] + [text]
+    decoder = json.JSONDecoder()
+    truncated = False
+    for candidate in candidates:
+        end = len(candidate.rstrip())
+        start = candidate.find("{")
+        while start != -1:
+            try:
+                value, _ = decoder.raw_decode(candidate, start)
+            except json.JSONDecodeError as exc:
+                if exc.pos >= end or exc.msg.startswith("Unterminated"):
+                    # The text ended inside this object: every later "{" is inside it too, and an
+                    # inner object is not the answer.
+                    truncated = True
+                    break
+            else:
+                if isinstance(value, dict):
+                    return value
+            start = candidate.find("{", start + 1)
+    if truncated:
+        return AnswerProblem("truncated", "the JSON object is incomplete (truncated)")
+    return AnswerProblem("no_json", "the reply contains no JSON object")
+
+
+def summarize_errors(exc: ValidationError) -> str:
+    parts = []
+    for error in exc.errors()[:_MAX_ERRORS]:
+        where = ".".join(str(p) for p in error["loc"]) or "(root)"
+        parts.append(f"{where}: {error['msg']}")
+    more = len(exc.errors()) - _MAX_ERRORS
+    if more > 0:
+        parts.append(f"... and {more} more")
+    return "; ".join(parts)

@@ -1,0 +1,1 @@
+"""Prompt files of the LLM engine (package data: *.txt)."""

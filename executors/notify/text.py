@@ -1,0 +1,39 @@
+"""Turning untrusted text (labels, diagnoses, LLM output) into safe message text for each channel."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+
+from schemas.records import ActionEvent
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+#: DingTalk's markdown subset has no reliable backslash escapes, so the characters that could open a
+#: link, an image or HTML are swapped for full-width look-alikes; emphasis stays harmless.
+_MD_SWAP = str.maketrans({"[": "［", "]": "］", "<": "‹", ">": "›", "`": "'", "\\": "＼"})
+
+
+def clip(text: str, limit: int) -> str:
+    """At most ``limit`` characters, control characters removed, an ellipsis when cut."""
+    text = _CONTROL.sub("", text)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def slack_escape(text: str, limit: int = 500) -> str:
+    """Slack mrkdwn: escape ``& < >`` so no text can form a link, mention or ``<!channel>``."""
+    return clip(text, limit).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def md_escape(text: str, limit: int = 500) -> str:
+    """DingTalk markdown: nothing can form a link, image or HTML tag; one line."""
+    return clip(text, limit).replace("\n", " ").translate(_MD_SWAP)
+
+
+def utc(moment: datetime) -> str:
+    aware = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return aware.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def params_line(action: ActionEvent) -> str:
+    """``k=v`` pairs, sorted, unescaped (each channel escapes the result)."""
+    return " ".join(f"{k}={v}" for k, v in sorted(action.params.items())) or "(no parameters)"

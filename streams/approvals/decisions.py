@@ -1,0 +1,152 @@
+"""Pure approval logic: apply a decision to an action, expire stale ones, and describe refusals.
+
+The worker calls these from a Faust agent/timer; the HTTP router uses the
+same :class:`Rejection` for callbacks it refuses, so every refusal looks alike
+in the audit trail whatever refused it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+
+from executors.audit import AuditChains
+from schemas.records import ActionEvent, ActionState, ApprovalDecision, AuditKind, AuditRecord, Decision
+
+
+class RejectionReason(StrEnum):
+    """Why an approval (callback, link, or decision record) changed nothing."""
+
+    BAD_SIGNATURE = "bad_signature"
+    STALE = "stale"
+    REPLAYED = "replayed"
+    MALFORMED = "malformed"
+    UNKNOWN_ACTION = "unknown_action"
+    WRONG_TENANT = "wrong_tenant"
+    UNKNOWN_APPROVER = "unknown_approver"
+    EXPIRED = "expired"
+    ALREADY_DECIDED = "already_decided"
+    NOT_CONFIGURED = "not_configured"
+
+
+#: Audit chain for refusals nobody could be authenticated for (bad signatures): they belong to no tenant.
+UNAUTHENTICATED_TENANT = "_unauthenticated"
+
+#: HTTP status the router answers for each reason: 401 when we cannot tell who sent it, 403 for
+#: "we know who you are and you may not", 404/409/410 for the state of the action, 400 for garbage.
+HTTP_STATUS: dict[RejectionReason, int] = {
+    RejectionReason.BAD_SIGNATURE: 401,
+    RejectionReason.STALE: 401,
+    RejectionReason.REPLAYED: 409,
+    RejectionReason.MALFORMED: 400,
+    RejectionReason.UNKNOWN_ACTION: 404,
+    RejectionReason.WRONG_TENANT: 403,
+    RejectionReason.UNKNOWN_APPROVER: 403,
+    RejectionReason.EXPIRED: 410,
+    RejectionReason.ALREADY_DECIDED: 409,
+    RejectionReason.NOT_CONFIGURED: 404,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """A refused approval, worth an audit record. Not a topic record: the lead routes it to ``audit``.
+
+    ``tenant`` is the tenant the refusal concerns when it is known and trustworthy (the action's
+    tenant); ``None`` when the request could not be authenticated, so nothing in it can be believed.
+    ``message`` is written for the on-call reader and never contains secrets or raw request bodies.
+    """
+
+    reason: RejectionReason
+    message: str
+    channel: str
+    at: datetime
+    tenant: str | None = None
+    action_id: str | None = None
+    approver: str | None = None
+
+    @property
+    def http_status(self) -> int:
+        return HTTP_STATUS[self.reason]
+
+    def audit_detail(self) -> dict[str, str]:
+        """The ``detail`` map for ``AuditChain.append(kind=AuditKind.APPROVAL, action="approval_rejected", ...)``."""
+        detail = {"reason": self.reason.value, "channel": self.channel, "message": self.message}
+        if self.approver:
+            detail["approver"] = self.approver
+        if self.action_id:
+            detail["action_id"] = self.action_id
+        return detail
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def _next(action: ActionEvent, **changes: object) -> ActionEvent:
+    """A new state record; validated again so ``at`` is normalised like a record read from the topic."""
+    return ActionEvent.model_validate({**action.model_dump(), **changes})
+
+
+def is_expired(action: ActionEvent, now: datetime) -> bool:
+    """True once ``now`` is past the action's approval window (actions without one never expire)."""
+    return action.expires_at is not None and _aware(now) > _aware(action.expires_at)
+
+
+def apply_approval(action: ActionEvent, decision: ApprovalDecision, now: datetime) -> ActionEvent | Rejection:
+    """The next state of ``action`` after ``decision``, or why the decision changes nothing.
+
+    Only an ``awaiting_approval`` action of the decision's tenant moves: to ``approved`` or
+    ``rejected``, or to ``expired`` when the decision comes after ``expires_at`` (a late "yes"
+    must not start a restart nobody is watching any more). The approver's right to decide is
+    checked by the callback that wrote the decision; this function trusts the record.
+    """
+
+    def refuse(reason: RejectionReason, message: str) -> Rejection:
+        return Rejection(reason=reason, message=message, channel=decision.channel, at=now,
+                         tenant=action.tenant, action_id=action.action_id, approver=decision.approver)
+
+    if decision.tenant != action.tenant:
+        return refuse(RejectionReason.WRONG_TENANT,
+                      f"decision of tenant {decision.tenant!r} for an action of tenant {action.tenant!r}")
+    if decision.action_id != action.action_id:
+        return refuse(RejectionReason.UNKNOWN_ACTION,
+                      f"decision is for action {decision.action_id!r}, not {action.action_id!r}")
+    if action.state is not ActionState.AWAITING_APPROVAL:
+        return refuse(RejectionReason.ALREADY_DECIDED,
+                      f"action {action.action_id} is {action.state.value}, not awaiting approval")
+    if is_expired(action, now):
+        assert action.expires_at is not None
+        return _next(
+            action,
+            state=ActionState.EXPIRED,
+            at=now,
+            result=f"{decision.decision.value} by {decision.approver} via {decision.channel} came after the "
+                   f"approval window closed at {action.expires_at.isoformat()}",
+        )
+    verb = "approved" if decision.decision is Decision.APPROVE else "rejected"
+    why = f": {decision.reason}" if decision.reason else ""
+    return _next(
+        action,
+        state=ActionState.APPROVED if decision.decision is Decision.APPROVE else ActionState.REJECTED,
+        at=now,
+        result=f"{verb} by {decision.approver} via {decision.channel}{why}",
+    )
+
+
+def expire(action: ActionEvent, now: datetime) -> ActionEvent | None:
+    """The ``expired`` record for an action still awaiting approval past its window; else None."""
+    if action.state is not ActionState.AWAITING_APPROVAL or not is_expired(action, now):
+        return None
+    assert action.expires_at is not None
+    return _next(action, state=ActionState.EXPIRED, at=now,
+                 result=f"nobody decided before {action.expires_at.isoformat()}")
+
+
+def audit_rejection(chains: AuditChains, rejection: Rejection) -> AuditRecord:
+    """The audit record of a refusal, on its tenant's chain (or :data:`UNAUTHENTICATED_TENANT`'s)."""
+    chain = chains.for_tenant(rejection.tenant or UNAUTHENTICATED_TENANT)
+    return chain.append(kind=AuditKind.APPROVAL, actor=rejection.approver or rejection.channel,
+                        subject_id=rejection.action_id or "-", action="approval_rejected",
+                        detail=rejection.audit_detail(), at=rejection.at)

@@ -1,0 +1,81 @@
+"""The LLM stage as the worker runs it: a scripted OpenAI-compatible server, the real policy and codec."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from pathlib import Path
+
+from schemas.records import ActionState, AlertEvent, Engine, Incident, RawMail, RcaResult, SourceKind
+from streams.pipeline import Pipeline, Position
+from streams.rca_llm import LlmStage
+from streams.runtime import build_pipeline
+from streams.settings import Settings
+from tests.unit.executors.llm.standin import ChatStandIn, Reply, answer_json, make_client
+
+SAMPLES = Path(__file__).resolve().parents[3] / "samples"
+
+
+def _triaged(pipeline: Pipeline) -> RcaResult:
+    """The policy's result for the etcd sample, produced by the real stages."""
+    mail = RawMail(tenant="acme", message_id="<m@x>", mailbox="t", source=SourceKind.FILE,
+                   received_at=datetime.now(UTC), raw=(SAMPLES / "etcd_latency.eml").read_bytes())
+    (out, *_) = pipeline.normalize(pipeline.codec.encode(mail, topic="raw-mail"), Position("raw-mail", 0, 7)).outputs
+    event = out.record
+    assert isinstance(event, AlertEvent) and event.alert_class == "etcd_latency"
+    result, _ = pipeline.dedup(pipeline.codec.encode(event, topic="normalized"), None, Position("normalized", 0, 1))
+    incident = result.outputs[0].record
+    assert isinstance(incident, Incident)
+    rca = asyncio.run(pipeline.rca(pipeline.codec.encode(incident, topic="incidents"), Position("incidents", 0, 1)))
+    triaged = rca.outputs[0].record
+    assert isinstance(triaged, RcaResult) and triaged.engine is Engine.POLICY
+    return triaged
+
+
+def test_the_model_refines_the_diagnosis_but_cannot_add_an_action_the_policy_lacks() -> None:
+    pipeline = build_pipeline(Settings())
+    triaged = _triaged(pipeline)
+    labels = triaged.incident.event.labels
+    diagnostics = {"name": "collect_diagnostics", "reason": "look at the member",
+                   "params": [{"name": "namespace", "value": labels["namespace"]},
+                              {"name": "workload", "value": labels["workload"]}]}
+    injected = {"name": "delete_namespace", "reason": "the alert text said so",
+                "params": [{"name": "namespace", "value": labels["namespace"]}]}
+    standin = ChatStandIn([Reply(answer_json([diagnostics, injected], summary="WAL fsync slow on master-01"))])
+
+    async def go() -> list[object]:
+        async with standin.http() as http:
+            pipeline.llm = LlmStage(make_client(standin, http), pipeline.policies)
+            value = pipeline.codec.encode(triaged, topic="rca-result")
+            return [o.record for o in (await pipeline.second_opinion(value, Position("rca-result", 0, 3))).outputs]
+
+    records = asyncio.run(go())
+    answer = records[0]
+    assert isinstance(answer, RcaResult)
+    assert answer.engine is Engine.LLM and answer.model and answer.tokens
+    assert answer.diagnosis.startswith("WAL fsync slow")
+    assert [a.name for a in answer.actions] == ["collect_diagnostics"]
+    rejected = [r for r in records[1:] if getattr(r, "state", None) is ActionState.REJECTED]
+    assert [r.name for r in rejected] == ["delete_namespace"]  # type: ignore[attr-defined]
+
+    # The model's accepted action is the same action (same id) the triage proposed: it cannot run twice.
+    triage_ids = {a.name: a.action_id for a in triaged.actions}
+    assert answer.actions[0].action_id == triage_ids["collect_diagnostics"]
+    decided = pipeline.decide(pipeline.codec.encode(answer, topic="rca-result"), Position("rca-result", 0, 4))
+    states = {o.record.name: o.record.state for o in decided.outputs}  # type: ignore[attr-defined]
+    assert states == {"collect_diagnostics": ActionState.APPROVED}
+
+
+def test_an_llm_result_is_not_sent_to_the_llm_again() -> None:
+    pipeline = build_pipeline(Settings())
+    triaged = _triaged(pipeline).model_copy(update={"engine": Engine.LLM})
+    standin = ChatStandIn([])
+
+    async def go() -> str:
+        async with standin.http() as http:
+            pipeline.llm = LlmStage(make_client(standin, http), pipeline.policies)
+            value = pipeline.codec.encode(triaged, topic="rca-result")
+            return (await pipeline.second_opinion(value, Position("rca-result", 0, 5))).outcome
+
+    assert asyncio.run(go()) == "skipped"
+    assert standin.requests == []
