@@ -66,6 +66,9 @@ class KafkaPublisher:
             "linger.ms": 2,
             "delivery.timeout.ms": delivery_timeout_ms,
             "compression.type": "lz4",
+            # Same key, same partition as Faust/aiokafka and the Java clients (murmur2), so records
+            # written here co-partition with the worker's tables and with each other.
+            "partitioner": "murmur2_random",
             # Room for whole alert mails (raw-mail allows 11 MiB per record).
             "message.max.bytes": 12 * 1024 * 1024,
         }
