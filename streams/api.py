@@ -13,6 +13,7 @@ import hmac
 import logging
 import uuid
 from collections.abc import Callable, Mapping
+from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -91,8 +92,9 @@ def create_app(
     auth: TenantAuth,
     registry: CollectorRegistry = REGISTRY,
     ready: Callable[[], bool] = lambda: True,
+    lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]] | None = None,
 ) -> FastAPI:
-    app = FastAPI(title="rcaflow", version="0.1.0", docs_url="/docs", redoc_url=None)
+    app = FastAPI(title="rcaflow", version="0.1.0", docs_url="/docs", redoc_url=None, lifespan=lifespan)
     app.state.auth = auth
     metrics = pipeline.metrics or StageMetrics(registry)
 

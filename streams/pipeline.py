@@ -8,7 +8,7 @@ a dead-letter record with the reason — never as an exception out of a stage.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -25,7 +25,9 @@ from schemas.codec import Codec
 from schemas.errors import CodecError
 from schemas.records import (
     ActionEvent,
+    ActionState,
     AlertEvent,
+    ApprovalDecision,
     AuditKind,
     AuditRecord,
     DeadLetter,
@@ -38,6 +40,8 @@ from schemas.records import (
     SourceKind,
 )
 from schemas.topics import ACTIONS, AUDIT, DEAD_LETTER, INCIDENTS, NORMALIZED, RCA_RESULT, TopicSpec
+from streams.approvals import Rejection as ApprovalRejection
+from streams.approvals import apply_approval, expire
 from streams.metrics import StageMetrics
 from streams.rca_llm import LlmStage
 
@@ -279,6 +283,56 @@ class Pipeline:
         self._count("decide", "ok")
         return StageResult(outs)
 
+    # ------------------------------------------------------------------ approvals
+    def pending_change(self, value: bytes, where: Position) -> tuple[str, dict[str, Any] | None] | None:
+        """How an action record changes the table of actions awaiting approval: ("set", action) or ("drop", None)."""
+        try:
+            action: ActionEvent = self.decode(value, ActionEvent, where)
+        except (CodecError, ValidationError):
+            return None  # the audit agent dead-letters undecodable actions
+        if action.state is ActionState.AWAITING_APPROVAL:
+            return "set", action.model_dump(mode="json")
+        if action.state in _DECIDED:
+            return "drop", None
+        return None
+
+    def approval(self, value: bytes, pending: Mapping[str, Any] | None, where: Position) -> StageResult:
+        """approvals → actions: a human's decision moves an awaiting action to approved/rejected/expired."""
+        try:
+            decision: ApprovalDecision = self.decode(value, ApprovalDecision, where)
+            action = ActionEvent.model_validate(pending) if pending else None
+        except (CodecError, ValidationError) as exc:
+            self._count("approval", "dead_letter")
+            return StageResult([self.dead_letter("approval", value, where, exc)], "dead_letter")
+        if action is None:
+            logger.warning("approval for %s, which is not awaiting approval; ignored", decision.action_id,
+                           extra={"tenant": decision.tenant, "action_id": decision.action_id})
+            self._count("approval", "not_pending")
+            return StageResult([], "not_pending")
+        outcome = apply_approval(action, decision, self.clock())
+        if isinstance(outcome, ApprovalRejection):
+            logger.warning("approval refused: %s", outcome.message,
+                           extra={"tenant": decision.tenant, "action_id": decision.action_id})
+            self._count("approval", outcome.reason.value)
+            return StageResult([], outcome.reason.value)
+        self._count("approval", outcome.state.value)
+        return StageResult([Out(ACTIONS, f"{outcome.tenant}:{outcome.action_id}", outcome)], outcome.state.value)
+
+    def expired(self, pending: Iterable[Mapping[str, Any]]) -> list[Out]:
+        """The ``expired`` records for awaiting actions past their approval window."""
+        now = self.clock()
+        outs = []
+        for state in pending:
+            try:
+                action = ActionEvent.model_validate(state)
+            except ValidationError:
+                continue
+            record = expire(action, now)
+            if record is not None:
+                self._count("approval", "expired")
+                outs.append(Out(ACTIONS, f"{record.tenant}:{record.action_id}", record))
+        return outs
+
     # ------------------------------------------------------------------ audit
     def tenant_of_action(self, value: bytes) -> str:
         """The partitioning key of the audit chain; undecodable input goes to the "unknown" chain."""
@@ -327,4 +381,6 @@ class Pipeline:
         return StageResult([Out(AUDIT, action.tenant, record)]), state
 
 
+_DECIDED = frozenset({ActionState.APPROVED, ActionState.REJECTED, ActionState.EXPIRED, ActionState.RUNNING,
+                      ActionState.SUCCEEDED, ActionState.FAILED})
 _EXECUTION_STATES = frozenset({"running", "succeeded", "failed", "rolled_back"})

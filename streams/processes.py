@@ -11,7 +11,7 @@ import uvicorn
 
 from executors import ToolRegistry
 from producers.publisher import KafkaPublisher
-from streams.api import TenantAuth, create_app
+from streams.api import TenantAuth
 from streams.executor_service import ExecutorService
 from streams.metrics import StageMetrics
 from streams.runtime import ConfigurationError, build_codec, build_pipeline, require_bootstrap
@@ -34,15 +34,9 @@ def run_api(settings: Settings) -> None:
     if not auth.enabled:
         logger.warning("no tenant tokens configured: API open on loopback, every request is tenant %r",
                        settings.api.default_tenant)
-    metrics = StageMetrics()
-    pipeline = build_pipeline(settings, metrics)
-    publisher = KafkaPublisher(bootstrap, pipeline.codec, settings.kafka.topic_prefix, producer_config(settings.kafka))
-    app = create_app(pipeline=pipeline, publisher=publisher, auth=auth)
+    from streams.api_process import build_api
 
-    @app.on_event("shutdown")
-    async def _close() -> None:
-        await publisher.close()
-
+    app = build_api(settings, bootstrap, build_pipeline(settings, StageMetrics()), auth)
     logger.info("api listening on http://%s:%d", settings.api.host, settings.api.port)
     uvicorn.run(app, host=settings.api.host, port=settings.api.port, log_level="warning", access_log=False)
 

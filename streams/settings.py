@@ -15,6 +15,7 @@ from pydantic import AliasChoices, BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from producers.imap.config import ImapConfig
+from producers.msgraph.config import MsgraphConfig
 from streams.http_clients import HttpSettings
 
 STATE_HOME = Path.home() / ".local" / "state" / "rcaflow"
@@ -88,6 +89,22 @@ class EvidenceSettings(BaseModel):
                     or self.netprobe_targets)
 
 
+class ApprovalSettings(BaseModel):
+    """Who may approve what, and the secrets of the approval channels (a channel without its secret is off)."""
+
+    #: tenant -> identities: "slack:<user id>", "dingtalk:<staff id>", "link:<identity>".
+    approvers: dict[str, list[str]] = Field(default_factory=dict)
+    slack_signing_secret: SecretStr | None = None
+    dingtalk_app_secret: SecretStr | None = None
+    #: Signs the one-time approval links (at least 32 bytes); links are off without it.
+    link_secret: SecretStr | None = None
+    link_ttl_minutes: int = 60
+    #: Header an authenticating proxy sets with the approver's identity; without it a link is a bearer credential.
+    link_identity_header: str | None = None
+    #: Where approvers reach the API, for links in notifications (e.g. https://rcaflow.example.com).
+    public_base_url: str | None = None
+
+
 class TenantSettings(BaseModel):
     #: Bearer token for POST /events and /webhook; None means no token configured for the tenant.
     token: SecretStr | None = None
@@ -112,6 +129,8 @@ class WorkerSettings(BaseModel):
     data_dir: Path = STATE_HOME / "worker"
     metrics_port: int = 9465
     partitions: int = 3
+    #: How often awaiting approvals are checked against their expiry.
+    expiry_check_seconds: float = 5.0
 
 
 class ExecutorSettings(BaseModel):
@@ -145,6 +164,9 @@ class Settings(BaseSettings):
     llm: LlmSettings = Field(default_factory=LlmSettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
     evidence: EvidenceSettings = Field(default_factory=EvidenceSettings)
+    approvals: ApprovalSettings = Field(default_factory=ApprovalSettings)
+    #: Microsoft Graph (Exchange Online) mail ingest, served by the API process when set.
+    msgraph: MsgraphConfig | None = None
     policies_file: Path | None = None
     tenants: dict[str, TenantSettings] = Field(default_factory=lambda: {"default": TenantSettings()})
     api: ApiSettings = Field(default_factory=ApiSettings)

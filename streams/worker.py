@@ -14,7 +14,17 @@ from typing import Any
 import faust
 from faust.types import EventT
 
-from schemas.topics import ACTIONS, AUDIT, DEAD_LETTER, INCIDENTS, NORMALIZED, RAW_MAIL, RCA_RESULT, TopicSpec
+from schemas.topics import (
+    ACTIONS,
+    APPROVALS,
+    AUDIT,
+    DEAD_LETTER,
+    INCIDENTS,
+    NORMALIZED,
+    RAW_MAIL,
+    RCA_RESULT,
+    TopicSpec,
+)
 from streams.pipeline import Out, Pipeline, Position
 from streams.settings import Settings
 
@@ -68,6 +78,7 @@ def build_app(settings: Settings, bootstrap: str, pipeline: Pipeline) -> faust.A
 
     raw_mail, normalized, incidents = topic(RAW_MAIL), topic(NORMALIZED), topic(INCIDENTS)
     rca_result, actions, audit = topic(RCA_RESULT), topic(ACTIONS), topic(AUDIT)
+    approvals = topic(APPROVALS)
     topics = {
         spec.name: t
         for spec, t in (
@@ -77,12 +88,15 @@ def build_app(settings: Settings, bootstrap: str, pipeline: Pipeline) -> faust.A
             (RCA_RESULT, rca_result),
             (ACTIONS, actions),
             (AUDIT, audit),
+            (APPROVALS, approvals),
             (DEAD_LETTER, topic(DEAD_LETTER)),
         )
     }
     # Table changelogs use the app's table serializers (json), not the raw topic serializers.
     dedup_state = app.Table("dedup-state", default=None, partitions=partitions)
     audit_head = app.Table("audit-head", default=None, partitions=partitions)
+    # Keyed tenant:action-id like actions and approvals, so all three meet in one partition.
+    awaiting = app.Table("awaiting-approval", default=None, partitions=partitions)
 
     async def send_all(outs: list[Out]) -> None:
         for out in outs:
@@ -140,6 +154,41 @@ def build_app(settings: Settings, bootstrap: str, pipeline: Pipeline) -> faust.A
             async for value, pos in values(stream):
                 with pipeline_timer(pipeline, "llm"):
                     await send_all((await pipeline.second_opinion(value, pos)).outputs)
+
+    @app.agent(actions, name="pending")
+    async def pending(stream: faust.StreamT[bytes]) -> None:
+        async for value, pos in values(stream):
+            change = pipeline.pending_change(value, pos)
+            key = (pos.key or b"").decode("utf-8", "replace")
+            if change is None:
+                continue
+            if change[0] == "set":
+                awaiting[key] = change[1]
+            elif key in awaiting:
+                del awaiting[key]
+
+    @app.agent(approvals, name="approvals")
+    async def decide_approvals(stream: faust.StreamT[bytes]) -> None:
+        async for value, pos in values(stream):
+            key = (pos.key or b"").decode("utf-8", "replace")
+            with pipeline_timer(pipeline, "approval"):
+                result = pipeline.approval(value, awaiting.get(key), pos)
+                await send_all(result.outputs)
+                if result.outcome in ("approved", "rejected", "expired") and key in awaiting:
+                    # Decided now: a second click arriving before the pending agent sees the
+                    # new state must find nothing to decide.
+                    del awaiting[key]
+
+    expiring: set[str] = set()
+
+    @app.timer(interval=settings.worker.expiry_check_seconds)  # type: ignore[untyped-decorator]
+    async def expire_approvals() -> None:
+        # Sends "expired"; the pending agent then drops the entry (tables change only inside agents).
+        due = [v for k, v in list(awaiting.items()) if v and k not in expiring]
+        outs = pipeline.expired(due)
+        for out in outs:
+            expiring.add(out.key)
+        await send_all(outs)
 
     def tenant_of(value: bytes) -> bytes:
         tenant = pipeline.tenant_of_action(value)

@@ -1,0 +1,55 @@
+"""Errors of the Microsoft Graph producer; ``retriable`` tells callers whether trying later can help."""
+
+from __future__ import annotations
+
+
+class GraphError(Exception):
+    """Base of the Graph producer's errors."""
+
+    retriable: bool = True
+
+    def __init__(self, message: str, *, retriable: bool | None = None, status: int | None = None) -> None:
+        super().__init__(message)
+        if retriable is not None:
+            self.retriable = retriable
+        self.status = status
+
+
+class GraphAuthError(GraphError):
+    """The token endpoint refused the app credentials (or Graph refused a fresh token): fix config, not retry."""
+
+    retriable = False
+
+
+class GraphNotFoundError(GraphError):
+    """Graph answered 404: the subscription or message is gone (renew falls back to create)."""
+
+    retriable = False
+
+
+class GraphThrottledError(GraphError):
+    """429/503 persisted past the retry budget; ``retry_after`` is the server's last hint in seconds."""
+
+    retriable = True
+
+    def __init__(self, message: str, *, status: int, retry_after: float | None) -> None:
+        super().__init__(message, status=status)
+        self.retry_after = retry_after
+
+
+class GraphProtocolError(GraphError):
+    """Graph (or a notification sender) answered something outside the documented protocol."""
+
+    retriable = False
+
+
+class NotificationRejected(GraphError):  # noqa: N818 - a verdict, not a failure of ours
+    """A notification failed validation (clientState, shape): answered 4xx, never processed."""
+
+    retriable = False
+
+
+class SpoolError(GraphError):
+    """The local notification spool cannot be written: do not acknowledge the notification."""
+
+    retriable = True

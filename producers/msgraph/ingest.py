@@ -1,0 +1,330 @@
+"""Turn Graph notifications into RawMail records on raw-mail, exactly once per Message-ID as far as we can.
+
+Flow: the webhook verifies and spools notifications (``accept``), answers 202, and a
+``drain`` processes the spool: a ``created`` item fetches the MIME and publishes it;
+``missed``/``subscriptionRemoved`` run a delta catch-up from the deltaLink checkpoint;
+``reauthorizationRequired`` reauthorizes. Publishing waits for the broker's ack; the
+delta checkpoint is written only after every mail of the catch-up was acked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime, timedelta
+from email.header import decode_header, make_header
+from email.parser import BytesHeaderParser
+from email.policy import compat32
+from typing import Any, Protocol
+
+from producers.msgraph.client import GraphClient
+from producers.msgraph.config import MailboxConfig, MsgraphConfig
+from producers.msgraph.errors import GraphError, GraphNotFoundError, NotificationRejected
+from producers.msgraph.notifications import EntryKind, LifecycleEvent, parse_body, verify
+from producers.msgraph.spool import Spool
+from producers.msgraph.subscriptions import SubscriptionManager
+from producers.publisher import Publisher, PublishError
+from schemas.records import Checkpoint, RawMail, SourceKind
+from schemas.topics import INGEST_CHECKPOINTS, RAW_MAIL
+
+logger = logging.getLogger(__name__)
+
+
+class CheckpointSource(Protocol):
+    """Start-up reads: the last checkpoint of a mailbox and the Message-IDs it published since a time.
+
+    ``producers.imap.state.KafkaCheckpointReader`` implements it for both producers.
+    """
+
+    def load(self, mailbox: str) -> Checkpoint | None: ...
+
+    def message_ids_since(self, tenant: str, mailbox: str, since: datetime) -> list[str]: ...
+
+
+class RecentIds:
+    """A bounded set that forgets the oldest first."""
+
+    def __init__(self, capacity: int) -> None:
+        if capacity < 1:
+            raise ValueError("capacity must be >= 1")
+        self._capacity = capacity
+        self._ids: OrderedDict[str, None] = OrderedDict()
+
+    def __contains__(self, value: object) -> bool:
+        return value in self._ids
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def add(self, value: str) -> None:
+        self._ids[value] = None
+        self._ids.move_to_end(value)
+        while len(self._ids) > self._capacity:
+            self._ids.popitem(last=False)
+
+    def update(self, values: Iterable[str]) -> None:
+        for value in values:
+            self.add(value)
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _header(value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        return str(make_header(decode_header(value))).strip() or None
+    except (LookupError, UnicodeDecodeError, ValueError):
+        return value.strip() or None
+
+
+def mail_headers(mime: bytes) -> tuple[str | None, str | None, str | None]:
+    """Message-ID, Subject and From of a raw message; only the header block is parsed."""
+    end = mime.find(b"\r\n\r\n")
+    if end < 0:
+        end = mime.find(b"\n\n")
+    head = mime if end < 0 else mime[: end + 2]
+    msg = BytesHeaderParser(policy=compat32).parsebytes(head)
+    message_id = msg.get("Message-ID")
+    return (
+        str(message_id).strip() if message_id else None,
+        _header(msg.get("Subject")),
+        _header(msg.get("From")),
+    )
+
+
+class GraphIngest:
+    """Per-process ingest state for all configured mailboxes: delta links, recent ids, the spool."""
+
+    def __init__(
+        self,
+        config: MsgraphConfig,
+        client: GraphClient,
+        publisher: Publisher,
+        spool: Spool,
+        *,
+        subscriptions: SubscriptionManager | None = None,
+        now: Callable[[], datetime] = _utcnow,
+    ) -> None:
+        self._config = config
+        self._client = client
+        self._publisher = publisher
+        self._spool = spool
+        self._subs = subscriptions or SubscriptionManager(config, client, now=now)
+        self._now = now
+        self._mailboxes = {m.mailbox_id: m for m in config.mailboxes}
+        self._delta: dict[str, Checkpoint] = {}
+        self._recent: dict[str, RecentIds] = {m: RecentIds(config.dedup_capacity) for m in self._mailboxes}
+        self._locks: dict[str, asyncio.Lock] = {m: asyncio.Lock() for m in self._mailboxes}
+        self._drain_lock = asyncio.Lock()
+        #: Mailboxes whose last catch-up failed; the maintenance loop tries them again.
+        self._catch_up_due: set[str] = set()
+
+    @property
+    def subscriptions(self) -> SubscriptionManager:
+        return self._subs
+
+    def mailbox(self, mailbox_id: str) -> MailboxConfig:
+        return self._mailboxes[mailbox_id]
+
+    def delta_link(self, mailbox_id: str) -> str | None:
+        checkpoint = self._delta.get(mailbox_id)
+        return checkpoint.delta_link if checkpoint else None
+
+    # ------------------------------------------------------------------ start-up
+
+    def restore(self, source: CheckpointSource, lookback: timedelta = timedelta(days=7)) -> None:
+        """Load each mailbox's delta checkpoint and the Message-IDs raw-mail still holds (blocking I/O)."""
+        since = self._now() - lookback
+        for mailbox_id, mailbox in self._mailboxes.items():
+            checkpoint = source.load(mailbox_id)
+            if checkpoint is not None and checkpoint.delta_link:
+                self._delta[mailbox_id] = checkpoint
+            published = source.message_ids_since(mailbox.tenant, mailbox_id, since)
+            self._recent[mailbox_id].update(f"m:{mid}" for mid in published)
+            logger.info(
+                "restored %s: delta checkpoint %s, %d recent Message-IDs",
+                mailbox_id, "present" if checkpoint else "absent", len(published),
+            )
+
+    # ------------------------------------------------------------------ webhook side
+
+    def accept(self, body: bytes) -> tuple[int, int]:
+        """Verify a notification POST and spool its valid items; returns (accepted, rejected).
+
+        Raises NotificationRejected for a malformed body and SpoolError when the spool
+        cannot be written (then the caller must not answer 2xx, so Graph retries).
+        """
+        verdict = verify(parse_body(body), self._config.mailboxes)
+        for entry in verdict.entries:
+            self._spool.put(entry)
+        return len(verdict.entries), verdict.rejected
+
+    async def drain(self) -> int:
+        """Process every spooled entry; entries failing retriably stay for the next drain."""
+        processed = 0
+        async with self._drain_lock:
+            for key, entry in self._spool.pending():
+                try:
+                    await self.process(entry)
+                except GraphError as exc:
+                    if exc.retriable:
+                        logger.warning("notification %s kept for retry: %s", key, exc)
+                        continue
+                    logger.error("notification %s dropped: %s", key, exc)
+                except PublishError as exc:
+                    # The broker may come back; the mail must not be lost, so the entry stays either way.
+                    logger.warning("notification %s kept: broker refused the record: %s", key, exc)
+                    continue
+                except NotificationRejected as exc:
+                    logger.error("spool entry %s dropped: %s", key, exc)
+                self._spool.done(key)
+                processed += 1
+        return processed
+
+    async def process(self, entry: dict[str, Any]) -> None:
+        mailbox = self._mailboxes.get(str(entry.get("mailbox")))
+        if mailbox is None:
+            raise NotificationRejected(f"spool entry for unknown mailbox {entry.get('mailbox')!r}")
+        kind = entry.get("kind")
+        if kind == EntryKind.CREATED:
+            await self.ingest_message(mailbox, str(entry["message_id"]))
+            return
+        if kind != EntryKind.LIFECYCLE:
+            raise NotificationRejected(f"spool entry of unknown kind {kind!r}")
+        event = LifecycleEvent(str(entry["event"]))
+        subscription_id = str(entry["subscription_id"])
+        logger.info("lifecycle %s for %s (subscription %s)", event.value, mailbox.mailbox_id, subscription_id)
+        if event is LifecycleEvent.REAUTHORIZATION_REQUIRED:
+            await self._subs.reauthorize(mailbox, subscription_id)
+        elif event is LifecycleEvent.SUBSCRIPTION_REMOVED:
+            await self._subs.create(mailbox)
+            await self.catch_up(mailbox)
+        else:
+            await self.catch_up(mailbox)
+
+    # ------------------------------------------------------------------ mail
+
+    async def ingest_message(self, mailbox: MailboxConfig, message_id: str, internet_id: str | None = None) -> bool:
+        """Fetch one message's MIME and publish it, unless it was published before; True if published."""
+        async with self._locks[mailbox.mailbox_id]:
+            return await self._ingest_locked(mailbox, message_id, internet_id)
+
+    async def _ingest_locked(self, mailbox: MailboxConfig, message_id: str, internet_id: str | None) -> bool:
+        recent = self._recent[mailbox.mailbox_id]
+        if f"g:{message_id}" in recent or (internet_id and f"m:{internet_id}" in recent):
+            return False
+        try:
+            mime = await self._client.message_mime(mailbox.user, message_id, self._config.max_message_bytes)
+        except GraphNotFoundError:
+            logger.warning("message %s of %s was deleted before it could be fetched", message_id[:40],
+                           mailbox.mailbox_id)
+            return False
+        header_id, subject, sender = mail_headers(mime)
+        rfc_id = header_id or internet_id or f"<{message_id}@graph.invalid>"
+        if f"m:{rfc_id}" in recent:
+            recent.add(f"g:{message_id}")
+            return False
+        record = RawMail(
+            tenant=mailbox.tenant,
+            message_id=rfc_id,
+            mailbox=mailbox.mailbox_id,
+            source=SourceKind.MSGRAPH,
+            received_at=self._now(),
+            subject=subject,
+            sender=sender,
+            raw=mime,
+        )
+        await self._publisher.publish(RAW_MAIL, f"{mailbox.tenant}:{rfc_id}", record)
+        recent.add(f"g:{message_id}")
+        recent.add(f"m:{rfc_id}")
+        logger.info("published %s from %s", rfc_id, mailbox.mailbox_id)
+        return True
+
+    async def catch_up(self, mailbox: MailboxConfig) -> int:
+        """Page through the folder's delta from the checkpoint, publish what is new, store the new deltaLink.
+
+        Without a checkpoint this is the initial sync: ``initial_position=new`` only records
+        the deltaLink. An expired delta token (410) restarts the sync, publishing only
+        messages received since the last checkpoint (minus a day), deduplicated.
+        """
+        self._catch_up_due.add(mailbox.mailbox_id)
+        published = 0
+        async with self._locks[mailbox.mailbox_id]:
+            previous = self._delta.get(mailbox.mailbox_id)
+            link = previous.delta_link if previous and previous.delta_link else None
+            publish = link is not None or mailbox.initial_position == "all"
+            not_before: datetime | None = None
+            if link is None:
+                link = self._client.delta_start(mailbox.user, mailbox.folder)
+            while True:
+                try:
+                    page = await self._client.delta_page(link)
+                except GraphError as exc:
+                    if exc.status != 410 or previous is None or not_before is not None:
+                        raise
+                    logger.warning("delta token of %s expired; resyncing the folder", mailbox.mailbox_id)
+                    not_before = previous.updated_at - timedelta(days=1)
+                    link = self._client.delta_start(mailbox.user, mailbox.folder)
+                    continue
+                for item in page.items:
+                    if item.removed or not publish:
+                        continue
+                    if not_before is not None and item.received_at is not None and item.received_at < not_before:
+                        continue
+                    if await self._ingest_locked(mailbox, item.id, item.internet_message_id):
+                        published += 1
+                if page.next_link:
+                    link = page.next_link
+                    continue
+                assert page.delta_link is not None  # delta_page guarantees one of the two
+                await self._save_checkpoint(mailbox, page.delta_link)
+                break
+        self._catch_up_due.discard(mailbox.mailbox_id)
+        logger.info("delta catch-up of %s published %d mails", mailbox.mailbox_id, published)
+        return published
+
+    async def _save_checkpoint(self, mailbox: MailboxConfig, delta_link: str) -> None:
+        checkpoint = Checkpoint(
+            tenant=mailbox.tenant,
+            mailbox=mailbox.mailbox_id,
+            kind=SourceKind.MSGRAPH,
+            delta_link=delta_link,
+            updated_at=self._now(),
+        )
+        await self._publisher.publish(INGEST_CHECKPOINTS, mailbox.mailbox_id, checkpoint)
+        self._delta[mailbox.mailbox_id] = checkpoint
+
+    async def catch_up_all(self) -> int:
+        return sum([await self.catch_up(m) for m in self._config.mailboxes])
+
+    async def maintain(
+        self, stop: asyncio.Event, interval_seconds: float = 60.0, *, ensure_subscriptions: bool = True,
+        initial_delay_seconds: float = 5.0,
+    ) -> None:
+        """Background duty of a long-running process: retry spooled items and renew subscriptions.
+
+        The first round waits ``initial_delay_seconds``: creating a subscription makes Graph call
+        the webhook at once, so the HTTP server has to be listening by then.
+        """
+        delay = initial_delay_seconds
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=delay)
+            if stop.is_set():
+                return
+            delay = interval_seconds
+            try:
+                await self.drain()
+                for mailbox_id in sorted(self._catch_up_due):
+                    await self.catch_up(self._mailboxes[mailbox_id])
+                if ensure_subscriptions:
+                    for mailbox in self._config.mailboxes:
+                        await self._subs.ensure(mailbox)
+            except (GraphError, PublishError) as exc:
+                logger.warning("Graph maintenance round failed (%s); next round in %.0fs", exc, interval_seconds)
