@@ -18,6 +18,7 @@ logger = logging.getLogger("rcaflow")
 LAZY_COMMANDS: dict[str, str] = {
     "audit": "streams.commands.audit:audit",
     "broker": "streams.broker.commands:broker",
+    "explain": "streams.commands.explain:explain",
     "msgraph": "streams.commands.msgraph:msgraph",
     "parse": "streams.commands.parse:parse",
     "policy": "streams.commands.policy:policy",
