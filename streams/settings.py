@@ -45,12 +45,10 @@ class KafkaSettings(BaseModel):
 def producer_config(kafka: KafkaSettings) -> dict[str, str | int]:
     """librdkafka settings every rcaflow producer gets from the configuration.
 
-    The partitioner must be murmur2 like Faust's (aiokafka's) and the Java clients': librdkafka's
-    default (CRC32) puts a key on another partition than the worker does, so the executor's
-    ``running``/``succeeded`` records of an action would not follow its ``approved`` record, and
-    readers that rely on per-key order (the executor's ledger, the demo) would see them out of order.
+    (The murmur2 partitioner that keeps keys co-partitioned with the Faust worker is a
+    KafkaPublisher default, so every publisher has it, configured here or not.)
     """
-    config: dict[str, str | int] = {"partitioner": "murmur2_random", **kafka.client}
+    config: dict[str, str | int] = dict(kafka.client)
     if kafka.single_record_batches:
         config.update({"batch.num.messages": 1, "linger.ms": 0})
     return config
@@ -138,6 +136,15 @@ class ExecutorSettings(BaseModel):
     dry_run: bool = True
     metrics_port: int = 9466
     group_id: str = "rcaflow-executor"
+    #: The cluster the k8s actions act on (kubeconfig file, or the pod's service account).
+    kubeconfig: Path | None = None
+    kube_context: str | None = None
+    in_cluster: bool = False
+    #: Named reload endpoints for http.reload (e.g. vmalert: http://vmalert.insight-system:8880); actions
+    #: name the endpoint, never a URL.
+    reload_endpoints: dict[str, str] = Field(default_factory=dict)
+    #: Alertmanager root URL for alertmanager.silence.
+    alertmanager_url: str | None = None
 
 
 class Settings(BaseSettings):
