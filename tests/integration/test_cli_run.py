@@ -129,3 +129,9 @@ def test_demo_prints_every_class_then_shows_dedup(broker: object, tmp_path: Path
 def test_demo_smoke_on_tansu(tmp_path: Path) -> None:
     rows = _demo_rows(_env(tmp_path, RCAFLOW_KAFKA__EMBEDDED__PREFER="tansu"), "--rounds", "1")
     assert {r["alert_class"] for r in rows} >= NINE_CLASSES
+    assert not [r for r in rows if r["error"]]
+    # Every auto-approved action is seen finished: its executor records follow its approval.
+    analysed = [r for r in rows if not r["suppressed"] and r["incident_id"]]
+    assert analysed and all(r["actions"] for r in analysed)
+    states = {a["state"] for r in analysed for a in r["actions"]}  # type: ignore[attr-defined]
+    assert {"succeeded", "awaiting_approval"} <= states
