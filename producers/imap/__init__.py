@@ -11,7 +11,8 @@ from producers.imap.errors import (
 )
 from producers.imap.producer import ImapProducer, IngestStats
 from producers.imap.run import EXIT_AUTH, EXIT_FATAL, EXIT_OK, ingest
-from producers.imap.state import CheckpointReader, KafkaCheckpointReader, RecentIds
+from producers.imap.state import CheckpointReader, KafkaCheckpointReader
+from producers.recent_ids import RecentIds
 
 __all__ = [
     "EXIT_AUTH",

@@ -24,8 +24,9 @@ from producers.imap.config import AfterIngest, ImapConfig
 from producers.imap.errors import ImapAuthError, ImapProducerError
 from producers.imap.headers import MailHeaders, derived_message_id, parse_headers
 from producers.imap.session import Envelope, FolderState, ImapSession
-from producers.imap.state import CheckpointReader, RecentIds
+from producers.imap.state import CheckpointReader
 from producers.publisher import Publisher, PublishError
+from producers.recent_ids import RecentIds
 from schemas.records import Checkpoint, DeadLetter, RawMail, SourceKind
 from schemas.topics import DEAD_LETTER, INGEST_CHECKPOINTS, RAW_MAIL
 

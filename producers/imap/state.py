@@ -10,8 +10,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -25,33 +24,8 @@ from schemas.topics import INGEST_CHECKPOINTS, RAW_MAIL
 if TYPE_CHECKING:
     from schemas.codec import Codec
 
+
 logger = logging.getLogger(__name__)
-
-
-class RecentIds:
-    """A bounded set of message-ids that forgets the oldest first."""
-
-    def __init__(self, capacity: int) -> None:
-        if capacity < 1:
-            raise ValueError("capacity must be >= 1")
-        self._capacity = capacity
-        self._ids: OrderedDict[str, None] = OrderedDict()
-
-    def __contains__(self, message_id: object) -> bool:
-        return message_id in self._ids
-
-    def __len__(self) -> int:
-        return len(self._ids)
-
-    def add(self, message_id: str) -> None:
-        self._ids[message_id] = None
-        self._ids.move_to_end(message_id)
-        while len(self._ids) > self._capacity:
-            self._ids.popitem(last=False)
-
-    def update(self, message_ids: Iterable[str]) -> None:
-        for message_id in message_ids:
-            self.add(message_id)
 
 
 class CheckpointReader(Protocol):

@@ -11,11 +11,12 @@ from producers.msgraph.errors import (
     NotificationRejected,
     SpoolError,
 )
-from producers.msgraph.ingest import CheckpointSource, GraphIngest, RecentIds, mail_headers
+from producers.msgraph.ingest import CheckpointSource, GraphIngest, mail_headers
 from producers.msgraph.retry import RetryPolicy, backoff_delay, parse_retry_after
 from producers.msgraph.spool import FileSpool, MemorySpool, Spool
 from producers.msgraph.subscriptions import SubscriptionManager
 from producers.msgraph.tokens import MsalTokenProvider, StaticTokenProvider, TokenProvider
+from producers.recent_ids import RecentIds
 
 __all__ = [
     "MAX_SUBSCRIPTION_MINUTES",

@@ -12,8 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from email.header import decode_header, make_header
 from email.parser import BytesHeaderParser
@@ -27,6 +26,7 @@ from producers.msgraph.notifications import EntryKind, LifecycleEvent, parse_bod
 from producers.msgraph.spool import Spool
 from producers.msgraph.subscriptions import SubscriptionManager
 from producers.publisher import Publisher, PublishError
+from producers.recent_ids import RecentIds
 from schemas.records import Checkpoint, RawMail, SourceKind
 from schemas.topics import INGEST_CHECKPOINTS, RAW_MAIL
 
@@ -42,32 +42,6 @@ class CheckpointSource(Protocol):
     def load(self, mailbox: str) -> Checkpoint | None: ...
 
     def message_ids_since(self, tenant: str, mailbox: str, since: datetime) -> list[str]: ...
-
-
-class RecentIds:
-    """A bounded set that forgets the oldest first."""
-
-    def __init__(self, capacity: int) -> None:
-        if capacity < 1:
-            raise ValueError("capacity must be >= 1")
-        self._capacity = capacity
-        self._ids: OrderedDict[str, None] = OrderedDict()
-
-    def __contains__(self, value: object) -> bool:
-        return value in self._ids
-
-    def __len__(self) -> int:
-        return len(self._ids)
-
-    def add(self, value: str) -> None:
-        self._ids[value] = None
-        self._ids.move_to_end(value)
-        while len(self._ids) > self._capacity:
-            self._ids.popitem(last=False)
-
-    def update(self, values: Iterable[str]) -> None:
-        for value in values:
-            self.add(value)
 
 
 def _utcnow() -> datetime:
