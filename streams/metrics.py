@@ -40,6 +40,19 @@ class StageMetrics:
             buckets=LATENCY_BUCKETS,
             registry=registry,
         )
+        self.llm_tokens = Counter(
+            "rcaflow_llm_tokens_total",
+            "Tokens the LLM second opinion spent, by model.",
+            ["model"],
+            registry=registry,
+        )
+        self.llm_latency = Histogram(
+            "rcaflow_llm_latency_seconds",
+            "LLM answer time per incident (all calls of one analysis), by model.",
+            ["model"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
         self.actions = Counter(
             "rcaflow_actions_total",
             "Action state changes written, by state and risk.",

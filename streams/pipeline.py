@@ -262,6 +262,10 @@ class Pipeline:
         outs = [Out(ACTIONS, f"{a.tenant}:{a.action_id}", a) for a in rejected]
         if answer is not None:
             outs.insert(0, Out(RCA_RESULT, f"{answer.tenant}:{answer.incident_id}", answer))
+            if self.metrics:
+                model = answer.model or "unknown"
+                self.metrics.llm_tokens.labels(model).inc(answer.tokens or 0)
+                self.metrics.llm_latency.labels(model).observe((answer.latency_ms or 0) / 1000)
         outcome = "ok" if answer is not None else why.split(":", 1)[0]
         self._count("llm", outcome)
         return StageResult(outs, outcome)

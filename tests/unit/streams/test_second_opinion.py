@@ -6,7 +6,10 @@ import asyncio
 from datetime import UTC, datetime
 from pathlib import Path
 
+from prometheus_client import CollectorRegistry
+
 from schemas.records import ActionState, AlertEvent, Engine, Incident, RawMail, RcaResult, SourceKind
+from streams.metrics import StageMetrics
 from streams.pipeline import Pipeline, Position
 from streams.rca_llm import LlmStage
 from streams.runtime import build_pipeline
@@ -33,7 +36,8 @@ def _triaged(pipeline: Pipeline) -> RcaResult:
 
 
 def test_the_model_refines_the_diagnosis_but_cannot_add_an_action_the_policy_lacks() -> None:
-    pipeline = build_pipeline(Settings())
+    registry = CollectorRegistry()
+    pipeline = build_pipeline(Settings(), StageMetrics(registry))
     triaged = _triaged(pipeline)
     labels = triaged.incident.event.labels
     diagnostics = {"name": "collect_diagnostics", "reason": "look at the member",
@@ -57,6 +61,8 @@ def test_the_model_refines_the_diagnosis_but_cannot_add_an_action_the_policy_lac
     assert [a.name for a in answer.actions] == ["collect_diagnostics"]
     rejected = [r for r in records[1:] if getattr(r, "state", None) is ActionState.REJECTED]
     assert [r.name for r in rejected] == ["delete_namespace"]  # type: ignore[attr-defined]
+    spent = registry.get_sample_value("rcaflow_llm_tokens_total", {"model": answer.model or ""})
+    assert spent == answer.tokens
 
     # The model's accepted action is the same action (same id) the triage proposed: it cannot run twice.
     triage_ids = {a.name: a.action_id for a in triaged.actions}
