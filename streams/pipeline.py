@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from executors.audit import AuditChain
 from executors.evidence import EvidenceRunner, plan_from_triage
-from policies import PolicySet, decide, dedup, triage
+from policies import PolicySet, cooldown_key, decide, dedup, triage
 from policies.dedup import DedupState
 from producers.fingerprint import event_id
 from producers.mail import MailParseError, TemplateRegistry, parse_mail
@@ -73,6 +73,8 @@ class Out:
 class StageResult:
     outputs: list[Out] = field(default_factory=list)
     outcome: str = "ok"
+    #: New table value for stages that keep state (None: leave the table as it is).
+    state: dict[str, Any] | None = None
 
 
 class Pipeline:
@@ -271,21 +273,32 @@ class Pipeline:
         return StageResult(outs, outcome)
 
     # ------------------------------------------------------------------ decide
-    def decide(self, value: bytes, where: Position) -> StageResult:
-        """rca-result → actions: only what the policy allows, in the state its risk calls for."""
+    def decide(
+        self, value: bytes, where: Position, last_run: Mapping[str, str] | None = None
+    ) -> StageResult:
+        """rca-result → actions: only what the policy allows, in the state its risk calls for.
+
+        ``last_run`` (cooldown key → ISO time) is the caller's memory of when each action last
+        went ahead for this fingerprint; the updated memory is in ``StageResult.state``.
+        """
         try:
             result: RcaResult = self.decode(value, RcaResult, where)
         except (CodecError, ValidationError) as exc:
             self._count("decide", "dead_letter")
             return StageResult([self.dead_letter("decide", value, where, exc)], "dead_letter")
-        decision = decide(result, self.policies, self.clock())
+        now = self.clock()
+        memory = {key: datetime.fromisoformat(at) for key, at in (last_run or {}).items()}
+        decision = decide(result, self.policies, now, last_run=memory)
         outs = [Out(ACTIONS, f"{a.tenant}:{a.action_id}", a) for a in decision.actions]
         outs += [Out(ACTIONS, f"{a.tenant}:{a.action_id}", a) for a in decision.rejected]
+        updated = dict(last_run or {})
+        for action in decision.actions:
+            updated[cooldown_key(action.tenant, result.incident.fingerprint, action.name)] = now.isoformat()
         if self.metrics:
             for action in decision.actions + decision.rejected:
                 self.metrics.actions.labels(action.state.value, action.risk.value).inc()
         self._count("decide", "ok")
-        return StageResult(outs)
+        return StageResult(outs, state=updated)
 
     # ------------------------------------------------------------------ approvals
     def pending_change(self, value: bytes, where: Position) -> tuple[str, dict[str, Any] | None] | None:
@@ -336,6 +349,14 @@ class Pipeline:
                 self._count("approval", "expired")
                 outs.append(Out(ACTIONS, f"{record.tenant}:{record.action_id}", record))
         return outs
+
+    def fingerprint_of_result(self, value: bytes) -> str:
+        """The decide stage's grouping key; undecodable input groups under "unknown" (then dead-letters)."""
+        try:
+            result: RcaResult = self.codec.decode(value, RcaResult, topic=self.topic(RCA_RESULT))
+        except (CodecError, ValidationError):
+            return "unknown"
+        return f"{result.tenant}:{result.incident.fingerprint}"
 
     # ------------------------------------------------------------------ audit
     def tenant_of_action(self, value: bytes) -> str:

@@ -97,6 +97,8 @@ def build_app(settings: Settings, bootstrap: str, pipeline: Pipeline) -> faust.A
     audit_head = app.Table("audit-head", default=None, partitions=partitions)
     # Keyed tenant:action-id like actions and approvals, so all three meet in one partition.
     awaiting = app.Table("awaiting-approval", default=None, partitions=partitions)
+    # When each action last went ahead per tenant:fingerprint, for the policy's cooldowns.
+    cooldowns = app.Table("action-cooldowns", default=None, partitions=partitions)
 
     async def send_all(outs: list[Out]) -> None:
         for out in outs:
@@ -140,11 +142,21 @@ def build_app(settings: Settings, bootstrap: str, pipeline: Pipeline) -> faust.A
             with pipeline_timer(pipeline, "rca"):
                 await send_all((await pipeline.rca(value, pos)).outputs)
 
+    def fingerprint_of(value: bytes) -> bytes:
+        return pipeline.fingerprint_of_result(value).encode("utf-8")
+
     @app.agent(rca_result, name="decide")
     async def decide(stream: faust.StreamT[bytes]) -> None:
-        async for value, pos in values(stream):
+        # Grouped by fingerprint so the cooldown memory of one target lives in one partition.
+        async for event in stream.group_by(fingerprint_of, name="fingerprint").events():
+            pos = where(event)
+            value = event.value if isinstance(event.value, bytes) else b""
+            key = pipeline.fingerprint_of_result(value)
             with pipeline_timer(pipeline, "decide"):
-                await send_all(pipeline.decide(value, pos).outputs)
+                result = pipeline.decide(value, pos, cooldowns.get(key))
+                await send_all(result.outputs)
+                if result.state is not None:
+                    cooldowns[key] = result.state
 
     if pipeline.llm is not None:
 
