@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -27,8 +28,8 @@ from producers.msgraph.spool import Spool
 from producers.msgraph.subscriptions import SubscriptionManager
 from producers.publisher import Publisher, PublishError
 from producers.recent_ids import RecentIds
-from schemas.records import Checkpoint, RawMail, SourceKind
-from schemas.topics import INGEST_CHECKPOINTS, RAW_MAIL
+from schemas.records import Checkpoint, DeadLetter, RawMail, SourceKind
+from schemas.topics import DEAD_LETTER, INGEST_CHECKPOINTS, RAW_MAIL
 
 logger = logging.getLogger(__name__)
 
@@ -150,16 +151,39 @@ class GraphIngest:
                     if exc.retriable:
                         logger.warning("notification %s kept for retry: %s", key, exc)
                         continue
-                    logger.error("notification %s dropped: %s", key, exc)
+                    if not await self._dead_letter(key, entry, exc):
+                        continue
                 except PublishError as exc:
                     # The broker may come back; the mail must not be lost, so the entry stays either way.
                     logger.warning("notification %s kept: broker refused the record: %s", key, exc)
                     continue
                 except NotificationRejected as exc:
-                    logger.error("spool entry %s dropped: %s", key, exc)
+                    if not await self._dead_letter(key, entry, exc):
+                        continue
                 self._spool.done(key)
                 processed += 1
         return processed
+
+    async def _dead_letter(self, key: str, entry: dict[str, Any], exc: Exception) -> bool:
+        """Keep a notification that can never be processed where people look; True once it is there."""
+        mailbox = self._mailboxes.get(str(entry.get("mailbox")))
+        record = DeadLetter(
+            tenant=mailbox.tenant if mailbox else "unknown",
+            stage="msgraph",
+            source_topic="msgraph-notifications",
+            key=key.encode("utf-8"),
+            payload=json.dumps(entry, sort_keys=True, default=str).encode("utf-8"),
+            reason=f"{type(exc).__name__}: {exc}"[:4000],
+            error_type=type(exc).__name__,
+            at=self._now(),
+        )
+        try:
+            await self._publisher.publish(DEAD_LETTER, "msgraph-notifications", record)
+        except PublishError as publish_exc:
+            logger.warning("notification %s kept: dead-letter refused too: %s", key, publish_exc)
+            return False
+        logger.error("notification %s cannot be processed, kept in dead-letter: %s", key, exc)
+        return True
 
     async def process(self, entry: dict[str, Any]) -> None:
         mailbox = self._mailboxes.get(str(entry.get("mailbox")))

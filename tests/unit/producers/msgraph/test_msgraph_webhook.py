@@ -14,7 +14,7 @@ import httpx
 from fastapi import FastAPI
 
 from producers.msgraph import FileSpool, GraphIngest, MemorySpool, Spool
-from schemas.records import Checkpoint, RawMail, SourceKind
+from schemas.records import Checkpoint, DeadLetter, RawMail, SourceKind
 from streams.msgraph_api import create_msgraph_router
 from tests.unit.producers.msgraph.conftest import (
     STATE,
@@ -295,3 +295,23 @@ def test_restart_resumes_from_the_checkpoint_and_remembers_published_mails(stand
 
     asyncio.run(first_run())
     assert asyncio.run(second_run()) == ["<one@x>", "<two@x>"]
+
+
+def test_a_mail_that_can_never_be_fetched_is_kept_in_dead_letter(standin: GraphStandIn) -> None:
+    mid = standin.add_message(USER, sample_mail(), "<gone@dce>")
+    standin.fail_next("GET", f"/users/{USER}/messages/{mid}/$value", 400)
+
+    async def go() -> tuple[int, list[RawMail], list[DeadLetter]]:
+        async with rig(standin) as r:
+            response = await r.post(created(mid))
+            await r.ingest.drain()
+            letters = [x for x in r.publisher.on("dead-letter") if isinstance(x, DeadLetter)]
+            return response.status_code, r.raw_mails(), letters
+
+    status, mails, letters = asyncio.run(go())
+    assert status == 202
+    assert mails == []
+    (letter,) = letters
+    assert letter.stage == "msgraph" and letter.tenant == "acme"
+    assert mid.encode() in letter.payload
+    assert "400" in letter.reason
