@@ -48,7 +48,7 @@ def run_worker(settings: Settings) -> None:
     bootstrap = require_bootstrap(settings)
     ensure_topics(bootstrap, settings.kafka.topic_prefix)
     if settings.worker.metrics_port:
-        start_http_server(settings.worker.metrics_port, addr="127.0.0.1")
+        start_http_server(settings.worker.metrics_port, addr=settings.worker.metrics_host)
     pipeline = build_pipeline(settings, StageMetrics(), engines=True)
     app = build_app(settings, bootstrap, pipeline)
     logger.info("worker %s starting on %s", app.conf.id, bootstrap)
@@ -86,7 +86,7 @@ def run_executor(settings: Settings) -> None:
     bootstrap = require_bootstrap(settings)
     ensure_topics(bootstrap, settings.kafka.topic_prefix)
     if settings.executor.metrics_port:
-        start_http_server(settings.executor.metrics_port, addr="127.0.0.1")
+        start_http_server(settings.executor.metrics_port, addr=settings.executor.metrics_host)
     codec = build_codec(settings)
 
     async def main() -> None:

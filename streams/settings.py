@@ -126,6 +126,8 @@ class WorkerSettings(BaseModel):
     store: str = "memory://"
     data_dir: Path = STATE_HOME / "worker"
     metrics_port: int = 9465
+    #: 0.0.0.0 in a container so Prometheus can scrape it; loopback on a laptop.
+    metrics_host: str = "127.0.0.1"
     partitions: int = 3
     #: How often awaiting approvals are checked against their expiry.
     expiry_check_seconds: float = 5.0
@@ -135,6 +137,7 @@ class ExecutorSettings(BaseModel):
     #: Real side effects need an explicit opt-in per deployment.
     dry_run: bool = True
     metrics_port: int = 9466
+    metrics_host: str = "127.0.0.1"
     group_id: str = "rcaflow-executor"
     #: The cluster the k8s actions act on (kubeconfig file, or the pod's service account).
     kubeconfig: Path | None = None
