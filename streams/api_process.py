@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from fastapi import FastAPI
 
@@ -26,19 +26,38 @@ def build_api(settings: Settings, bootstrap: str, pipeline: Pipeline, auth: Tena
     feed_ready = asyncio.Event()
     lifespans: list[contextlib.AbstractAsyncContextManager[None]] = []
 
-    approvals = settings.approvals
-    channels_on = approvals.slack_signing_secret or approvals.dingtalk_app_secret or approvals.link_secret
-    app_routers = []
-    if channels_on:
-        from executors.approvals.links import LinkSigner
-        from streams.approvals import (
-            ActionsFeed,
-            ApprovalsConfig,
-            InMemoryPendingActions,
-            build_approvals_router,
-        )
+    from executors import ExecutionOutcome
+    from schemas.records import ActionEvent
+    from schemas.topics import ACTIONS
+    from streams.approvals import ActionsFeed, InMemoryPendingActions
+    from streams.rca_wiring import build_evidence_toolset, build_tool_registry
+    from streams.tools_api import build_tools_router
 
-        pending = InMemoryPendingActions()
+    # One view of the actions topic serves the approval callbacks and the /tools write checks.
+    pending = InMemoryPendingActions()
+    feed = ActionsFeed(bootstrap=bootstrap, codec=pipeline.codec, pending=pending,
+                       topic_prefix=settings.kafka.topic_prefix)
+
+    @contextlib.asynccontextmanager
+    async def feed_running() -> AsyncIterator[None]:
+        task = asyncio.create_task(feed.run())
+        waiter = asyncio.create_task(_mirror(feed.caught_up, feed_ready))
+        try:
+            yield
+        finally:
+            feed.stop()
+            waiter.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+    lifespans.append(feed_running())
+    app_routers = []
+
+    approvals = settings.approvals
+    if approvals.slack_signing_secret or approvals.dingtalk_app_secret or approvals.link_secret:
+        from executors.approvals.links import LinkSigner
+        from streams.approvals import ApprovalsConfig, build_approvals_router
+
         config = ApprovalsConfig(
             approvers={tenant: frozenset(ids) for tenant, ids in approvals.approvers.items()},
             slack_signing_secret=approvals.slack_signing_secret,
@@ -49,24 +68,18 @@ def build_api(settings: Settings, bootstrap: str, pipeline: Pipeline, auth: Tena
         )
         app_routers.append(build_approvals_router(config=config, pending=pending, publisher=publisher,
                                                   http=make_async_client(settings.http)))
-        feed = ActionsFeed(bootstrap=bootstrap, codec=pipeline.codec, pending=pending,
-                           topic_prefix=settings.kafka.topic_prefix)
 
-        @contextlib.asynccontextmanager
-        async def feed_running() -> AsyncIterator[None]:
-            task = asyncio.create_task(feed.run())
-            waiter = asyncio.create_task(_mirror(feed.caught_up, feed_ready))
-            try:
-                yield
-            finally:
-                feed.stop()
-                waiter.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+    async def record_tool_run(action: ActionEvent, outcome: ExecutionOutcome) -> None:
+        """Runs through /tools leave the same trail on actions (and so in audit) as the executor's."""
+        if action.incident_id == "tools-api":
+            return  # read-only diagnostics asked for by a person; nothing changed anywhere
+        record = outcome.to_action_event(action, at=datetime.now(UTC))
+        await publisher.publish(ACTIONS, f"{record.tenant}:{record.action_id}", record)
 
-        lifespans.append(feed_running())
-    else:
-        feed_ready.set()
+    app_routers.append(build_tools_router(
+        evidence=build_evidence_toolset(settings), registry=build_tool_registry(settings), pending=pending,
+        dry_run=settings.executor.dry_run, on_executed=record_tool_run,
+    ))
 
     if settings.msgraph is not None:
         from producers.imap.state import KafkaCheckpointReader

@@ -75,6 +75,8 @@ class StageResult:
     outcome: str = "ok"
     #: New table value for stages that keep state (None: leave the table as it is).
     state: dict[str, Any] | None = None
+    #: The decoded input, for follow-up work such as notifications.
+    subject: Record | None = None
 
 
 class Pipeline:
@@ -298,7 +300,7 @@ class Pipeline:
             for action in decision.actions + decision.rejected:
                 self.metrics.actions.labels(action.state.value, action.risk.value).inc()
         self._count("decide", "ok")
-        return StageResult(outs, state=updated)
+        return StageResult(outs, state=updated, subject=result)
 
     # ------------------------------------------------------------------ approvals
     def pending_change(self, value: bytes, where: Position) -> tuple[str, dict[str, Any] | None] | None:

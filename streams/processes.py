@@ -9,7 +9,6 @@ import signal
 
 import uvicorn
 
-from executors import ToolRegistry
 from producers.publisher import KafkaPublisher
 from streams.api import TenantAuth
 from streams.executor_service import ExecutorService
@@ -56,32 +55,10 @@ def run_worker(settings: Settings) -> None:
     worker.execute_from_commandline()
 
 
-def build_tool_registry(settings: Settings) -> ToolRegistry:
-    """The executor's tools with the backends configured; an unconfigured tool can still dry-run."""
-    from streams.http_clients import make_async_client
-
-    config = settings.executor
-    backends: dict[str, object] = {}
-    if config.kubeconfig or config.in_cluster:
-        from executors.tools.k8s_api import K8sApi, load_kubeconfig
-
-        backends["k8s"] = K8sApi.from_config(load_kubeconfig(
-            str(config.kubeconfig) if config.kubeconfig else None, context=config.kube_context,
-            in_cluster=config.in_cluster))
-    if config.reload_endpoints:
-        from executors.tools.http_reload import ReloadEndpoints
-
-        backends["http"] = ReloadEndpoints(make_async_client(settings.http), config.reload_endpoints)
-    if config.alertmanager_url:
-        from executors.tools.alertmanager import AlertmanagerApi
-
-        backends["alertmanager"] = AlertmanagerApi(make_async_client(settings.http, base_url=config.alertmanager_url))
-    logger.info("executor backends: %s (dry_run=%s)", ", ".join(sorted(backends)) or "none", config.dry_run)
-    return ToolRegistry(backends=backends)
-
-
 def run_executor(settings: Settings) -> None:
     from prometheus_client import start_http_server
+
+    from streams.rca_wiring import build_tool_registry
 
     bootstrap = require_bootstrap(settings)
     ensure_topics(bootstrap, settings.kafka.topic_prefix)

@@ -7,9 +7,14 @@ executor) never imports them.
 from __future__ import annotations
 
 import logging
+from collections.abc import MutableMapping
+from datetime import timedelta
+from typing import Any
 
-from executors.evidence import EvidenceRunner, build_evidence_tools
+from executors import ToolRegistry
+from executors.evidence import EvidenceRunner, EvidenceTool, build_evidence_tools
 from streams.http_clients import make_async_client
+from streams.notify_stage import Notifier
 from streams.rca_llm import LlmStage
 from streams.settings import Settings
 
@@ -20,6 +25,14 @@ def build_evidence_runner(settings: Settings) -> EvidenceRunner | None:
     config = settings.evidence
     if not config.any_backend:
         return None
+    tools = build_evidence_toolset(settings)
+    return EvidenceRunner(tools, call_timeout_s=config.call_timeout_s, budget_s=config.budget_s,
+                          concurrency=config.concurrency)
+
+
+def build_evidence_toolset(settings: Settings) -> dict[str, EvidenceTool[Any]]:
+    """The read-only tools with the configured backends (used by the rca stage and by /tools)."""
+    config = settings.evidence
     prom = es = k8s = None
     netprobe = None
     if config.prometheus_url:
@@ -43,8 +56,42 @@ def build_evidence_runner(settings: Settings) -> EvidenceRunner | None:
     tools = build_evidence_tools(prom=prom, k8s=k8s, es=es, netprobe=netprobe,
                                  http_client=make_async_client(settings.http))
     logger.info("evidence tools: %s", ", ".join(sorted(tools)) or "none")
-    return EvidenceRunner(tools, call_timeout_s=config.call_timeout_s, budget_s=config.budget_s,
-                          concurrency=config.concurrency)
+    return tools
+
+
+def build_tool_registry(settings: Settings) -> ToolRegistry:
+    """The executor's tools with the backends configured; an unconfigured tool can still dry-run."""
+    config = settings.executor
+    backends: dict[str, object] = {}
+    if config.kubeconfig or config.in_cluster:
+        from executors.tools.k8s_api import K8sApi, load_kubeconfig
+
+        backends["k8s"] = K8sApi.from_config(load_kubeconfig(
+            str(config.kubeconfig) if config.kubeconfig else None, context=config.kube_context,
+            in_cluster=config.in_cluster))
+    if config.reload_endpoints:
+        from executors.tools.http_reload import ReloadEndpoints
+
+        backends["http"] = ReloadEndpoints(make_async_client(settings.http), config.reload_endpoints)
+    if config.alertmanager_url:
+        from executors.tools.alertmanager import AlertmanagerApi
+
+        backends["alertmanager"] = AlertmanagerApi(make_async_client(settings.http, base_url=config.alertmanager_url))
+    logger.info("executor backends: %s (dry_run=%s)", ", ".join(sorted(backends)) or "none", config.dry_run)
+    return ToolRegistry(backends=backends)
+
+
+def build_notifier(settings: Settings, store: MutableMapping[str, Any]) -> Notifier | None:
+    """First-response notifications, or None when no tenant has a channel configured."""
+    from executors.approvals import LinkSigner
+    from streams.notify_stage import build_channels
+
+    channels = build_channels(settings.notify, make_async_client(settings.http))
+    if not channels:
+        return None
+    secret = settings.approvals.link_secret
+    signer = LinkSigner(secret, ttl=timedelta(minutes=settings.approvals.link_ttl_minutes)) if secret else None
+    return Notifier(channels, store, link_signer=signer, public_base_url=settings.approvals.public_base_url)
 
 
 def build_llm_stage(settings: Settings) -> LlmStage | None:

@@ -17,6 +17,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from producers.imap.config import ImapConfig
 from producers.msgraph.config import MsgraphConfig
 from streams.http_clients import HttpSettings
+from streams.notify_stage import NotifySettings
 
 STATE_HOME = Path.home() / ".local" / "state" / "rcaflow"
 CACHE_HOME = Path.home() / ".cache" / "rcaflow"
@@ -175,6 +176,8 @@ class Settings(BaseSettings):
     http: HttpSettings = Field(default_factory=HttpSettings)
     evidence: EvidenceSettings = Field(default_factory=EvidenceSettings)
     approvals: ApprovalSettings = Field(default_factory=ApprovalSettings)
+    #: Per-tenant Slack / DingTalk targets for first-response notifications.
+    notify: NotifySettings = Field(default_factory=NotifySettings)
     #: Microsoft Graph (Exchange Online) mail ingest, served by the API process when set.
     msgraph: MsgraphConfig | None = None
     policies_file: Path | None = None

@@ -7,6 +7,7 @@ backed by changelog topics, so a restarted worker resumes where it was.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 import faust
 from faust.types import EventT
 
+from schemas.records import ActionEvent, RcaResult
 from schemas.topics import (
     ACTIONS,
     APPROVALS,
@@ -25,10 +27,14 @@ from schemas.topics import (
     RCA_RESULT,
     TopicSpec,
 )
+from streams.notify_stage import NotifyStageError
 from streams.pipeline import Out, Pipeline, Position
+from streams.rca_wiring import build_notifier
 from streams.settings import Settings
 
 logger = logging.getLogger(__name__)
+
+NOTIFY_TIMEOUT_S = 10.0
 
 
 def faust_broker_urls(bootstrap: str) -> list[str]:
@@ -142,6 +148,22 @@ def build_app(settings: Settings, bootstrap: str, pipeline: Pipeline) -> faust.A
             with pipeline_timer(pipeline, "rca"):
                 await send_all((await pipeline.rca(value, pos)).outputs)
 
+    # Message references per tenant:incident, so the LLM's answer updates the first message.
+    notified = app.Table("notified", default=None, partitions=partitions)
+    notifier = build_notifier(settings, notified)
+
+    async def notify(result: RcaResult, decided: list[ActionEvent]) -> None:
+        if notifier is None:
+            return
+        try:
+            # Bounded: a rate-limited chat robot must not hold up the decisions behind it.
+            async with asyncio.timeout(NOTIFY_TIMEOUT_S):
+                await notifier.handle(result, decided)
+        except (NotifyStageError, TimeoutError) as exc:
+            pipeline._count("notify", type(exc).__name__)
+            logger.warning("first-response notification for %s not sent: %s", result.incident_id, exc,
+                           extra={"tenant": result.tenant, "incident_id": result.incident_id})
+
     def fingerprint_of(value: bytes) -> bytes:
         return pipeline.fingerprint_of_result(value).encode("utf-8")
 
@@ -157,6 +179,8 @@ def build_app(settings: Settings, bootstrap: str, pipeline: Pipeline) -> faust.A
                 await send_all(result.outputs)
                 if result.state is not None:
                     cooldowns[key] = result.state
+            if notifier is not None and isinstance(result.subject, RcaResult):
+                await notify(result.subject, [o.record for o in result.outputs if isinstance(o.record, ActionEvent)])
 
     if pipeline.llm is not None:
 

@@ -1,0 +1,45 @@
+"""The API process as deployed: core routes, /tools, approval callbacks, readiness after the actions view."""
+
+from __future__ import annotations
+
+import time
+
+from fastapi.testclient import TestClient
+from pydantic import SecretStr
+
+from streams.api import TenantAuth
+from streams.api_process import build_api
+from streams.runtime import build_pipeline
+from streams.settings import ApprovalSettings, KafkaSettings, Settings
+from streams.topics_admin import ensure_topics
+
+
+def test_api_process_serves_tools_and_approvals_once_its_view_has_caught_up(
+    broker: object, topic_prefix: str
+) -> None:
+    bootstrap = broker.bootstrap  # type: ignore[attr-defined]
+    ensure_topics(bootstrap, topic_prefix)
+    settings = Settings(
+        kafka_bootstrap_servers=bootstrap,
+        kafka=KafkaSettings(topic_prefix=topic_prefix),
+        approvals=ApprovalSettings(slack_signing_secret=SecretStr("8f742231b10e8888abcd99yyyzzz85a5"),
+                                   approvers={"acme": ["slack:U1"]}),
+    )
+    auth = TenantAuth({"acme": SecretStr("s3cret")}, "default")
+    app = build_api(settings, bootstrap, build_pipeline(settings), auth)
+    headers = {"Authorization": "Bearer s3cret"}
+    with TestClient(app) as client:
+        deadline = time.monotonic() + 30
+        while client.get("/readyz").status_code != 200:
+            assert time.monotonic() < deadline, "the actions view never caught up"
+            time.sleep(0.2)
+        # A write needs an approved action id; without one it is refused with the reason.
+        refused = client.post("/tools/k8s", headers=headers, json={
+            "operation": "delete_pod", "params": {"namespace": "kube-system", "pod": "etcd-master-1"}})
+        assert refused.status_code == 403, refused.text
+        assert refused.json()["reason"] == "approval_required"
+        # Approval callbacks are mounted: an unsigned Slack request is refused, not unknown.
+        unsigned = client.post("/approvals/slack", content=b"payload=%7B%7D",
+                               headers={"Content-Type": "application/x-www-form-urlencoded"})
+        assert unsigned.status_code == 401
+        assert client.post("/tools/prom", json={"operation": "query", "params": {}}).status_code == 401
