@@ -14,6 +14,7 @@ import yaml
 from pydantic import AliasChoices, BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from executors.tools.http_reload import ReloadTarget
 from producers.imap.config import ImapConfig
 from producers.msgraph.config import MsgraphConfig
 from streams.http_clients import HttpSettings
@@ -146,7 +147,9 @@ class ExecutorSettings(BaseModel):
     in_cluster: bool = False
     #: Named reload endpoints for http.reload (e.g. vmalert: http://vmalert.insight-system:8880); actions
     #: name the endpoint, never a URL.
-    reload_endpoints: dict[str, str] = Field(default_factory=dict)
+    #: A plain URL, or {"url": ..., "kind": "vmalert"|"prometheus"|"alertmanager"} to confirm each reload
+    #: through the server's own reload-success metric.
+    reload_endpoints: dict[str, str | ReloadTarget] = Field(default_factory=dict)
     #: Alertmanager root URL for alertmanager.silence.
     alertmanager_url: str | None = None
 

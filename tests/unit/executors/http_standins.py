@@ -73,3 +73,76 @@ class AlertmanagerStandIn:
             Route("/api/v2/silences", self.create, methods=["POST"]),
             Route("/api/v2/silences", self.list, methods=["GET"]),
         ])
+
+
+@dataclass
+class MetricsReloadStandIn:
+    """A server whose reload outcome is only in ``<kind>_config_last_reload_*`` metrics, like vmalert.
+
+    vmalert answers POST /-/reload at once; its reload loop then counts the
+    SIGHUP (``_total``) and only afterwards parses the rules and sets
+    ``_successful``/``_errors_total``/``_success_timestamp_seconds``. Each GET
+    /metrics advances that loop one step, so the first scrape after the POST
+    shows the counted-but-unparsed window. ``synchronous`` servers (Prometheus,
+    Alertmanager) finish before answering; a broken config is then a 500.
+    """
+
+    kind: str = "vmalert"
+    synchronous: bool = False
+    config_ok: bool = True
+    config_changed: bool = True
+    processes_reloads: bool = True
+    exposes_metrics: bool = True
+    successful: float = 1
+    success_ts: float = 1_795_600_000
+    total: float = 0
+    errors: float = 0
+    reloads: int = 0
+    _stage: int = 0
+
+    def _finish(self) -> None:
+        if self.config_ok:
+            self.successful = 1
+            if self.config_changed:
+                self.success_ts += 1
+        else:
+            self.successful = 0
+            self.errors += 1
+
+    async def reload(self, request: Request) -> Response:
+        self.reloads += 1
+        if self.synchronous:
+            self.total += 1
+            self._finish()
+            if not self.config_ok:
+                return PlainTextResponse("failed to reload config: parsing YAML file rules.yml", status_code=500)
+        elif self.processes_reloads:
+            self._stage = 1
+        return PlainTextResponse("")
+
+    async def metrics(self, request: Request) -> Response:
+        if self._stage == 1:
+            self.total += 1
+            self._stage = 2
+        elif self._stage == 2:
+            self._finish()
+            self._stage = 0
+        if not self.exposes_metrics:
+            return PlainTextResponse("go_goroutines 12\n")
+        p = f"{self.kind}_config_last_reload"
+        text = (
+            f"# HELP {p}_successful Whether the last reload succeeded.\n"
+            f"# TYPE {p}_successful gauge\n"
+            f"{p}_successful {self.successful:g}\n"
+            f'{p}_successful{{tenant="other"}} 0\n'
+            f"{p}_success_timestamp_seconds {self.success_ts:.0f}\n"
+        )
+        if not self.synchronous:  # Prometheus and Alertmanager have no reload counters
+            text += f"{p}_total {self.total:g}\n{p}_errors_total {self.errors:g}\n"
+        return PlainTextResponse(text)
+
+    def app(self) -> Starlette:
+        return Starlette(routes=[
+            Route("/-/reload", self.reload, methods=["POST", "PUT"]),
+            Route("/metrics", self.metrics, methods=["GET"]),
+        ])

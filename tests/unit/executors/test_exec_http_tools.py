@@ -8,10 +8,10 @@ import pytest
 
 from executors import ExecutionOutcome, ToolRegistry, execute
 from executors.tools.alertmanager import AlertmanagerApi
-from executors.tools.http_reload import ReloadEndpoints
+from executors.tools.http_reload import ReloadEndpoints, ReloadKind, ReloadTarget
 from schemas.records import ActionState
 from tests.unit.executors.exec_helpers import NOW, action, asgi_client
-from tests.unit.executors.http_standins import AlertmanagerStandIn, ReloadStandIn
+from tests.unit.executors.http_standins import AlertmanagerStandIn, MetricsReloadStandIn, ReloadStandIn
 
 
 def reload(standin: ReloadStandIn | None, target: str, *, dry_run: bool = False) -> ExecutionOutcome:
@@ -70,6 +70,82 @@ def test_configured_base_urls_must_be_plain_http() -> None:
         ReloadEndpoints(client, {"vmalert": "http://user:pw@vmalert:8880"})
     with pytest.raises(ValueError, match="scheme"):
         ReloadEndpoints(client, {"vmalert": "file:///etc/passwd"})
+
+
+def confirmed_reload(server: MetricsReloadStandIn, kind: ReloadKind = ReloadKind.VMALERT, *,
+                     dry_run: bool = False) -> ExecutionOutcome:
+    async def go() -> ExecutionOutcome:
+        endpoints = ReloadEndpoints(
+            asgi_client(server.app()),
+            {"vmalert": ReloadTarget(url="http://vmalert.insight-system:8880", kind=kind)},
+            confirm_attempts=4,
+            confirm_interval=0.01,
+        )
+        return await execute(action("http.reload", {"target": "vmalert"}), registry=ToolRegistry({"http": endpoints}),
+                             dry_run=dry_run, now=NOW)
+    return asyncio.run(go())
+
+
+def test_vmalert_reload_is_confirmed_by_its_metrics() -> None:
+    server = MetricsReloadStandIn()
+    outcome = confirmed_reload(server)
+    assert outcome.ok and server.reloads == 1
+    assert "confirmed by vmalert_config_last_reload_successful=1 (new configuration loaded at" in outcome.output
+
+
+def test_vmalert_rejecting_the_rules_fails_the_action_though_the_post_got_200() -> None:
+    server = MetricsReloadStandIn(config_ok=False)
+    outcome = confirmed_reload(server)
+    assert outcome.state is ActionState.FAILED and outcome.error_type == "UpstreamError" and not outcome.retriable
+    assert "vmalert rejected the new configuration" in outcome.output
+    assert "vmalert_config_last_reload_successful=0, reload errors 0→1" in outcome.output
+
+
+def test_vmalert_reload_of_unchanged_rules_succeeds_once_the_parse_had_time() -> None:
+    outcome = confirmed_reload(MetricsReloadStandIn(config_changed=False))
+    assert outcome.ok and "configuration unchanged" in outcome.output
+
+
+def test_a_reload_vmalert_never_processes_is_not_reported_as_done() -> None:
+    outcome = confirmed_reload(MetricsReloadStandIn(processes_reloads=False))
+    assert outcome.state is ActionState.FAILED and outcome.error_type == "UnavailableError" and outcome.retriable
+    assert "reload of vmalert not confirmed" in outcome.output
+
+
+def test_an_endpoint_marked_vmalert_without_its_metrics_fails_before_reloading() -> None:
+    server = MetricsReloadStandIn(exposes_metrics=False)
+    outcome = confirmed_reload(server)
+    assert outcome.state is ActionState.FAILED and server.reloads == 0
+    assert "no vmalert_config_last_reload_successful metric" in outcome.output
+
+
+def test_prometheus_reload_is_confirmed_with_one_read() -> None:
+    server = MetricsReloadStandIn(kind="prometheus", synchronous=True)
+    outcome = confirmed_reload(server, ReloadKind.PROMETHEUS)
+    assert outcome.ok and "confirmed by prometheus_config_last_reload_successful=1" in outcome.output
+
+
+def test_prometheus_broken_config_keeps_its_own_reason() -> None:
+    outcome = confirmed_reload(MetricsReloadStandIn(kind="prometheus", synchronous=True, config_ok=False),
+                               ReloadKind.PROMETHEUS)
+    assert outcome.state is ActionState.FAILED and outcome.error_type == "UpstreamError" and not outcome.retriable
+    assert "reload of vmalert failed: POST" in outcome.output and "parsing YAML file rules.yml" in outcome.output
+
+
+def test_confirmed_reload_dry_run_calls_nothing() -> None:
+    server = MetricsReloadStandIn()
+    outcome = confirmed_reload(server, dry_run=True)
+    assert outcome.ok and server.reloads == 0 and server.total == 0
+    assert outcome.output == ("dry run: would POST http://vmalert.insight-system:8880/-/reload "
+                              "and confirm via vmalert_config_last_reload_successful")
+
+
+def test_reload_targets_are_validated_like_plain_urls() -> None:
+    client = asgi_client(MetricsReloadStandIn().app())
+    with pytest.raises(ValueError, match="credentials"):
+        ReloadEndpoints(client, {"vmalert": ReloadTarget(url="http://u:p@vmalert:8880", kind=ReloadKind.VMALERT)})
+    with pytest.raises(ValueError, match="kind"):
+        ReloadTarget.model_validate({"url": "http://vmalert:8880", "kind": "nginx"})
 
 
 SILENCE = {
