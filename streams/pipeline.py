@@ -386,10 +386,10 @@ class Pipeline:
             return StageResult([], "replayed"), None
         chain = AuditChain(action.tenant)
         chain.resume(previous)
-        kind = AuditKind.EXECUTION if action.state.value in _EXECUTION_STATES else AuditKind.DECISION
+        kind, actor = _who(action)
         record = chain.append(
             kind=kind,
-            actor="executor" if kind is AuditKind.EXECUTION else "decide",
+            actor=actor,
             subject_id=action.action_id,
             action=f"{action.name}:{action.state.value}",
             detail={
@@ -398,6 +398,8 @@ class Pipeline:
                 "risk": action.risk.value,
                 "dry_run": str(action.dry_run).lower(),
                 "reason": action.reason[:500],
+                "result": (action.result or "")[:500],
+                "params": ",".join(f"{k}={v}" for k, v in sorted(action.params.items()))[:500],
                 "source": source_id,
             },
             at=self.clock(),
@@ -406,6 +408,19 @@ class Pipeline:
         self._count("audit", "ok")
         state = {"record": record.model_dump(mode="json"), "seen": seen}
         return StageResult([Out(AUDIT, action.tenant, record)]), state
+
+
+def _who(action: ActionEvent) -> tuple[AuditKind, str]:
+    """Which kind of step an action record is, and who took it (the approver for human decisions)."""
+    if action.state.value in _EXECUTION_STATES:
+        return AuditKind.EXECUTION, "executor"
+    result = action.result or ""
+    for verb in ("approved by ", "rejected by "):
+        if action.state in (ActionState.APPROVED, ActionState.REJECTED) and result.startswith(verb):
+            return AuditKind.APPROVAL, result[len(verb):].split(" via ", 1)[0][:200]
+    if action.state is ActionState.EXPIRED:
+        return AuditKind.APPROVAL, "approval-timer"
+    return AuditKind.DECISION, "decide"
 
 
 _DECIDED = frozenset({ActionState.APPROVED, ActionState.REJECTED, ActionState.EXPIRED, ActionState.RUNNING,

@@ -61,3 +61,14 @@ def test_the_timer_expires_only_what_is_past_its_window() -> None:
            _awaiting(timedelta(hours=3)).model_copy(update={"action_id": "a-2"}).model_dump(mode="json")]
     expired = [o.record for o in pipeline.expired(due)]
     assert [(a.action_id, a.state) for a in expired] == [("a-1", ActionState.EXPIRED)]  # type: ignore[attr-defined]
+
+
+def test_the_audit_trail_names_the_approver_of_a_human_decision() -> None:
+    pipeline = _pipeline(T0 + timedelta(minutes=5))
+    (approved,) = _apply(pipeline, _decision(), _awaiting())
+    value = pipeline.codec.encode(approved, topic="actions")
+    result, _head = pipeline.audit(value, None, Position("actions", 0, 9))
+    (record,) = [o.record for o in result.outputs]
+    assert record.kind.value == "approval"  # type: ignore[attr-defined]
+    assert record.actor == "slack:U1"  # type: ignore[attr-defined]
+    assert record.detail["result"].startswith("approved by slack:U1")  # type: ignore[attr-defined]
