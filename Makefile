@@ -52,6 +52,7 @@ bench: $(TEST_STAMP) system-deps
 	$(BIN)/python -m benchmarks.bench_parse --out benchmarks/results.json
 	$(BIN)/python -m benchmarks.pipeline_bench --out benchmarks/results.json
 	$(BIN)/python -m benchmarks.webhook_bench --out benchmarks/results.json
+	$(BIN)/python -m benchmarks.rca_bench --out benchmarks/results.json
 	$(BIN)/python -m benchmarks.bench_imap --out benchmarks/results.json
 
 clean:

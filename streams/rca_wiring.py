@@ -109,6 +109,7 @@ def build_llm_stage(settings: Settings) -> LlmStage | None:
         timeout_s=settings.llm.timeout_s,
         max_concurrency_per_tenant=settings.llm.max_concurrency_per_tenant,
         rate_per_tenant_per_s=settings.llm.rate_per_tenant_per_s,
+        burst_per_tenant=settings.llm.burst_per_tenant,
     )
     client = LlmClient(config, make_async_client(settings.http))
     logger.info("LLM second opinion on: %s at %s", config.model, config.base_url)
