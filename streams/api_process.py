@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 from fastapi import FastAPI
+from prometheus_client import REGISTRY, CollectorRegistry
 
 from producers.publisher import KafkaPublisher
 from streams.api import TenantAuth, create_app
@@ -19,7 +20,9 @@ from streams.settings import Settings, producer_config
 logger = logging.getLogger(__name__)
 
 
-def build_api(settings: Settings, bootstrap: str, pipeline: Pipeline, auth: TenantAuth) -> FastAPI:
+def build_api(
+    settings: Settings, bootstrap: str, pipeline: Pipeline, auth: TenantAuth, registry: CollectorRegistry = REGISTRY
+) -> FastAPI:
     """Everything the API process serves; background work starts and stops with the app."""
     publisher = KafkaPublisher(bootstrap, pipeline.codec, settings.kafka.topic_prefix,
                                producer_config(settings.kafka))
@@ -98,7 +101,7 @@ def build_api(settings: Settings, bootstrap: str, pipeline: Pipeline, auth: Tena
             yield
         await publisher.close()
 
-    app = create_app(pipeline=pipeline, publisher=publisher, auth=auth, ready=feed_ready.is_set,
+    app = create_app(pipeline=pipeline, publisher=publisher, auth=auth, ready=feed_ready.is_set, registry=registry,
                      lifespan=lifespan)
     for router in app_routers:
         app.include_router(router)

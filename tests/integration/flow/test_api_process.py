@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from fastapi.testclient import TestClient
+from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
 
 from streams.api import TenantAuth
@@ -26,7 +27,7 @@ def test_api_process_serves_tools_and_approvals_once_its_view_has_caught_up(
                                    approvers={"acme": ["slack:U1"]}),
     )
     auth = TenantAuth({"acme": SecretStr("s3cret")}, "default")
-    app = build_api(settings, bootstrap, build_pipeline(settings), auth)
+    app = build_api(settings, bootstrap, build_pipeline(settings), auth, registry=CollectorRegistry())
     headers = {"Authorization": "Bearer s3cret"}
     with TestClient(app) as client:
         deadline = time.monotonic() + 30

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from confluent_kafka import Producer
 from fastapi.testclient import TestClient
+from prometheus_client import CollectorRegistry
 
 from producers.publisher import KafkaPublisher
 from schemas.codec import Codec
@@ -135,7 +136,8 @@ def test_post_events_reaches_rca_result(stack: Stack, codec: Codec) -> None:
     settings = Settings(kafka_bootstrap_servers=stack.bootstrap, kafka=KafkaSettings(topic_prefix=prefix))
     pipeline = build_pipeline(settings)
     publisher = KafkaPublisher(stack.bootstrap, codec, prefix)
-    app = create_app(pipeline=pipeline, publisher=publisher, auth=TenantAuth({}, "default"))
+    app = create_app(pipeline=pipeline, publisher=publisher, auth=TenantAuth({}, "default"),
+                     registry=CollectorRegistry())
     workload = f"prometheus-insight-agent-{uuid.uuid4().hex[:6]}"
     seed = {
         "alert": "PrometheusRemoteWriteBehind",
