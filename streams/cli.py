@@ -125,8 +125,10 @@ def ingest() -> None:
 
 @ingest.command("imap")
 @click.option("--mailbox", default=None, help="Which configured mailbox (RCAFLOW_MAILBOXES__<name>__...).")
+@click.option("--metrics-port", default=9467, show_default=True, help="Prometheus /metrics port (0: off).")
+@click.option("--metrics-host", default="127.0.0.1", show_default=True)
 @click.pass_context
-def ingest_imap(ctx: click.Context, mailbox: str | None) -> None:
+def ingest_imap(ctx: click.Context, mailbox: str | None, metrics_port: int, metrics_host: str) -> None:
     """IMAP IDLE producer for one mailbox; never loses or repeats a mail."""
     import asyncio
 
@@ -144,6 +146,10 @@ def ingest_imap(ctx: click.Context, mailbox: str | None) -> None:
         mailbox = next(iter(settings.mailboxes))
     if mailbox not in settings.mailboxes:
         raise click.ClickException(f"no mailbox {mailbox!r}; configured: {', '.join(sorted(settings.mailboxes))}")
+    from prometheus_client import REGISTRY, start_http_server
+
+    if metrics_port:
+        start_http_server(metrics_port, addr=metrics_host)
     code = asyncio.run(
         run_ingest(
             settings.mailboxes[mailbox],
@@ -151,6 +157,7 @@ def ingest_imap(ctx: click.Context, mailbox: str | None) -> None:
             prefix=settings.kafka.topic_prefix,
             kafka_extra=producer_config(settings.kafka),
             schema_registry_url=settings.schema_registry_url,
+            metrics_registry=REGISTRY,
         )
     )
     sys.exit(code)

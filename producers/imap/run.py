@@ -7,6 +7,8 @@ import logging
 import signal
 from typing import Any
 
+from prometheus_client import CollectorRegistry
+
 from producers.imap.config import ImapConfig
 from producers.imap.errors import ImapAuthError, ImapProducerError
 from producers.imap.producer import ImapProducer
@@ -29,6 +31,7 @@ async def ingest(
     kafka_extra: dict[str, Any] | None = None,
     install_signal_handlers: bool = True,
     schema_registry_url: str | None = None,
+    metrics_registry: CollectorRegistry | None = None,
 ) -> int:
     """Run one mailbox producer until SIGTERM/SIGINT; returns the process exit code."""
     from schemas.codec import make_codec
@@ -37,6 +40,10 @@ async def ingest(
     publisher = KafkaPublisher(bootstrap, codec, prefix=prefix, extra=kafka_extra)
     reader = KafkaCheckpointReader(bootstrap, codec, prefix=prefix, extra=kafka_extra)
     producer = ImapProducer(config, publisher, reader, topic_prefix=prefix)
+    if metrics_registry is not None:
+        from producers.imap.metrics import ImapStatsCollector
+
+        metrics_registry.register(ImapStatsCollector(producer, config.mailbox_id))
     loop = asyncio.get_running_loop()
     if install_signal_handlers:
         for sig in (signal.SIGTERM, signal.SIGINT):

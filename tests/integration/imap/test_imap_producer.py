@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client import CollectorRegistry
 
 from producers.imap import (
     EXIT_AUTH,
@@ -25,6 +26,7 @@ from producers.imap import (
     KafkaCheckpointReader,
     ingest,
 )
+from producers.imap.metrics import ImapStatsCollector
 from producers.publisher import Delivery, KafkaPublisher, PublishError
 from schemas.records import Checkpoint, DeadLetter, RawMail, Record, SourceKind
 from schemas.topics import RAW_MAIL, TopicSpec
@@ -200,6 +202,11 @@ def test_oversize_mail_goes_to_dead_letter(dovecot: Dovecot, kafka: KafkaForImap
     assert message_id_of(big).encode() in dead.payload  # headers identify the mail
     assert dead.tenant == TENANT
     assert producer.last_uid == 2  # the checkpoint moved past it: it is not retried forever
+    # What the producer did is visible to Prometheus, labelled by mailbox.
+    registry = CollectorRegistry()
+    registry.register(ImapStatsCollector(producer, "box"))
+    assert registry.get_sample_value("rcaflow_imap_published_total", {"mailbox": "box"}) == 1
+    assert registry.get_sample_value("rcaflow_imap_dead_lettered_total", {"mailbox": "box"}) == 1
 
 
 def test_producer_killed_mid_batch_publishes_every_mail_exactly_once(

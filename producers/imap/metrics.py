@@ -1,0 +1,38 @@
+"""The IMAP producer's counters as Prometheus metrics, read at scrape time from its stats."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from producers.imap.producer import ImapProducer
+
+_HELP = {
+    "published": "Mails published to raw-mail (broker-acknowledged).",
+    "duplicates": "Mails skipped because their Message-ID was already published.",
+    "filtered": "Mails skipped by the sender allow-list or subject keywords.",
+    "dead_lettered": "Mails kept in dead-letter (for example over the size limit).",
+    "checkpoints": "Checkpoints written to ingest-checkpoints.",
+    "connects": "Successful logins to the IMAP server.",
+    "failures": "Connection or session failures (each followed by a backoff).",
+    "waits": "IDLE commands entered or poll sleeps begun.",
+}
+
+
+class ImapStatsCollector(Collector):
+    """``rcaflow_imap_<counter>_total{mailbox=...}``; one collector per producer."""
+
+    def __init__(self, producer: ImapProducer, mailbox: str) -> None:
+        self._producer = producer
+        self._mailbox = mailbox
+
+    def collect(self) -> Iterator[Metric]:
+        stats = self._producer.stats
+        for field in dataclasses.fields(stats):
+            family = CounterMetricFamily(f"rcaflow_imap_{field.name}", _HELP.get(field.name, field.name),
+                                         labels=["mailbox"])
+            family.add_metric([self._mailbox], float(getattr(stats, field.name)))
+            yield family
