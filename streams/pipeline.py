@@ -134,7 +134,8 @@ class Pipeline:
         )
         return Out(DEAD_LETTER, where.topic, record)
 
-    def _count(self, stage: str, outcome: str) -> None:
+    def count(self, stage: str, outcome: str) -> None:
+        """One finished record of ``stage`` with ``outcome``, on the stage metrics."""
         if self.metrics:
             self.metrics.processed.labels(stage, outcome).inc()
 
@@ -144,7 +145,7 @@ class Pipeline:
         try:
             mail: RawMail = self.decode(value, RawMail, where)
         except (CodecError, ValidationError) as exc:
-            self._count("normalize", "dead_letter")
+            self.count("normalize", "dead_letter")
             return StageResult([self.dead_letter("normalize", value, where, exc)], "dead_letter")
         source = EventSource(
             kind=mail.source if mail.source != SourceKind.UNKNOWN else SourceKind.FILE,
@@ -163,7 +164,7 @@ class Pipeline:
                 cluster_names=self.cluster_names.get(mail.tenant),
             )
         except MailParseError as exc:
-            self._count("normalize", "dead_letter")
+            self.count("normalize", "dead_letter")
             return StageResult([self.dead_letter("normalize", value, where, exc, mail.tenant)], "dead_letter")
         # The event id names the raw-mail record, so a re-delivery (same offset) is recognised as a
         # replay while a second copy of the same mail (new offset) counts as a repeat of the alert.
@@ -174,7 +175,7 @@ class Pipeline:
             )
             for index, event in enumerate(parsed.events)
         ]
-        self._count("normalize", "ok")
+        self.count("normalize", "ok")
         return StageResult(outs)
 
     def _classified(self, event: AlertEvent) -> Out:
@@ -194,12 +195,12 @@ class Pipeline:
             event: AlertEvent = self.decode(value, AlertEvent, where)
             current = DedupState.model_validate(state) if state else None
         except (CodecError, ValidationError) as exc:
-            self._count("dedup", "dead_letter")
+            self.count("dedup", "dead_letter")
             return StageResult([self.dead_letter("dedup", value, where, exc)], "dead_letter"), None
         window = self.policies.dedup_window(event.alert_class)
         outcome = dedup(current, event, window, self.clock())
         if outcome.replayed:
-            self._count("dedup", "replayed")
+            self.count("dedup", "replayed")
             return StageResult([], "replayed"), None
         incident = outcome.incident
         state_after = outcome.new_state
@@ -222,7 +223,7 @@ class Pipeline:
             result.outcome = "duplicate"
         elif incident is None:
             result.outcome = "ignored"  # e.g. a resolved alert with no open incident
-        self._count("dedup", result.outcome)
+        self.count("dedup", result.outcome)
         return result, None if state_after is None else state_after.model_dump(mode="json")
 
     # ------------------------------------------------------------------ rca
@@ -231,11 +232,11 @@ class Pipeline:
         try:
             incident: Incident = self.decode(value, Incident, where)
         except (CodecError, ValidationError) as exc:
-            self._count("rca", "dead_letter")
+            self.count("rca", "dead_letter")
             return StageResult([self.dead_letter("rca", value, where, exc)], "dead_letter")
         if incident.count > 1:
             # A count update of an incident that was already analysed; nothing new to diagnose.
-            self._count("rca", "duplicate")
+            self.count("rca", "duplicate")
             return StageResult([], "duplicate")
         now = self.clock()
         result = triage(incident, self.policies, now)
@@ -249,7 +250,7 @@ class Pipeline:
             )
         if self.metrics:
             self.metrics.end_to_end.observe(max(0.0, (self.clock() - incident.event.received_at).total_seconds()))
-        self._count("rca", "ok")
+        self.count("rca", "ok")
         return StageResult([Out(RCA_RESULT, f"{incident.tenant}:{incident.incident_id}", result)])
 
     async def second_opinion(self, value: bytes, where: Position) -> StageResult:
@@ -271,7 +272,7 @@ class Pipeline:
                 self.metrics.llm_tokens.labels(model).inc(answer.tokens or 0)
                 self.metrics.llm_latency.labels(model).observe((answer.latency_ms or 0) / 1000)
         outcome = "ok" if answer is not None else why.split(":", 1)[0]
-        self._count("llm", outcome)
+        self.count("llm", outcome)
         return StageResult(outs, outcome)
 
     # ------------------------------------------------------------------ decide
@@ -286,7 +287,7 @@ class Pipeline:
         try:
             result: RcaResult = self.decode(value, RcaResult, where)
         except (CodecError, ValidationError) as exc:
-            self._count("decide", "dead_letter")
+            self.count("decide", "dead_letter")
             return StageResult([self.dead_letter("decide", value, where, exc)], "dead_letter")
         now = self.clock()
         memory = {key: datetime.fromisoformat(at) for key, at in (last_run or {}).items()}
@@ -299,7 +300,7 @@ class Pipeline:
         if self.metrics:
             for action in decision.actions + decision.rejected:
                 self.metrics.actions.labels(action.state.value, action.risk.value).inc()
-        self._count("decide", "ok")
+        self.count("decide", "ok")
         return StageResult(outs, state=updated, subject=result)
 
     # ------------------------------------------------------------------ approvals
@@ -321,20 +322,20 @@ class Pipeline:
             decision: ApprovalDecision = self.decode(value, ApprovalDecision, where)
             action = ActionEvent.model_validate(pending) if pending else None
         except (CodecError, ValidationError) as exc:
-            self._count("approval", "dead_letter")
+            self.count("approval", "dead_letter")
             return StageResult([self.dead_letter("approval", value, where, exc)], "dead_letter")
         if action is None:
             logger.warning("approval for %s, which is not awaiting approval; ignored", decision.action_id,
                            extra={"tenant": decision.tenant, "action_id": decision.action_id})
-            self._count("approval", "not_pending")
+            self.count("approval", "not_pending")
             return StageResult([], "not_pending")
         outcome = apply_approval(action, decision, self.clock())
         if isinstance(outcome, ApprovalRejection):
             logger.warning("approval refused: %s", outcome.message,
                            extra={"tenant": decision.tenant, "action_id": decision.action_id})
-            self._count("approval", outcome.reason.value)
+            self.count("approval", outcome.reason.value)
             return StageResult([], outcome.reason.value)
-        self._count("approval", outcome.state.value)
+        self.count("approval", outcome.state.value)
         return StageResult([Out(ACTIONS, f"{outcome.tenant}:{outcome.action_id}", outcome)], outcome.state.value)
 
     def expired(self, pending: Iterable[Mapping[str, Any]]) -> list[Out]:
@@ -348,7 +349,7 @@ class Pipeline:
                 continue
             record = expire(action, now)
             if record is not None:
-                self._count("approval", "expired")
+                self.count("approval", "expired")
                 outs.append(Out(ACTIONS, f"{record.tenant}:{record.action_id}", record))
         return outs
 
@@ -377,12 +378,12 @@ class Pipeline:
             action: ActionEvent = self.decode(value, ActionEvent, where)
             previous = AuditRecord.model_validate(last["record"]) if last else None
         except (CodecError, ValidationError) as exc:
-            self._count("audit", "dead_letter")
+            self.count("audit", "dead_letter")
             return StageResult([self.dead_letter("audit", value, where, exc)], "dead_letter"), None
         source_id = f"{where.topic}/{where.partition}/{where.offset}"
         seen: list[str] = list(last.get("seen", [])) if last else []
         if source_id in seen:
-            self._count("audit", "replayed")
+            self.count("audit", "replayed")
             return StageResult([], "replayed"), None
         chain = AuditChain(action.tenant)
         chain.resume(previous)
@@ -405,7 +406,7 @@ class Pipeline:
             at=self.clock(),
         )
         seen = [*seen[-63:], source_id]
-        self._count("audit", "ok")
+        self.count("audit", "ok")
         state = {"record": record.model_dump(mode="json"), "seen": seen}
         return StageResult([Out(AUDIT, action.tenant, record)]), state
 

@@ -160,7 +160,7 @@ def build_app(settings: Settings, bootstrap: str, pipeline: Pipeline) -> faust.A
             async with asyncio.timeout(NOTIFY_TIMEOUT_S):
                 await notifier.handle(result, decided)
         except (NotifyStageError, TimeoutError) as exc:
-            pipeline._count("notify", type(exc).__name__)
+            pipeline.count("notify", type(exc).__name__)
             logger.warning("first-response notification for %s not sent: %s", result.incident_id, exc,
                            extra={"tenant": result.tenant, "incident_id": result.incident_id})
 
