@@ -34,7 +34,7 @@ def build_api(
     from schemas.topics import ACTIONS
     from streams.approvals import ActionsFeed, InMemoryPendingActions
     from streams.rca_wiring import build_evidence_toolset, build_tool_registry
-    from streams.tools_api import build_tools_router
+    from streams.tools_api import build_tools_router, namespace_scope
 
     # One view of the actions topic serves the approval callbacks and the /tools write checks.
     pending = InMemoryPendingActions()
@@ -82,6 +82,7 @@ def build_api(
     app_routers.append(build_tools_router(
         evidence=build_evidence_toolset(settings), registry=build_tool_registry(settings), pending=pending,
         dry_run=settings.executor.dry_run, on_executed=record_tool_run,
+        scope=namespace_scope({tenant: t.namespaces for tenant, t in settings.tenants.items()}),
     ))
 
     if settings.msgraph is not None:

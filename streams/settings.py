@@ -112,6 +112,8 @@ class TenantSettings(BaseModel):
     #: Bearer token for POST /events and /webhook; None means no token configured for the tenant.
     token: SecretStr | None = None
     cluster_names: dict[str, str] = Field(default_factory=dict)
+    #: Namespaces (fnmatch patterns) this tenant's token may name on /tools; empty: unrestricted.
+    namespaces: list[str] = Field(default_factory=list)
 
 
 class ApiSettings(BaseModel):

@@ -13,9 +13,10 @@ the approval covered. They run as a dry run unless the router was built with
 from __future__ import annotations
 
 import asyncio
+import fnmatch
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
@@ -98,6 +99,29 @@ def _field_errors(exc: ValidationError) -> list[dict[str, str]]:
     return out
 
 
+#: (tenant, tool family, params) → None when allowed, else why not. Backends are shared by the whole
+#: deployment, so this is what keeps one tenant's token out of another tenant's namespaces.
+Scope = Callable[[str, str, Mapping[str, str]], str | None]
+
+
+def namespace_scope(allowed: Mapping[str, Sequence[str]]) -> Scope:
+    """Tenants listed in ``allowed`` may only name matching namespaces (fnmatch patterns), and may not
+    send free-form queries (prom, es), which cannot be confined to a namespace; others are unrestricted."""
+
+    def check(tenant: str, family: str, params: Mapping[str, str]) -> str | None:
+        patterns = allowed.get(tenant)
+        if not patterns:
+            return None
+        if family in ("prom", "es"):
+            return f"tenant {tenant} is limited to its namespaces; free-form {family} queries are not"
+        namespace = params.get("namespace")
+        if namespace is not None and not any(fnmatch.fnmatchcase(namespace, p) for p in patterns):
+            return f"namespace {namespace!r} is not one of tenant {tenant}'s namespaces"
+        return None
+
+    return check
+
+
 class _Tools:
     """The checks behind the route, in order: known operation → valid params → (writes) approved action."""
 
@@ -112,7 +136,9 @@ class _Tools:
         call_timeout_s: float,
         on_executed: OnExecuted | None,
         clock: Callable[[], datetime],
+        scope: Scope | None = None,
     ) -> None:
+        self.scope = scope
         self.evidence = dict(evidence)
         self.registry = registry
         self.pending = pending
@@ -239,6 +265,10 @@ class _Tools:
                               f"{', '.join(sorted(self.families()))}")
         name = f"{family}.{request.operation}"
         raw = request.text_params()
+        if self.scope is not None:
+            refusal = self.scope(tenant, family, raw)
+            if refusal is not None:
+                raise ToolRefusedError(403, "out_of_scope", refusal)
         tool = self.evidence.get(name)
         if tool is not None:
             return await self.observe(tool, raw, tenant)
@@ -260,6 +290,7 @@ def build_tools_router(
     call_timeout_s: float = 10.0,
     on_executed: OnExecuted | None = None,
     clock: Callable[[], datetime] = _utcnow,
+    scope: Scope | None = None,
 ) -> APIRouter:
     """``POST /tools/{family}`` with ``{"operation", "params", "action_id"?}``, authenticated per tenant.
 
@@ -270,7 +301,7 @@ def build_tools_router(
     real run single-use (the default serves one replica).
     """
     core = _Tools(evidence, registry, pending, dry_run=dry_run, claims=claims or InMemoryClaims(),
-                  call_timeout_s=call_timeout_s, on_executed=on_executed, clock=clock)
+                  call_timeout_s=call_timeout_s, on_executed=on_executed, clock=clock, scope=scope)
     router = APIRouter(prefix="/tools", tags=["tools"])
 
     @router.post("/{family}", response_model=None)

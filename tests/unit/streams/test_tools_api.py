@@ -23,7 +23,7 @@ from executors.registry import ToolRegistry
 from schemas.records import ActionEvent, ActionState, Risk
 from streams.api import TenantAuth
 from streams.approvals.pending import InMemoryPendingActions
-from streams.tools_api import build_tools_router
+from streams.tools_api import Scope, build_tools_router, namespace_scope
 from tests.unit.executors.evidence.helpers import NOW
 from tests.unit.executors.evidence.standins import EsStandIn, K8sReadStandIn
 from tests.unit.executors.exec_helpers import asgi_client, k8s_api
@@ -51,7 +51,9 @@ class World:
     executed: list[tuple[ActionEvent, ExecutionOutcome]] = field(default_factory=list)
 
 
-def make_world(*, dry_run: bool = True, call_timeout_s: float = 10.0) -> Iterator[World]:
+def make_world(
+    *, dry_run: bool = True, call_timeout_s: float = 10.0, scope: Scope | None = None
+) -> Iterator[World]:
     cluster = K8sReadStandIn()
     cluster.add_labelled_pod(NS, "vmstorage-0", {"app": "vmstorage"}, restarts=4, ready=False,
                              waiting="CrashLoopBackOff")
@@ -73,7 +75,7 @@ def make_world(*, dry_run: bool = True, call_timeout_s: float = 10.0) -> Iterato
     app.state.auth = TenantAuth({"acme": SecretStr("s3cret"), "other": SecretStr("0ther")}, "default")
     app.include_router(build_tools_router(
         evidence=evidence, registry=ToolRegistry({"k8s": k8s_api(cluster.app(), "admin-token")}), pending=pending,
-        dry_run=dry_run, call_timeout_s=call_timeout_s, on_executed=record, clock=lambda: NOW))
+        dry_run=dry_run, call_timeout_s=call_timeout_s, on_executed=record, clock=lambda: NOW, scope=scope))
     with TestClient(app) as client:
         world.client = client
         yield world
@@ -282,3 +284,16 @@ def test_read_risk_actions_need_no_approval(world: World) -> None:
     assert response.status_code == 200
     assert response.json()["state"] == "succeeded" and "vmstorage-0" in response.json()["output"]
     assert world.cluster.writes == []
+
+
+def test_a_scoped_tenant_reads_only_its_namespaces_and_no_free_form_queries() -> None:
+    for world in make_world(scope=namespace_scope({"acme": [NS], "other": ["team-b-*"]})):
+        mine = world.client.post("/tools/k8s", headers=ACME, json={
+            "operation": "pods", "params": {"namespace": NS, "selector": "app=vmstorage"}})
+        assert mine.status_code == 200, mine.text
+        theirs = world.client.post("/tools/k8s", headers={"Authorization": "Bearer 0ther"}, json={
+            "operation": "pods", "params": {"namespace": NS, "selector": "app=vmstorage"}})
+        assert theirs.status_code == 403 and theirs.json()["reason"] == "out_of_scope"
+        promql = world.client.post("/tools/prom", headers={"Authorization": "Bearer 0ther"},
+                                   json={"operation": "query", "params": {"query": "up"}})
+        assert promql.status_code == 403 and promql.json()["reason"] == "out_of_scope"
