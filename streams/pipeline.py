@@ -7,6 +7,8 @@ a dead-letter record with the reason — never as an exception out of a stage.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -362,33 +364,66 @@ class Pipeline:
         return f"{result.tenant}:{result.incident.fingerprint}"
 
     # ------------------------------------------------------------------ audit
-    def tenant_of_action(self, value: bytes) -> str:
-        """The partitioning key of the audit chain; undecodable input goes to the "unknown" chain."""
+    def _auditable(self, value: bytes) -> ActionEvent | DeadLetter | None:
+        """What the audit agent reads: action state changes, and refused approvals kept in dead-letter."""
         try:
             action: ActionEvent = self.codec.decode(value, ActionEvent, topic=self.topic(ACTIONS))
+            return action
         except (CodecError, ValidationError):
-            return "unknown"
-        return action.tenant
+            pass
+        try:
+            letter: DeadLetter = self.codec.decode(value, DeadLetter, topic=self.topic(DEAD_LETTER))
+        except (CodecError, ValidationError):
+            return None
+        return letter if letter.stage == APPROVALS_STAGE else None
+
+    def tenant_of_action(self, value: bytes) -> str:
+        """The partitioning key of the audit chain; what is not audited groups under "unknown"."""
+        record = self._auditable(value)
+        return record.tenant if record is not None else "unknown"
 
     def audit(
         self, value: bytes, last: Mapping[str, Any] | None, where: Position
     ) -> tuple[StageResult, dict[str, Any] | None]:
-        """actions → audit: one hash-chained AuditRecord per action state change, per tenant."""
+        """actions (+ refused approvals) → audit: one hash-chained AuditRecord per step, per tenant.
+
+        Undecodable input is logged, not dead-lettered: this agent also reads dead-letter, and a
+        dead letter about a dead letter would loop. It stays on its topic for inspection.
+        """
+        record = self._auditable(value)
         try:
-            action: ActionEvent = self.decode(value, ActionEvent, where)
             previous = AuditRecord.model_validate(last["record"]) if last else None
-        except (CodecError, ValidationError) as exc:
-            self.count("audit", "dead_letter")
-            return StageResult([self.dead_letter("audit", value, where, exc)], "dead_letter"), None
-        source_id = f"{where.topic}/{where.partition}/{where.offset}"
+        except ValidationError:
+            previous = None
+        if record is None:
+            logger.info("audit: %s[%s]@%s is not an auditable record; skipped", where.topic, where.partition,
+                        where.offset)
+            self.count("audit", "skipped")
+            return StageResult([], "skipped"), None
+        # Identified by content, not position: a re-routed copy (new offset) is still the same step.
+        source_id = hashlib.sha256(value).hexdigest()[:32]
         seen: list[str] = list(last.get("seen", [])) if last else []
         if source_id in seen:
             self.count("audit", "replayed")
             return StageResult([], "replayed"), None
-        chain = AuditChain(action.tenant)
+        chain = AuditChain(record.tenant)
         chain.resume(previous)
+        if isinstance(record, DeadLetter):
+            detail = _refusal_detail(record)
+            refused = chain.append(
+                kind=AuditKind.APPROVAL,
+                actor=detail.get("approver") or detail.get("channel", "approvals"),
+                subject_id=detail.get("action_id", "-"),
+                action="approval_rejected",
+                detail={**detail, "source": source_id},
+                at=self.clock(),
+            )
+            self.count("audit", "ok")
+            state = {"record": refused.model_dump(mode="json"), "seen": [*seen[-63:], source_id]}
+            return StageResult([Out(AUDIT, record.tenant, refused)]), state
+        action = record
         kind, actor = _who(action)
-        record = chain.append(
+        audited = chain.append(
             kind=kind,
             actor=actor,
             subject_id=action.action_id,
@@ -407,8 +442,22 @@ class Pipeline:
         )
         seen = [*seen[-63:], source_id]
         self.count("audit", "ok")
-        state = {"record": record.model_dump(mode="json"), "seen": seen}
-        return StageResult([Out(AUDIT, action.tenant, record)]), state
+        state = {"record": audited.model_dump(mode="json"), "seen": seen}
+        return StageResult([Out(AUDIT, action.tenant, audited)]), state
+
+
+#: The dead-letter stage of refused approval requests (bad signature, unknown approver, other tenant ...).
+APPROVALS_STAGE = "approvals"
+
+
+def _refusal_detail(letter: DeadLetter) -> dict[str, str]:
+    try:
+        loaded = json.loads(letter.payload)
+    except ValueError:
+        loaded = {}
+    detail = {str(k): str(v)[:500] for k, v in loaded.items()} if isinstance(loaded, dict) else {}
+    detail.setdefault("message", letter.reason[:500])
+    return detail
 
 
 def _who(action: ActionEvent) -> tuple[AuditKind, str]:

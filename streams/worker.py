@@ -106,13 +106,18 @@ def build_app(settings: Settings, bootstrap: str, pipeline: Pipeline) -> faust.A
     # When each action last went ahead per tenant:fingerprint, for the policy's cooldowns.
     cooldowns = app.Table("action-cooldowns", default=None, partitions=partitions)
 
-    async def send_all(outs: list[Out]) -> None:
+    async def send_all(outs: list[Out], *, acked: bool = False) -> None:
+        """Send now (not at commit time). ``acked``: also wait for the broker's ack — stateful agents
+        do, before they update a table, because a table change that reaches its changelog while the
+        output is lost would make the re-delivered input look like a replay and drop the output."""
+        pending = []
         for out in outs:
             target = topics[out.spec.name]
             value = pipeline.codec.encode(out.record, topic=target.get_topic_name())
-            # force: send now rather than at commit time; Faust still flushes the producer before it
-            # commits the input offset, so a crash re-delivers input, never loses output.
-            await target.send(key=out.key.encode("utf-8"), value=value, force=True)
+            pending.append(await target.send(key=out.key.encode("utf-8"), value=value, force=True))
+        if acked:
+            for delivery in pending:
+                await delivery
 
     def where(event: EventT[bytes]) -> Position:
         msg = event.message
@@ -136,9 +141,9 @@ def build_app(settings: Settings, bootstrap: str, pipeline: Pipeline) -> faust.A
             key = (pos.key or b"").decode("utf-8", "replace")
             with pipeline_timer(pipeline, "dedup"):
                 result, new_state = pipeline.dedup(value, dedup_state.get(key), pos)
-                # Output first: a crash between the two re-delivers the event, and the
+                # Output first (acked): a crash between the two re-delivers the event, and the
                 # deterministic incident id makes the re-sent incident the same incident.
-                await send_all(result.outputs)
+                await send_all(result.outputs, acked=True)
                 if new_state is not None:
                     dedup_state[key] = new_state
 
@@ -176,7 +181,7 @@ def build_app(settings: Settings, bootstrap: str, pipeline: Pipeline) -> faust.A
             key = pipeline.fingerprint_of_result(value)
             with pipeline_timer(pipeline, "decide"):
                 result = pipeline.decide(value, pos, cooldowns.get(key))
-                await send_all(result.outputs)
+                await send_all(result.outputs, acked=True)
                 if result.state is not None:
                     cooldowns[key] = result.state
             if notifier is not None and isinstance(result.subject, RcaResult):
@@ -209,7 +214,7 @@ def build_app(settings: Settings, bootstrap: str, pipeline: Pipeline) -> faust.A
             key = (pos.key or b"").decode("utf-8", "replace")
             with pipeline_timer(pipeline, "approval"):
                 result = pipeline.approval(value, awaiting.get(key), pos)
-                await send_all(result.outputs)
+                await send_all(result.outputs, acked=True)
                 if result.outcome in ("approved", "rejected", "expired") and key in awaiting:
                     # Decided now: a second click arriving before the pending agent sees the
                     # new state must find nothing to decide.
@@ -226,20 +231,33 @@ def build_app(settings: Settings, bootstrap: str, pipeline: Pipeline) -> faust.A
             expiring.add(out.key)
         await send_all(outs)
 
-    def tenant_of(value: bytes) -> bytes:
-        tenant = pipeline.tenant_of_action(value)
-        return tenant.encode("utf-8")
+    # Each tenant's chain needs a single writer: both sources are routed, keyed by tenant, into one
+    # internal topic, and one agent appends to the chains from there.
+    audit_input = app.topic(f"{prefix}{settings.worker.app_id}-audit-input", key_type=bytes, value_type=bytes,
+                            partitions=partitions, internal=True)
 
-    @app.agent(actions, name="audit")
+    async def route_to_audit(value: bytes) -> None:
+        tenant = pipeline.tenant_of_action(value)
+        if tenant != "unknown":
+            await audit_input.send(key=tenant.encode("utf-8"), value=value, force=True)
+
+    @app.agent(actions, name="audit-actions")
+    async def audit_actions(stream: faust.StreamT[bytes]) -> None:
+        async for value, _pos in values(stream):
+            await route_to_audit(value)
+
+    @app.agent(topics[DEAD_LETTER.name], name="audit-refusals")
+    async def audit_refusals(stream: faust.StreamT[bytes]) -> None:
+        async for value, _pos in values(stream):
+            await route_to_audit(value)  # only refused approvals are auditable; the rest is skipped
+
+    @app.agent(audit_input, name="audit")
     async def auditor(stream: faust.StreamT[bytes]) -> None:
-        # The chain is per tenant, so every tenant's records must meet in one partition.
-        async for event in stream.group_by(tenant_of, name="tenant").events():
-            pos = where(event)
-            value = event.value if isinstance(event.value, bytes) else b""
-            tenant = pipeline.tenant_of_action(value)
+        async for value, pos in values(stream):
+            tenant = (pos.key or b"").decode("utf-8", "replace")
             with pipeline_timer(pipeline, "audit"):
                 result, new_head = pipeline.audit(value, audit_head.get(tenant), pos)
-                await send_all(result.outputs)
+                await send_all(result.outputs, acked=True)
                 if new_head is not None:
                     audit_head[tenant] = new_head
 

@@ -8,11 +8,15 @@ from fastapi.testclient import TestClient
 from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
 
+from schemas.codec import make_codec
+from schemas.records import DeadLetter
+from schemas.topics import DEAD_LETTER
 from streams.api import TenantAuth
 from streams.api_process import build_api
 from streams.runtime import build_pipeline
 from streams.settings import ApprovalSettings, KafkaSettings, Settings
 from streams.topics_admin import ensure_topics
+from tests.integration.flow.helpers import TopicReader
 
 
 def test_api_process_serves_tools_and_approvals_once_its_view_has_caught_up(
@@ -43,4 +47,9 @@ def test_api_process_serves_tools_and_approvals_once_its_view_has_caught_up(
         unsigned = client.post("/approvals/slack", content=b"payload=%7B%7D",
                                headers={"Content-Type": "application/x-www-form-urlencoded"})
         assert unsigned.status_code == 401
+        # ... and kept: refused requests go to dead-letter, from where the audit agent chains them.
+        letters = TopicReader(bootstrap, make_codec(None), DEAD_LETTER, topic_prefix)
+        letters.wait_for(lambda rs: any(isinstance(r, DeadLetter) and r.stage == "approvals" for r in rs),
+                         timeout=30, what="the refused approval request")
+        letters.close()
         assert client.post("/tools/prom", json={"operation": "query", "params": {}}).status_code == 401

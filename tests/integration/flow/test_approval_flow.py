@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
 from producers.publisher import KafkaPublisher
 from schemas.codec import Codec
-from schemas.records import ActionEvent, ActionState, ApprovalDecision, Decision, RawMail, Record, Risk, SourceKind
-from schemas.topics import ACTIONS, APPROVALS, RAW_MAIL
+from schemas.records import (
+    ActionEvent,
+    ActionState,
+    ApprovalDecision,
+    AuditRecord,
+    DeadLetter,
+    Decision,
+    RawMail,
+    Record,
+    Risk,
+    SourceKind,
+)
+from schemas.topics import ACTIONS, APPROVALS, AUDIT, DEAD_LETTER, RAW_MAIL
 from streams.supervisor import Stack
 from tests.integration.flow.helpers import TopicReader
 
@@ -51,4 +63,23 @@ def test_approved_high_risk_action_runs_once_and_a_second_click_changes_nothing(
     assert seen.count(ActionState.RUNNING) == 1, seen
     assert seen.count(ActionState.SUCCEEDED) == 1, seen
     reader.close()
+    publisher.close_sync()
+
+
+def test_a_refused_approval_request_reaches_the_tenants_audit_chain(stack: Stack, codec: Codec) -> None:
+    tenant = f"t-{uuid.uuid4().hex[:6]}"
+    prefix = stack.settings.kafka.topic_prefix
+    publisher = KafkaPublisher(stack.bootstrap, codec, prefix)
+    detail = {"reason": "unknown_approver", "channel": "slack", "approver": "slack:U9", "action_id": "a-1"}
+    letter = DeadLetter(tenant=tenant, stage="approvals", source_topic=APPROVALS.full_name(prefix),
+                        payload=json.dumps(detail).encode(), reason="unknown_approver: slack:U9",
+                        error_type="ApprovalRefused", at=datetime.now(UTC))
+    publisher.publish_sync(DEAD_LETTER, APPROVALS.full_name(prefix), letter)
+    audit = TopicReader(stack.bootstrap, codec, AUDIT, prefix, alive=stack.check)
+    records = audit.wait_for(
+        lambda rs: any(isinstance(r, AuditRecord) and r.tenant == tenant for r in rs), what="the refusal's audit record"
+    )
+    (record,) = [r for r in records if isinstance(r, AuditRecord) and r.tenant == tenant]
+    assert record.action == "approval_rejected" and record.actor == "slack:U9"
+    audit.close()
     publisher.close_sync()

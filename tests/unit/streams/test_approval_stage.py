@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
-from schemas.records import ActionEvent, ActionState, ApprovalDecision, Decision, Risk
+from schemas.records import (
+    ActionEvent,
+    ActionState,
+    ApprovalDecision,
+    AuditKind,
+    AuditRecord,
+    DeadLetter,
+    Decision,
+    Risk,
+)
 from streams.pipeline import Pipeline, Position
 from streams.runtime import build_pipeline
 from streams.settings import Settings
@@ -72,3 +82,31 @@ def test_the_audit_trail_names_the_approver_of_a_human_decision() -> None:
     assert record.kind.value == "approval"  # type: ignore[attr-defined]
     assert record.actor == "slack:U1"  # type: ignore[attr-defined]
     assert record.detail["result"].startswith("approved by slack:U1")  # type: ignore[attr-defined]
+
+
+def _letter(stage: str, payload: bytes) -> DeadLetter:
+    return DeadLetter(tenant="acme", stage=stage, source_topic="approvals", payload=payload,
+                      reason="unknown_approver: slack:U9 may not decide for acme", error_type="ApprovalRefused", at=T0)
+
+
+def test_a_refused_approval_request_is_chained_into_the_tenants_audit_trail() -> None:
+    pipeline = _pipeline(T0)
+    detail = {"reason": "unknown_approver", "channel": "slack", "approver": "slack:U9", "action_id": "a-1",
+              "message": "slack:U9 may not decide for acme"}
+    value = pipeline.codec.encode(_letter("approvals", json.dumps(detail).encode()), topic="dead-letter")
+    assert pipeline.tenant_of_action(value) == "acme"
+    result, head = pipeline.audit(value, None, Position("dead-letter", 1, 4))
+    (record,) = [o.record for o in result.outputs]
+    assert isinstance(record, AuditRecord)
+    assert (record.kind, record.action, record.actor, record.subject_id) == (
+        AuditKind.APPROVAL, "approval_rejected", "slack:U9", "a-1")
+    assert record.detail["reason"] == "unknown_approver"
+    assert head is not None and head["record"]["hash"] == record.hash
+
+
+def test_other_dead_letters_and_garbage_are_not_audited_and_do_not_loop() -> None:
+    pipeline = _pipeline(T0)
+    parse_failure = pipeline.codec.encode(_letter("normalize", b"not a mail"), topic="dead-letter")
+    for value in (parse_failure, b"\x00garbage"):
+        result, head = pipeline.audit(value, None, Position("dead-letter", 0, 1))
+        assert result.outputs == [] and head is None
