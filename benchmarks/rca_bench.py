@@ -27,7 +27,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
@@ -38,7 +37,6 @@ from string import Template
 from typing import Any
 
 import httpx
-import uvicorn
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -57,6 +55,7 @@ from streams.settings import KafkaSettings, Settings, producer_config
 from streams.supervisor import Stack
 from tests.integration.evidence.conftest import FIXTURES as PROM_FIXTURES
 from tests.integration.evidence.exporter import Exporter
+from tests.support.loopback import serve
 
 ROOT = Path(__file__).resolve().parent.parent
 LLM_DELAY_S = 2.0
@@ -94,25 +93,6 @@ DEFAULT_SWEEP = ("8/4/1/1", "8/4/1/100", "24/4/1/100", "32/4/1/100", "64/32/20/1
 
 
 # ---------------------------------------------------------------------- stand-ins served on loopback
-
-
-@contextlib.contextmanager
-def serve(app: Starlette) -> Iterator[str]:
-    """Serve ``app`` with uvicorn on a free loopback port in a thread; yields the base URL."""
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off",
-                                           timeout_graceful_shutdown=1))
-    thread = threading.Thread(target=server.run, name="bench-standin", daemon=True)
-    thread.start()
-    while not server.started:
-        if not thread.is_alive():
-            raise RuntimeError("stand-in server did not start")
-        time.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 ANSWER = json.dumps({

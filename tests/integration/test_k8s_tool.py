@@ -8,20 +8,18 @@ the executor process would in production.
 from __future__ import annotations
 
 import asyncio
-import threading
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-import uvicorn
 import yaml
 from pydantic import SecretStr
 
 from executors import ToolRegistry, execute
 from executors.tools.k8s_api import K8sApi, K8sConfig, load_kubeconfig
 from schemas.records import ActionEvent, ActionState, Risk
+from tests.support.loopback import serve
 from tests.unit.executors.k8s_standin import K8sStandIn
 
 NOW = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
@@ -32,20 +30,8 @@ def cluster() -> Iterator[tuple[K8sStandIn, str]]:
     standin = K8sStandIn()
     standin.add_workload("insight-system", "deployments", "vmalert", replicas=2)
     standin.add_pod("insight-system", "vmalert-7d9f-abcde")
-    config = uvicorn.Config(standin.app(), host="127.0.0.1", port=0, log_level="warning", lifespan="off")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name="k8s-standin", daemon=True)
-    thread.start()
-    while not server.started:
-        if not thread.is_alive():
-            pytest.fail("k8s stand-in did not start")
-        time.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield standin, f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    with serve(standin.app(), "k8s-standin") as url:
+        yield standin, url
 
 
 def act(name: str, params: dict[str, str], action_id: str = "act-1") -> ActionEvent:

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import threading
-import time
+import contextlib
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from pydantic import SecretStr
 
 from executors.evidence import EvidenceRunner, PlannedStep
@@ -18,6 +16,7 @@ from executors.evidence.es import Count, EsApi, EsConfig
 from executors.evidence.k8s import Logs
 from executors.tools.k8s_api import K8sApi, K8sConfig
 from schemas.records import EvidenceStatus
+from tests.support.loopback import serve as serve_on_loopback
 from tests.unit.executors.evidence.standins import EsStandIn, K8sReadStandIn
 
 QUERY = 'kubernetes.namespace_name:"insight-system" AND kubernetes.pod_name:"noisy-0" AND @timestamp:[now-5m TO now]'
@@ -25,23 +24,8 @@ QUERY = 'kubernetes.namespace_name:"insight-system" AND kubernetes.pod_name:"noi
 
 @pytest.fixture
 def serve() -> Iterator[Any]:
-    servers: list[tuple[uvicorn.Server, threading.Thread]] = []
-
-    def start(app: Any) -> str:
-        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off"))
-        thread = threading.Thread(target=server.run, name="standin", daemon=True)
-        thread.start()
-        while not server.started:
-            if not thread.is_alive():
-                pytest.fail("stand-in did not start")
-            time.sleep(0.01)
-        servers.append((server, thread))
-        return f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
-
-    yield start
-    for server, thread in servers:
-        server.should_exit = True
-        thread.join(timeout=10)
+    with contextlib.ExitStack() as running:
+        yield lambda app: running.enter_context(serve_on_loopback(app))
 
 
 def test_es_count_over_http_and_a_hanging_cluster(serve: Any) -> None:

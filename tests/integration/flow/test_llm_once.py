@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import threading
-import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-import uvicorn
 
 from policies import load_policies
 from producers.mail import parse_mail
@@ -21,6 +18,7 @@ from schemas.records import AlertEvent, Engine, EventSource, Incident, RcaResult
 from schemas.topics import INCIDENTS, NORMALIZED, RCA_RESULT
 from tests.integration.flow.conftest import stack_for
 from tests.integration.flow.helpers import TopicReader
+from tests.support.loopback import serve
 from tests.unit.executors.llm.standin import ChatStandIn, Reply, answer_json
 
 COPIES = 300
@@ -30,20 +28,8 @@ COPIES = 300
 def chat() -> Iterator[tuple[ChatStandIn, str]]:
     """The OpenAI-compatible stand-in on a loopback port, answering (at once) every request it gets."""
     standin = ChatStandIn(replies=[Reply(answer_json()) for _ in range(50)])
-    server = uvicorn.Server(uvicorn.Config(standin.app(), host="127.0.0.1", port=0, log_level="warning",
-                                           lifespan="off", timeout_graceful_shutdown=1))
-    thread = threading.Thread(target=server.run, name="llm-standin", daemon=True)
-    thread.start()
-    while not server.started:
-        if not thread.is_alive():
-            pytest.fail("LLM stand-in did not start")
-        time.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield standin, f"http://127.0.0.1:{port}/v1"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    with serve(standin.app(), "llm-standin") as url:
+        yield standin, f"{url}/v1"
 
 
 def _etcd_alert(samples_dir: Path, tenant: str) -> AlertEvent:

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import threading
-import time
 from collections.abc import Iterator
 
 import httpx
 import pytest
-import uvicorn
 
 from executors.llm import LlmFailure, LlmOutcome, LlmRca, analyse
+from tests.support.loopback import serve
 from tests.unit.executors.llm.helpers import brief, incident
 from tests.unit.executors.llm.standin import ChatStandIn, FakeClock, Reply, answer_json, make_client
 
@@ -19,22 +17,8 @@ from tests.unit.executors.llm.standin import ChatStandIn, FakeClock, Reply, answ
 @pytest.fixture
 def served() -> Iterator[tuple[ChatStandIn, str]]:
     standin = ChatStandIn()
-    config = uvicorn.Config(
-        standin.app(), host="127.0.0.1", port=0, log_level="warning", lifespan="off", timeout_graceful_shutdown=1
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name="llm-standin", daemon=True)
-    thread.start()
-    while not server.started:
-        if not thread.is_alive():
-            pytest.fail("LLM stand-in did not start")
-        time.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield standin, f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    with serve(standin.app(), "llm-standin") as url:
+        yield standin, url
 
 
 def run(standin: ChatStandIn, url: str, clock: FakeClock, **overrides: float) -> LlmOutcome:

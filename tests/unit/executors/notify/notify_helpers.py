@@ -28,7 +28,7 @@ from schemas.records import (
 )
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
-BOT_TOKEN = "xoxb-test-token"
+BOT_TOKEN = "test-bot-token"
 ROBOT_TOKEN = "robot-access-token"
 ROBOT_SECRET = "SECrobotsecret"
 

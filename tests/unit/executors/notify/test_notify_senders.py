@@ -59,7 +59,7 @@ def test_slack_api_errors_are_reported_without_the_token() -> None:
 
 def test_slack_rejects_a_wrong_token() -> None:
     with pytest.raises(NotifyError, match="invalid_auth"):
-        asyncio.run(slack_channel(SlackApiStandIn(), token="xoxb-wrong").notify_first_response(rca(), actions()))
+        asyncio.run(slack_channel(SlackApiStandIn(), token="wrong-bot-token").notify_first_response(rca(), actions()))
 
 
 def test_slack_429_is_retriable_with_retry_after() -> None:
