@@ -106,18 +106,13 @@ def build_app(settings: Settings, bootstrap: str, pipeline: Pipeline) -> faust.A
     # When each action last went ahead per tenant:fingerprint, for the policy's cooldowns.
     cooldowns = app.Table("action-cooldowns", default=None, partitions=partitions)
 
-    async def send_all(outs: list[Out], *, acked: bool = False) -> None:
-        """Send now (not at commit time). ``acked``: also wait for the broker's ack — stateful agents
-        do, before they update a table, because a table change that reaches its changelog while the
-        output is lost would make the re-delivered input look like a replay and drop the output."""
-        pending = []
+    async def send_all(outs: list[Out]) -> None:
         for out in outs:
             target = topics[out.spec.name]
             value = pipeline.codec.encode(out.record, topic=target.get_topic_name())
-            pending.append(await target.send(key=out.key.encode("utf-8"), value=value, force=True))
-        if acked:
-            for delivery in pending:
-                await delivery
+            # force: send now rather than at commit time; Faust still flushes the producer before it
+            # commits the input offset, so a crash re-delivers input rather than losing output.
+            await target.send(key=out.key.encode("utf-8"), value=value, force=True)
 
     def where(event: EventT[bytes]) -> Position:
         msg = event.message
@@ -141,9 +136,9 @@ def build_app(settings: Settings, bootstrap: str, pipeline: Pipeline) -> faust.A
             key = (pos.key or b"").decode("utf-8", "replace")
             with pipeline_timer(pipeline, "dedup"):
                 result, new_state = pipeline.dedup(value, dedup_state.get(key), pos)
-                # Output first (acked): a crash between the two re-delivers the event, and the
+                # Output first: a crash between the two re-delivers the event, and the
                 # deterministic incident id makes the re-sent incident the same incident.
-                await send_all(result.outputs, acked=True)
+                await send_all(result.outputs)
                 if new_state is not None:
                     dedup_state[key] = new_state
 
@@ -181,7 +176,7 @@ def build_app(settings: Settings, bootstrap: str, pipeline: Pipeline) -> faust.A
             key = pipeline.fingerprint_of_result(value)
             with pipeline_timer(pipeline, "decide"):
                 result = pipeline.decide(value, pos, cooldowns.get(key))
-                await send_all(result.outputs, acked=True)
+                await send_all(result.outputs)
                 if result.state is not None:
                     cooldowns[key] = result.state
             if notifier is not None and isinstance(result.subject, RcaResult):
@@ -214,7 +209,7 @@ def build_app(settings: Settings, bootstrap: str, pipeline: Pipeline) -> faust.A
             key = (pos.key or b"").decode("utf-8", "replace")
             with pipeline_timer(pipeline, "approval"):
                 result = pipeline.approval(value, awaiting.get(key), pos)
-                await send_all(result.outputs, acked=True)
+                await send_all(result.outputs)
                 if result.outcome in ("approved", "rejected", "expired") and key in awaiting:
                     # Decided now: a second click arriving before the pending agent sees the
                     # new state must find nothing to decide.
@@ -257,7 +252,7 @@ def build_app(settings: Settings, bootstrap: str, pipeline: Pipeline) -> faust.A
             tenant = (pos.key or b"").decode("utf-8", "replace")
             with pipeline_timer(pipeline, "audit"):
                 result, new_head = pipeline.audit(value, audit_head.get(tenant), pos)
-                await send_all(result.outputs, acked=True)
+                await send_all(result.outputs)
                 if new_head is not None:
                     audit_head[tenant] = new_head
 
