@@ -4,7 +4,16 @@ Depends only on ``schemas``; tools are imported lazily through the registry.
 """
 
 from executors.audit import AuditChain, AuditChains, AuditProblem, verify
-from executors.base import ActionSpec, ExecutionOutcome, Executor, Rollback, RunContext, ToolResult
+from executors.base import (
+    ActionSpec,
+    Check,
+    ConfirmPolicy,
+    ExecutionOutcome,
+    Executor,
+    Rollback,
+    RunContext,
+    ToolResult,
+)
 from executors.errors import ExecutorError
 from executors.execute import audit_outcome, execute
 from executors.registry import DEFAULT_TOOLS, ToolRegistry
@@ -15,6 +24,8 @@ __all__ = [
     "AuditChain",
     "AuditChains",
     "AuditProblem",
+    "Check",
+    "ConfirmPolicy",
     "ExecutionOutcome",
     "Executor",
     "ExecutorError",

@@ -7,6 +7,7 @@ typed) lives here once instead of in every tool.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -22,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from executors.errors import (
     ExecutorError,
     InvalidParamsError,
+    NotConfirmedError,
     NotExecutableError,
     UnavailableError,
     UpstreamError,
@@ -152,6 +154,23 @@ class ToolResult:
     rollback: Rollback | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Check:
+    """One look at whether a real run took effect: done, still converging, or failed for good."""
+
+    done: bool
+    detail: str
+    failed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ConfirmPolicy:
+    """How long the executor watches an effect before it calls the action failed, and how often it looks."""
+
+    within_s: float = 300.0
+    every_s: float = 2.0
+
+
 def bound_output(text: str, limit: int = MAX_OUTPUT_CHARS) -> str:
     if len(text) <= limit:
         return text
@@ -228,6 +247,9 @@ class Executor(ABC, Generic[P]):
             raise UnavailableError(f"{self.spec.name}: timed out talking to {_where(exc)}") from exc
         except httpx.TransportError as exc:
             raise UnavailableError(f"{self.spec.name}: cannot reach {_where(exc)}: {type(exc).__name__}") from exc
+        except httpx.RequestError as exc:
+            # Refused before sending (e.g. the host is not in the outbound allow-list): configuration, not weather.
+            raise UpstreamError(f"{self.spec.name}: request to {_where(exc)} not sent: {exc}") from exc
         except json.JSONDecodeError as exc:
             raise UpstreamError(f"{self.spec.name}: upstream answered with something that is not JSON") from exc
         duration_ms = int((time.monotonic() - started) * 1000)
@@ -253,12 +275,73 @@ class Executor(ABC, Generic[P]):
     async def _run(self, params: P, ctx: RunContext) -> ToolResult:
         """Do (or, when ``ctx.dry_run``, describe) the operation; raise ExecutorError on failure."""
 
+    async def _check(self, params: P, ctx: RunContext) -> Check | None:
+        """Look once at the effect of a real run; None means the tool's own answer already confirmed it.
+
+        A PATCH that the API server accepted only says the wish was recorded: a
+        rollout can still hang on pods that never become ready. Tools whose
+        effect converges later override this so the executor can wait for it.
+        """
+        del params, ctx
+        return None
+
+    async def confirm(
+        self, action: ActionEvent, outcome: ExecutionOutcome, *, policy: ConfirmPolicy, now: datetime | None = None
+    ) -> ExecutionOutcome:
+        """Watch a successful real run until its effect shows; a failure or timeout turns it into ``failed``.
+
+        The failed outcome keeps the run's rollback hint, so the caller can undo it.
+        """
+        if not outcome.ok or outcome.dry_run:
+            return outcome
+        params = self.validate(action)
+        ctx = RunContext(tenant=action.tenant, action_id=action.action_id, incident_id=action.incident_id,
+                         dry_run=False, now=_aware(now or datetime.now(UTC)))
+        started = time.monotonic()
+        deadline = started + policy.within_s
+        last = "no answer yet"
+        while True:
+            try:
+                check = await self._check(params, ctx)
+            except ExecutorError as exc:
+                if not exc.retriable:
+                    return self._unconfirmed(outcome, f"check failed: {exc.message}", started)
+                last = exc.message
+            except httpx.TransportError as exc:
+                last = f"cannot reach {_where(exc)}: {type(exc).__name__}"
+            else:
+                if check is None:
+                    return outcome
+                if check.failed:
+                    return self._unconfirmed(outcome, check.detail, started)
+                if check.done:
+                    return outcome.model_copy(update={
+                        "output": bound_output(f"{outcome.output}\nconfirmed: {check.detail}"),
+                        "duration_ms": outcome.duration_ms + int((time.monotonic() - started) * 1000),
+                    })
+                last = check.detail
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return self._unconfirmed(outcome, f"not confirmed within {policy.within_s:g} s: {last}", started)
+            await asyncio.sleep(min(policy.every_s, remaining))
+
+    def _unconfirmed(self, outcome: ExecutionOutcome, why: str, started: float) -> ExecutionOutcome:
+        logger.warning("%s for action %s took effect but failed its check: %s", self.spec.name,
+                       outcome.action_id, why, extra={"action_id": outcome.action_id})
+        return outcome.model_copy(update={
+            "state": ActionState.FAILED,
+            "output": bound_output(f"{outcome.output}\n{why}"),
+            "duration_ms": outcome.duration_ms + int((time.monotonic() - started) * 1000),
+            "error_type": NotConfirmedError.__name__,
+            "retriable": False,
+        })
+
 
 def _aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
-def _where(exc: httpx.TransportError) -> str:
+def _where(exc: httpx.RequestError) -> str:
     try:
         url = exc.request.url
     except RuntimeError:

@@ -38,6 +38,10 @@ class ToolNotConfiguredError(ExecutorError):
     """The tool needs a backend (cluster, endpoint) that this deployment did not configure."""
 
 
+class NotConfirmedError(ExecutorError):
+    """The operation was accepted but its effect did not show in time (a rollout that never finished)."""
+
+
 class UpstreamError(ExecutorError):
     """The remote system answered with an error; ``status`` is its HTTP status when there was one."""
 

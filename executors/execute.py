@@ -7,7 +7,7 @@ import time
 from datetime import datetime
 
 from executors.audit import AuditChain
-from executors.base import ExecutionOutcome, bound_output
+from executors.base import ConfirmPolicy, ExecutionOutcome, bound_output
 from executors.errors import ExecutorError
 from executors.registry import ToolRegistry
 from schemas.records import ActionEvent, ActionState, AuditKind, AuditRecord
@@ -21,8 +21,13 @@ async def execute(
     registry: ToolRegistry,
     dry_run: bool,
     now: datetime | None = None,
+    confirm: ConfirmPolicy | None = None,
 ) -> ExecutionOutcome:
     """Run (or preview) ``action``; tool failures, unknown operations and bad params come back as ``failed``.
+
+    With ``confirm``, a real run is then watched until its effect shows (see
+    :meth:`Executor.confirm`); an effect that never shows is ``failed`` too,
+    with the run's rollback hint kept.
 
     Only :class:`ExecutorError` is turned into an outcome; anything else is a bug
     in rcaflow and propagates to the consumer's process boundary.
@@ -30,7 +35,11 @@ async def execute(
     name = f"{action.tool}.{action.operation}"
     started = time.monotonic()
     try:
-        return await registry.get(name).run(action, dry_run=dry_run, now=now)
+        executor = registry.get(name)
+        outcome = await executor.run(action, dry_run=dry_run, now=now)
+        if confirm is not None:
+            outcome = await executor.confirm(action, outcome, policy=confirm, now=now)
+        return outcome
     except ExecutorError as exc:
         logger.warning(
             "action %s (%s) failed: %s [%s, retriable=%s]",

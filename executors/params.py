@@ -106,6 +106,12 @@ Comment = Annotated[str, StringConstraints(min_length=1, max_length=500), AfterV
 Duration = Annotated[str, AfterValidator(_duration)]
 Replicas = Annotated[int, BeforeValidator(_plain_int), Field(ge=0, le=100)]
 EndpointName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")]
+#: A kubectl restartedAt stamp (RFC 3339), or "" for "was not set".
+RestartStamp = Annotated[
+    str, StringConstraints(pattern=r"^$|^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$")
+]
+#: An rcaflow action id, or "" for "none".
+ActionIdOrEmpty = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._:-]{0,128}$")]
 
 
 class WorkloadKind(StrEnum):

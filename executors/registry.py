@@ -19,6 +19,7 @@ logger = logging.getLogger(__name__)
 #: The fixed operation names the policy file, the executors and the executor consumer agree on.
 DEFAULT_TOOLS: Mapping[str, str] = {
     "k8s.rollout_restart": "executors.tools.k8s:RolloutRestart",
+    "k8s.undo_restart": "executors.tools.k8s:UndoRestart",
     "k8s.delete_pod": "executors.tools.k8s:DeletePod",
     "k8s.scale": "executors.tools.k8s:Scale",
     "k8s.annotate_pod": "executors.tools.k8s:AnnotatePod",
@@ -78,6 +79,13 @@ class ToolRegistry:
     def specs(self) -> list[ActionSpec]:
         """Every registered operation's declaration (e.g. for an LLM-facing catalogue)."""
         return [self.spec(name) for name in self.names()]
+
+    async def aclose(self) -> None:
+        """Close the backends that hold connections (HTTP clients); the registry is done after this."""
+        for backend in self._backends.values():
+            close = getattr(backend, "aclose", None)
+            if close is not None:
+                await close()
 
     def get(self, name: str) -> Executor[Any]:
         """The executor for ``name``, built once with its backend (``None`` when not configured)."""

@@ -42,6 +42,9 @@ KIND_VALUES: Final[dict[tuple[str, str], frozenset[str]]] = {
 }
 """Allowed values of the ``kind`` parameter per operation."""
 
+UNDOABLE_OPERATIONS: Final = frozenset({("k8s", "rollout_restart"), ("k8s", "scale")})
+"""Operations whose executor checks the effect and records an inverse, so ``on_failure: undo`` can roll them back."""
+
 RESTART_OPERATIONS: Final = frozenset({("k8s", "rollout_restart"), ("k8s", "delete_pod")})
 """Operations that restart a workload; restarting etcd or Prometheus with them is always high risk."""
 

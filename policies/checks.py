@@ -9,7 +9,14 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from policies.catalog import ACTION_PARAMS, CONTEXT_NAMES, EVIDENCE_OPERATIONS, KIND_VALUES, RESTART_OPERATIONS
+from policies.catalog import (
+    ACTION_PARAMS,
+    CONTEXT_NAMES,
+    EVIDENCE_OPERATIONS,
+    KIND_VALUES,
+    RESTART_OPERATIONS,
+    UNDOABLE_OPERATIONS,
+)
 from policies.compiled import CompiledClass, CompiledMatcher
 from policies.errors import PolicyError
 from policies.expr import Expression, compile_expression
@@ -267,6 +274,11 @@ def _check_action(
         if spec.allowed is not None and spec.default is not None and spec.default not in spec.allowed:
             problems.append(Problem((*p_path, "default"), f"default {spec.default!r} is not in allowed"))
 
+    if action.on_failure == "undo" and (action.tool, action.operation) not in UNDOABLE_OPERATIONS:
+        undoable = ", ".join(f"{t}.{o}" for t, o in sorted(UNDOABLE_OPERATIONS))
+        problems.append(Problem((*path, "on_failure"),
+                                f"{action.tool}.{action.operation} cannot be undone automatically; "
+                                f"on_failure: undo needs one of {undoable}"))
     problems += _check_risk(cls, action, path)
     return problems
 

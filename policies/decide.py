@@ -111,6 +111,7 @@ def decide(
                 reason=spec.description,
                 at=now,
                 expires_at=now + policies.approval_ttl(cls.id, spec.name) if needs_approval else None,
+                on_failure=spec.on_failure,
             )
         )
     return Decisions(accepted, rejected)

@@ -105,7 +105,11 @@ class ActionSpec(_Model):
     preconditions: list[NonEmpty] = Field(default_factory=list)
     cooldown: Duration = timedelta(minutes=30)
     approval_ttl: Duration | None = None
+    #: How an operator undoes it (shown to approvers and in the RCA).
     rollback: str | None = None
+    #: "undo": when the action took effect but its check fails (new pods never ready), the executor runs the
+    #: tool's recorded inverse by itself; "keep": it only reports the failure.
+    on_failure: Literal["keep", "undo"] = "keep"
 
 
 class ClassPolicy(_Model):

@@ -270,6 +270,9 @@ class ActionEvent(Record):
     at: datetime
     expires_at: datetime | None = None
     duration_ms: int | None = None
+    #: "keep" or "undo": whether the executor rolls back an action that took effect and then failed its check.
+    on_failure: str = "keep"
+    rollback_of: str | None = None
 
 
 class ApprovalDecision(Record):

@@ -6,20 +6,36 @@ action share its key, hence its partition, and they all lie after the group's
 committed offset whenever the ``approved`` record is re-delivered; so reading
 the assigned partitions from the committed offset to the end before acting
 tells a restarted executor which actions already ran.
+
+Actions run concurrently (a restart may be watched for minutes until its
+rollout finishes, and must not hold up an unrelated silence), while offsets
+are committed in order: a partition's offset only moves past a record once
+every record before it is handled (:class:`OffsetTracker`).
+
+An action that took effect and then failed its check (new pods never ready)
+is rolled back by the same executor when the policy says ``on_failure: undo``:
+the failure is written first, then the rollback as its own action (``running``
+straight away: the policy and the original approval authorise it, and no
+consumer picks up a ``running`` record, so it cannot run twice), and, once the
+rollback is confirmed, the original action's ``rolled_back`` record.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
+import threading
+from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
 from pydantic import ValidationError
 
-from executors import ToolRegistry, execute
+from executors import ConfirmPolicy, ExecutionOutcome, Rollback, ToolRegistry, execute
+from executors.base import bound_output
 from producers.publisher import KafkaPublisher
 from schemas.codec import Codec
 from schemas.errors import CodecError
@@ -49,6 +65,56 @@ class ActionLedger:
         return self._state.get(action_id) in _AFTER_APPROVAL
 
 
+class OffsetTracker:
+    """In-order commits for out-of-order work: per partition, the offset after the longest handled prefix.
+
+    Thread-safe: rebalance callbacks run on the consumer's poll thread.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._inflight: dict[tuple[str, int], deque[list[int | bool]]] = {}
+        self._committable: dict[tuple[str, int], int] = {}
+
+    def start(self, topic: str, partition: int, offset: int) -> list[int | bool]:
+        entry: list[int | bool] = [offset, False]
+        with self._lock:
+            self._inflight.setdefault((topic, partition), deque()).append(entry)
+        return entry
+
+    def done(self, topic: str, partition: int, entry: list[int | bool]) -> None:
+        with self._lock:
+            entry[1] = True
+            queue = self._inflight.get((topic, partition))
+            while queue and queue[0][1]:
+                offset = queue.popleft()[0]
+                self._committable[(topic, partition)] = int(offset) + 1
+
+    def forget(self, partitions: list[TopicPartition]) -> None:
+        """Revoked partitions: their handled offsets belong to the next owner now."""
+        with self._lock:
+            for tp in partitions:
+                self._inflight.pop((tp.topic, tp.partition), None)
+                self._committable.pop((tp.topic, tp.partition), None)
+
+    def take(self) -> list[TopicPartition]:
+        """Offsets that moved since the last call, ready to commit."""
+        with self._lock:
+            ready = [TopicPartition(t, p, o) for (t, p), o in self._committable.items()]
+            self._committable.clear()
+        return ready
+
+    @property
+    def busy(self) -> int:
+        with self._lock:
+            return sum(len(q) for q in self._inflight.values())
+
+
+def rollback_id(action_id: str) -> str:
+    """The automatic rollback's own id: derived, so a repeat of the same failure names the same rollback."""
+    return hashlib.sha256(f"rollback\x1f{action_id}".encode()).hexdigest()[:24]
+
+
 class ExecutorService:
     def __init__(
         self,
@@ -63,6 +129,9 @@ class ExecutorService:
         fast_rebalance: bool = True,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         on_outcome: Callable[[ActionEvent], None] | None = None,
+        confirm: ConfirmPolicy | None = None,
+        concurrency: int = 8,
+        stop_grace_s: float = 20.0,
     ) -> None:
         self._bootstrap = bootstrap
         self._codec = codec
@@ -74,6 +143,10 @@ class ExecutorService:
         self._clock = clock
         self._ledger = ActionLedger()
         self._on_outcome = on_outcome
+        self._confirm = confirm if confirm is not None else ConfirmPolicy()
+        self._slots = asyncio.Semaphore(max(1, concurrency))
+        self._offsets = OffsetTracker()
+        self._stop_grace_s = stop_grace_s
         config: dict[str, Any] = {
             "bootstrap.servers": bootstrap,
             "group.id": self._group,
@@ -129,11 +202,14 @@ class ExecutorService:
 
     # ------------------------------------------------------------------ main loop
     async def run(self) -> None:
-        self._consumer.subscribe([self._topic], on_assign=self._on_assign)
+        self._consumer.subscribe([self._topic], on_assign=self._on_assign,
+                                 on_revoke=lambda _c, parts: self._offsets.forget(parts))
         logger.info("executor consuming %s as %s (dry_run=%s)", self._topic, self._group, self._dry_run)
+        tasks: set[asyncio.Task[None]] = set()
         try:
             while not self._stopping.is_set():
-                msg = await asyncio.to_thread(self._consumer.poll, 0.5)
+                msg = await asyncio.to_thread(self._consumer.poll, 0.2)
+                await self._commit_handled()
                 if msg is None:
                     continue
                 error = msg.error()
@@ -141,10 +217,45 @@ class ExecutorService:
                     if error.code() != KafkaError._PARTITION_EOF:
                         logger.warning("executor: consumer error %s", error)
                     continue
-                await self._handle(msg)
-                await asyncio.to_thread(self._consumer.commit, message=msg, asynchronous=False)
+                await self._slots.acquire()
+                task = asyncio.create_task(self._handle_one(msg))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+            if tasks:
+                logger.info("executor stopping: giving %d running action(s) %g s to finish", len(tasks),
+                            self._stop_grace_s)
+                _done, left = await asyncio.wait(tasks, timeout=self._stop_grace_s)
+                for task in left:
+                    task.cancel()
+                await asyncio.gather(*left, return_exceptions=True)
+            await self._commit_handled()
         finally:
+            for task in tasks:
+                task.cancel()
             await asyncio.to_thread(self._consumer.close)
+
+    async def _handle_one(self, msg: Message) -> None:
+        topic, partition, offset = msg.topic() or self._topic, msg.partition() or 0, msg.offset() or 0
+        entry = self._offsets.start(topic, partition, offset)
+        try:
+            await self._handle(msg)
+        except Exception:
+            # A bug must not wedge the partition's offsets or kill the other actions: log it loudly and move on;
+            # the action's last record (running) shows it did not finish.
+            logger.exception("executor: handling %s/%s@%s failed", topic, partition, offset)
+        finally:
+            self._offsets.done(topic, partition, entry)
+            self._slots.release()
+
+    async def _commit_handled(self) -> None:
+        ready = self._offsets.take()
+        if ready:
+            try:
+                await asyncio.to_thread(self._consumer.commit, offsets=ready, asynchronous=False)
+            except KafkaException as exc:
+                # Lost partitions after a rebalance: the next owner re-reads from its committed offset and its
+                # ledger pre-scan sees what already ran.
+                logger.warning("executor: offset commit failed: %s", exc)
 
     async def _handle(self, msg: Message) -> None:
         action = self._see(msg)
@@ -157,13 +268,68 @@ class ExecutorService:
         running = action.model_copy(update={"state": ActionState.RUNNING, "at": self._clock(),
                                              "dry_run": self._dry_run, "reason": "executor started"})
         await self._write(running)
-        outcome = await execute(running, registry=self._registry, dry_run=self._dry_run)
+        try:
+            outcome = await execute(running, registry=self._registry, dry_run=self._dry_run,
+                                    confirm=None if self._dry_run else self._confirm)
+        except asyncio.CancelledError:
+            # Stopped mid-action (usually while watching a rollout): say so instead of leaving "running" forever.
+            # It is not run again after a restart (the ledger sees it started), so a human must look.
+            await self._write(running.model_copy(update={
+                "state": ActionState.FAILED, "at": self._clock(),
+                "result": "interrupted: the executor stopped before this action finished or was confirmed; "
+                          "it may have taken effect - check the target"}))
+            raise
         final = outcome.to_action_event(running, at=self._clock())
+        undo = self._undo_for(running, outcome)
+        if undo is not None:
+            final = final.model_copy(update={"result": bound_output(
+                f"{final.result}\nrolling back by itself (policy on_failure: undo) as action "
+                f"{rollback_id(action.action_id)}")})
         await self._write(final)
         logger.info("executor: %s %s -> %s", action.name, action.action_id, final.state.value,
                     extra={"action_id": action.action_id, "tenant": action.tenant})
         if self._on_outcome:
             self._on_outcome(final)
+        if undo is not None:
+            await self._roll_back(final, undo)
+
+    def _undo_for(self, action: ActionEvent, outcome: ExecutionOutcome) -> Rollback | None:
+        """The inverse to run now: only for a real run that took effect and failed, when the policy allows it."""
+        if outcome.ok or outcome.dry_run or outcome.rollback is None or action.rollback_of is not None:
+            return None
+        if action.on_failure != "undo":
+            return None
+        return outcome.rollback
+
+    async def _roll_back(self, failed: ActionEvent, undo: Rollback) -> None:
+        tool, _, operation = undo.name.partition(".")
+        rollback = ActionEvent(
+            tenant=failed.tenant, action_id=rollback_id(failed.action_id), incident_id=failed.incident_id,
+            alert_class=failed.alert_class, name=f"{failed.name}:rollback", tool=tool, operation=operation,
+            params=dict(undo.params), risk=failed.risk, state=ActionState.RUNNING, dry_run=False,
+            reason=f"automatic rollback of {failed.action_id} ({failed.name}) after it failed; policy on_failure: undo",
+            at=self._clock(), rollback_of=failed.action_id,
+        )
+        logger.warning("executor: rolling back %s (%s) with %s", failed.action_id, failed.name, undo.describe(),
+                       extra={"action_id": failed.action_id, "tenant": failed.tenant})
+        await self._write(rollback)
+        outcome = await execute(rollback, registry=self._registry, dry_run=False, confirm=self._confirm)
+        done = outcome.to_action_event(rollback, at=self._clock())
+        await self._write(done)
+        if self._on_outcome:
+            self._on_outcome(done)
+        if not outcome.ok:
+            logger.error("executor: rollback of %s failed; %s needs a human: %s", failed.action_id, failed.name,
+                         outcome.output, extra={"action_id": failed.action_id, "tenant": failed.tenant})
+            return
+        rolled_back = failed.model_copy(update={
+            "state": ActionState.ROLLED_BACK, "at": self._clock(),
+            "result": bound_output(f"rolled back by {rollback.action_id}: {outcome.output}\n"
+                                   f"before that: {failed.result or ''}"),
+        })
+        await self._write(rolled_back)
+        if self._on_outcome:
+            self._on_outcome(rolled_back)
 
     async def _write(self, action: ActionEvent) -> None:
         self._ledger.see(action)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+import ssl
 
 import httpx
 from pydantic import BaseModel, Field
@@ -13,6 +14,9 @@ class HttpSettings(BaseModel):
     proxy: str | None = None
     #: Hosts rcaflow may call (fnmatch patterns such as "*.aliyuncs.com"); empty means no restriction.
     allowed_hosts: list[str] = Field(default_factory=list)
+    #: Hosts reached directly even when a proxy is set (fnmatch patterns, e.g. "*.svc", "10.0.0.1"): the
+    #: in-cluster Kubernetes API and Prometheus usually are.
+    no_proxy: list[str] = Field(default_factory=list)
     timeout_s: float = 30.0
 
 
@@ -20,7 +24,14 @@ class HostNotAllowedError(httpx.RequestError):
     """The configured allow-list does not include this host; the request was never sent."""
 
 
-def make_async_client(settings: HttpSettings, *, base_url: str = "") -> httpx.AsyncClient:
+def make_async_client(
+    settings: HttpSettings,
+    *,
+    base_url: str = "",
+    verify: ssl.SSLContext | bool = True,
+    timeout_s: float | None = None,
+) -> httpx.AsyncClient:
+    """The one way rcaflow builds an outbound client; ``verify`` for servers with their own CA (Kubernetes)."""
     allowed = [pattern.lower() for pattern in settings.allowed_hosts]
 
     async def check_host(request: httpx.Request) -> None:
@@ -28,10 +39,24 @@ def make_async_client(settings: HttpSettings, *, base_url: str = "") -> httpx.As
         if allowed and not any(fnmatch.fnmatchcase(host, pattern) for pattern in allowed):
             raise HostNotAllowedError(f"outbound call to {host!r} is not in http.allowed_hosts", request=request)
 
+    direct = _direct_mounts(settings.no_proxy) if settings.proxy else {}
     return httpx.AsyncClient(
         base_url=base_url,
         proxy=settings.proxy,
-        timeout=settings.timeout_s,
+        mounts=direct or None,
+        verify=verify,
+        timeout=timeout_s if timeout_s is not None else settings.timeout_s,
         event_hooks={"request": [check_host]},
         trust_env=False,
+        follow_redirects=False,
     )
+
+
+def _direct_mounts(patterns: list[str]) -> dict[str, httpx.AsyncBaseTransport | None]:
+    """httpx mount keys that bypass the proxy: ``all://host`` or ``all://*.domain`` (httpx's own wildcard)."""
+    mounts: dict[str, httpx.AsyncBaseTransport | None] = {}
+    for pattern in patterns:
+        host = pattern.strip().lower()
+        if host:
+            mounts[f"all://{host}"] = None
+    return mounts

@@ -437,6 +437,7 @@ class Pipeline:
                 "result": (action.result or "")[:500],
                 "params": ",".join(f"{k}={v}" for k, v in sorted(action.params.items()))[:500],
                 "source": source_id,
+                **({"rollback_of": action.rollback_of} if action.rollback_of else {}),
             },
             at=self.clock(),
         )
@@ -462,6 +463,8 @@ def _refusal_detail(letter: DeadLetter) -> dict[str, str]:
 
 def _who(action: ActionEvent) -> tuple[AuditKind, str]:
     """Which kind of step an action record is, and who took it (the approver for human decisions)."""
+    if action.state is ActionState.ROLLED_BACK or action.rollback_of is not None:
+        return AuditKind.ROLLBACK, "executor"
     if action.state.value in _EXECUTION_STATES:
         return AuditKind.EXECUTION, "executor"
     result = action.result or ""

@@ -9,6 +9,7 @@ import signal
 
 import uvicorn
 
+from executors import ConfirmPolicy
 from producers.publisher import KafkaPublisher
 from streams.api import TenantAuth
 from streams.executor_service import ExecutorService
@@ -68,15 +69,20 @@ def run_executor(settings: Settings) -> None:
 
     async def main() -> None:
         publisher = KafkaPublisher(bootstrap, codec, settings.kafka.topic_prefix, producer_config(settings.kafka))
+        registry = build_tool_registry(settings)
         service = ExecutorService(
             bootstrap=bootstrap,
             codec=codec,
             publisher=publisher,
-            registry=build_tool_registry(settings),
+            registry=registry,
             topic_prefix=settings.kafka.topic_prefix,
             group_id=settings.executor.group_id,
             dry_run=settings.executor.dry_run,
             fast_rebalance=settings.kafka.fast_rebalance,
+            confirm=ConfirmPolicy(within_s=settings.executor.confirm_within_s,
+                                  every_s=settings.executor.confirm_every_s),
+            concurrency=settings.executor.concurrency,
+            stop_grace_s=settings.executor.stop_grace_s,
         )
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -86,5 +92,6 @@ def run_executor(settings: Settings) -> None:
             await service.run()
         finally:
             await publisher.close()
+            await registry.aclose()
 
     asyncio.run(main())

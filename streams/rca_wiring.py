@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import MutableMapping
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from executors import ToolRegistry
 from executors.evidence import EvidenceRunner, EvidenceTool, build_evidence_tools
@@ -17,6 +17,9 @@ from streams.http_clients import make_async_client
 from streams.notify_stage import Notifier
 from streams.rca_llm import LlmStage
 from streams.settings import Settings
+
+if TYPE_CHECKING:
+    from executors.tools.k8s_api import K8sApi, K8sConfig
 
 logger = logging.getLogger(__name__)
 
@@ -45,10 +48,10 @@ def build_evidence_toolset(settings: Settings) -> dict[str, EvidenceTool[Any]]:
         es = EsApi.create(make_async_client(settings.http),
                           EsConfig(base_url=config.elasticsearch_url, index=config.elasticsearch_index))
     if config.kubeconfig or config.in_cluster:
-        from executors.tools.k8s_api import K8sApi, load_kubeconfig
+        from executors.tools.k8s_api import load_kubeconfig
 
-        k8s = K8sApi.from_config(load_kubeconfig(str(config.kubeconfig) if config.kubeconfig else None,
-                                                 context=config.kube_context, in_cluster=config.in_cluster))
+        k8s = k8s_api(settings, load_kubeconfig(str(config.kubeconfig) if config.kubeconfig else None,
+                                                context=config.kube_context, in_cluster=config.in_cluster))
     if config.netprobe_targets:
         from executors.evidence.netprobe import NetprobeConfig
 
@@ -59,14 +62,23 @@ def build_evidence_toolset(settings: Settings) -> dict[str, EvidenceTool[Any]]:
     return tools
 
 
+def k8s_api(settings: Settings, config: K8sConfig) -> K8sApi:
+    """The Kubernetes client through the shared factory, so http.proxy, no_proxy and allowed_hosts apply to it too."""
+    from executors.tools.k8s_api import K8sApi
+
+    client = make_async_client(settings.http, base_url=config.server.rstrip("/"), verify=config.ssl_context(),
+                               timeout_s=config.timeout_s)
+    return K8sApi.from_config(config, client)
+
+
 def build_tool_registry(settings: Settings) -> ToolRegistry:
     """The executor's tools with the backends configured; an unconfigured tool can still dry-run."""
     config = settings.executor
     backends: dict[str, object] = {}
     if config.kubeconfig or config.in_cluster:
-        from executors.tools.k8s_api import K8sApi, load_kubeconfig
+        from executors.tools.k8s_api import load_kubeconfig
 
-        backends["k8s"] = K8sApi.from_config(load_kubeconfig(
+        backends["k8s"] = k8s_api(settings, load_kubeconfig(
             str(config.kubeconfig) if config.kubeconfig else None, context=config.kube_context,
             in_cluster=config.in_cluster))
     if config.reload_endpoints:

@@ -157,6 +157,15 @@ class ExecutorSettings(BaseModel):
     reload_endpoints: dict[str, str | ReloadTarget] = Field(default_factory=dict)
     #: Alertmanager root URL for alertmanager.silence.
     alertmanager_url: str | None = None
+    #: After a real restart or scale, how long to wait for the rollout to finish (kubectl's default
+    #: progressDeadlineSeconds is 600) before the action counts as failed and, with the policy's
+    #: on_failure: undo, is rolled back; and how often to look.
+    confirm_within_s: float = Field(default=300.0, gt=0)
+    confirm_every_s: float = Field(default=2.0, gt=0)
+    #: Actions run at once; offsets are still committed in order.
+    concurrency: int = Field(default=8, ge=1, le=64)
+    #: On SIGTERM, how long running actions get to finish; the rest are recorded as interrupted (failed).
+    stop_grace_s: float = Field(default=20.0, ge=0)
 
 
 class Settings(BaseSettings):

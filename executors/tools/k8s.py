@@ -1,29 +1,38 @@
-"""Kubernetes operations: rollout restart, delete pod, scale, annotate pod.
+"""Kubernetes operations: rollout restart (and its undo), delete pod, scale, annotate pod.
 
 Each is idempotent by action id where Kubernetes lets us be: a restart stamps
 the action id into the pod template and is skipped if it is already there;
 scale and annotate are set-to-value. With a cluster configured, a dry run is
 the API server's own ``?dryRun=All`` (admission and RBAC included); without
 one, it is a description of the request we would send.
+
+Restart and scale record what they changed from, and after a real run they
+can be watched until the rollout finishes (``_check``), so a restart whose new
+pods never become ready can be undone: putting the pod template's restart
+annotations back makes the controller return to the previous revision, which
+is what ``kubectl rollout undo`` does.
 """
 
 from __future__ import annotations
 
 from typing import Any, Self
 
-from executors.base import ActionSpec, Executor, P, Rollback, RunContext, ToolResult
+from executors.base import ActionSpec, Check, Executor, P, Rollback, RunContext, ToolResult
 from executors.errors import ToolNotConfiguredError, UpstreamError
 from executors.params import (
+    ActionIdOrEmpty,
     AnnotationKey,
     AnnotationValue,
     Namespace,
     ObjectName,
     Params,
     Replicas,
+    RestartStamp,
     ScalableKind,
     WorkloadKind,
 )
 from executors.tools.k8s_api import K8sApi
+from executors.tools.k8s_rollout import rollout_check, scale_check
 from schemas.records import Risk
 
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
@@ -97,8 +106,66 @@ class RolloutRestart(K8sExecutor[RolloutRestartParams]):
                 f"{target} was already restarted by action {ctx.action_id} "
                 f"(restartedAt={annotations.get(RESTARTED_AT, '?')}); nothing to do"
             )
+        previous_stamp, previous_action = annotations.get(RESTARTED_AT), annotations.get(ACTION_ANNOTATION)
+        undo = Rollback(name=UndoRestart.spec.name, params={
+            "namespace": params.namespace, "kind": params.kind.value, "name": params.name,
+            "restarted_at": previous_stamp if isinstance(previous_stamp, str) else "",
+            "previous_action": previous_action if isinstance(previous_action, str) else "",
+        })
         await api.patch_workload(params.namespace, params.kind, params.name, patch, dry_run=ctx.dry_run)
-        return ToolResult(_preview(ctx, f"restart {target} (restartedAt={stamp})", api))
+        return ToolResult(_preview(ctx, f"restart {target} (restartedAt={stamp})", api), rollback=undo)
+
+    async def _check(self, params: RolloutRestartParams, ctx: RunContext) -> Check | None:
+        if self.api is None:
+            return None
+        return rollout_check(params.kind, await self.api.get_workload(params.namespace, params.kind, params.name))
+
+
+# ----------------------------------------------------------------------------- undo_restart
+
+
+class UndoRestartParams(Params):
+    namespace: Namespace
+    kind: WorkloadKind
+    name: ObjectName
+    #: The restartedAt stamp before the restart; "" when there was none.
+    restarted_at: RestartStamp
+    previous_action: ActionIdOrEmpty
+
+
+class UndoRestart(K8sExecutor[UndoRestartParams]):
+    """Only reached as the automatic rollback of a restart (the policy catalogue does not offer it)."""
+
+    spec = ActionSpec(
+        name="k8s.undo_restart",
+        description=(
+            "Undo a rollout restart: put the pod template's restart annotations back to what they were, so the "
+            "controller returns to the previous revision (what `kubectl rollout undo` does)."
+        ),
+        params=UndoRestartParams,
+        risk=Risk.LOW,
+    )
+
+    async def _run(self, params: UndoRestartParams, ctx: RunContext) -> ToolResult:
+        api = self.require_api(ctx)
+        target = f"{params.kind.value} {params.namespace}/{params.name}"
+        restore = {RESTARTED_AT: params.restarted_at or None, ACTION_ANNOTATION: params.previous_action or None}
+        shown = ", ".join(f"{k}={v or '(unset)'}" for k, v in restore.items())
+        if api is None:
+            path = K8sApi.workload_path(params.namespace, params.kind, params.name)
+            return ToolResult(_preview(ctx, f"PATCH {path} restoring {shown} (undo the restart of {target})", None))
+        current = await api.get_workload(params.namespace, params.kind, params.name)
+        annotations = _dig(current, "spec", "template", "metadata", "annotations")
+        if all(annotations.get(k) == v for k, v in restore.items()):
+            return ToolResult(f"{target} already has {shown}; nothing to undo")
+        patch = {"spec": {"template": {"metadata": {"annotations": restore}}}}
+        await api.patch_workload(params.namespace, params.kind, params.name, patch, dry_run=ctx.dry_run)
+        return ToolResult(_preview(ctx, f"undo the restart of {target} (restored {shown})", api))
+
+    async def _check(self, params: UndoRestartParams, ctx: RunContext) -> Check | None:
+        if self.api is None:
+            return None
+        return rollout_check(params.kind, await self.api.get_workload(params.namespace, params.kind, params.name))
 
 
 # ----------------------------------------------------------------------------- delete_pod
@@ -169,6 +236,12 @@ class Scale(K8sExecutor[ScaleParams]):
             _preview(ctx, f"scale {target} from {previous} to {params.replicas} replicas", api),
             rollback=rollback,
         )
+
+    async def _check(self, params: ScaleParams, ctx: RunContext) -> Check | None:
+        if self.api is None:
+            return None
+        workload = await self.api.get_workload(params.namespace, params.kind, params.name)
+        return scale_check(params.kind, workload, params.replicas)
 
 
 # ----------------------------------------------------------------------------- annotate_pod

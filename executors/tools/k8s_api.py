@@ -9,6 +9,7 @@ only used, optionally, to read a kubeconfig (see :func:`load_kubeconfig`).
 from __future__ import annotations
 
 import logging
+import ssl
 from typing import Any
 from urllib.parse import quote
 
@@ -41,6 +42,16 @@ class K8sConfig(BaseModel):
     timeout_s: float = 10.0
     field_manager: str = "rcaflow"
 
+    def ssl_context(self) -> ssl.SSLContext:
+        """The cluster's CA and our client certificate, if any (reads files: call at start-up)."""
+        context = ssl.create_default_context(cafile=self.ca_file) if self.ca_file else ssl.create_default_context()
+        if not self.verify_tls:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        if self.cert_file and self.key_file:
+            context.load_cert_chain(self.cert_file, self.key_file)
+        return context
+
 
 def _seg(value: str) -> str:
     # Values are validated DNS-1123 names already; quoting is the second belt.
@@ -58,17 +69,15 @@ class K8sApi:
         self.field_manager = field_manager
 
     @classmethod
-    def from_config(cls, config: K8sConfig) -> K8sApi:
-        """Build a client for ``config``; the caller owns it and closes it with :meth:`aclose`."""
-        verify: str | bool = config.ca_file if (config.verify_tls and config.ca_file) else config.verify_tls
-        cert = (config.cert_file, config.key_file) if config.cert_file and config.key_file else None
-        client = httpx.AsyncClient(
-            base_url=config.server.rstrip("/"),
-            verify=verify,
-            cert=cert,
-            timeout=config.timeout_s,
-            follow_redirects=False,
-        )
+    def from_config(cls, config: K8sConfig, client: httpx.AsyncClient | None = None) -> K8sApi:
+        """A client for ``config``; the caller owns it and closes it with :meth:`aclose`.
+
+        ``client``: one built by the composition root (proxy, host allow-list) with
+        ``base_url=config.server`` and ``verify=config.ssl_context()``.
+        """
+        if client is None:
+            client = httpx.AsyncClient(base_url=config.server.rstrip("/"), verify=config.ssl_context(),
+                                       timeout=config.timeout_s, follow_redirects=False)
         return cls(client, token=config.token, field_manager=config.field_manager)
 
     async def aclose(self) -> None:

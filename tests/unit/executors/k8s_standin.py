@@ -8,11 +8,18 @@ persisted), ``Status`` error bodies for 401/403/404/409/415, and bearer-token
 auth with a read-only token that RBAC refuses writes. 409 Conflict only
 happens on stale ``resourceVersion`` updates, which our patches never send,
 so tests inject it with :meth:`K8sStandIn.fail_next`.
+
+Workload ``status`` is what the controllers would report, computed on each
+read: a rollout completes at once unless a test called
+:meth:`K8sStandIn.break_rollouts` (new pods never become ready until the pod
+template is back to the one that was healthy) or :meth:`K8sStandIn.limit_capacity`
+(no room for more than N ready pods).
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -68,6 +75,12 @@ class K8sStandIn:
     faults: list[Fault] = field(default_factory=list)
     #: Every write request as (method, path, query), dry runs included.
     writes: list[tuple[str, str, dict[str, str]]] = field(default_factory=list)
+    #: Workloads whose new pods never become ready, with the pod template that still works.
+    healthy_templates: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
+    #: Workloads that cannot get more than this many ready pods (no room on the nodes).
+    capacity: dict[tuple[str, str, str], int] = field(default_factory=dict)
+    #: Workloads whose stuck rollout also reports ProgressDeadlineExceeded.
+    deadline_exceeded: set[tuple[str, str, str]] = field(default_factory=set)
     _rv: int = 100
 
     # ------------------------------------------------------------------ seeding
@@ -104,6 +117,48 @@ class K8sStandIn:
 
     def fail_next(self, method: str, code: int, message: str) -> None:
         self.faults.append(Fault(method, code, message))
+
+    def break_rollouts(self, namespace: str, resource: str, name: str, *, deadline_exceeded: bool = False) -> None:
+        """From now on, pods from any other pod template than the current one never become ready."""
+        key = (namespace, resource, name)
+        self.healthy_templates[key] = copy.deepcopy(self.workloads[key]["spec"]["template"])
+        if deadline_exceeded:
+            self.deadline_exceeded.add(key)
+
+    def limit_capacity(self, namespace: str, resource: str, name: str, ready: int) -> None:
+        self.capacity[(namespace, resource, name)] = ready
+
+    def template(self, namespace: str, resource: str, name: str) -> dict[str, Any]:
+        return dict(self.workloads[(namespace, resource, name)]["spec"]["template"])
+
+    def _with_status(self, key: tuple[str, str, str], obj: dict[str, Any]) -> dict[str, Any]:
+        """``obj`` with the status its controller would report by now."""
+        spec, generation = obj["spec"], obj["metadata"]["generation"]
+        replicas = spec.get("replicas", 1)
+        healthy = self.healthy_templates.get(key)
+        stuck = healthy is not None and spec.get("template") != healthy
+        ready = min(replicas, self.capacity.get(key, replicas))
+        resource = key[1]
+        if resource == "deployments":
+            status: dict[str, Any] = {"observedGeneration": generation, "replicas": replicas, "updatedReplicas":
+                                      replicas, "readyReplicas": ready, "availableReplicas": ready}
+            if stuck:
+                status.update(replicas=replicas + 1, updatedReplicas=1, unavailableReplicas=1)
+                if key in self.deadline_exceeded:
+                    status["conditions"] = [{"type": "Progressing", "status": "False",
+                                             "reason": "ProgressDeadlineExceeded"}]
+        elif resource == "statefulsets":
+            revision = f"{key[2]}-{_template_hash(spec.get('template'))}"
+            status = {"observedGeneration": generation, "replicas": replicas, "readyReplicas": ready,
+                      "updatedReplicas": replicas, "currentRevision": revision, "updateRevision": revision}
+            if stuck:
+                status.update(readyReplicas=replicas - 1, updatedReplicas=1,
+                              currentRevision=f"{key[2]}-{_template_hash(healthy)}")
+        else:
+            status = {"observedGeneration": generation, "desiredNumberScheduled": replicas,
+                      "updatedNumberScheduled": 1 if stuck else replicas,
+                      "numberAvailable": replicas - 1 if stuck else ready}
+        return {**obj, "status": status}
 
     # ------------------------------------------------------------------ plumbing
 
@@ -146,18 +201,21 @@ class K8sStandIn:
         obj = self.workloads.get((ns, resource, name))
         if resource not in RESOURCES or obj is None:
             return status(404, f'{resource}.apps "{name}" not found')
+        key = (ns, resource, name)
         if request.method == "GET":
-            return JSONResponse(obj)
+            return JSONResponse(self._with_status(key, obj))
         patch = await self._patch_body(request)
         if isinstance(patch, Response):
             return patch
         updated = merge_patch(obj, patch)
-        if updated["spec"].get("template") != obj["spec"].get("template"):
+        updated.pop("status", None)
+        _omit_empty_annotations(updated)
+        if updated["spec"] != obj["spec"]:
             updated["metadata"]["generation"] = obj["metadata"]["generation"] + 1
         if request.query_params.get("dryRun") != "All":
             updated["metadata"]["resourceVersion"] = self._next_rv()
-            self.workloads[(ns, resource, name)] = updated
-        return JSONResponse(updated)
+            self.workloads[key] = updated
+        return JSONResponse(self._with_status(key, updated))
 
     async def scale(self, request: Request) -> Response:
         ns, resource, name = (request.path_params[k] for k in ("ns", "resource", "name"))
@@ -180,9 +238,10 @@ class K8sStandIn:
         replicas = (patch.get("spec") or {}).get("replicas")
         if not isinstance(replicas, int) or replicas < 0:
             return status(422, "spec.replicas: Invalid value: must be greater than or equal to 0", "Invalid")
-        if request.query_params.get("dryRun") != "All":
+        if request.query_params.get("dryRun") != "All" and obj["spec"]["replicas"] != replicas:
             obj["spec"]["replicas"] = replicas
             obj["metadata"]["resourceVersion"] = self._next_rv()
+            obj["metadata"]["generation"] += 1
         return JSONResponse(as_scale(replicas))
 
     async def pod(self, request: Request) -> Response:
@@ -250,3 +309,16 @@ class K8sStandIn:
             Route("/api/v1/namespaces/{ns}/pods/{name}/log", self.pod_log, methods=["GET"]),
             Route("/api/v1/namespaces/{ns}/events", self.event_list, methods=["GET"]),
         ])
+
+
+def _template_hash(template: Any) -> str:
+    return hashlib.sha256(json.dumps(template, sort_keys=True).encode()).hexdigest()[:10]
+
+
+def _omit_empty_annotations(obj: Any) -> None:
+    """The API server serialises ObjectMeta maps with omitempty: removing the last annotation removes the map."""
+    if isinstance(obj, dict):
+        if obj.get("annotations") == {}:
+            del obj["annotations"]
+        for value in obj.values():
+            _omit_empty_annotations(value)

@@ -317,3 +317,18 @@ def test_unreadable_file(tmp_path: Path) -> None:
     with pytest.raises(PolicyFileError) as info:
         load_policies(tmp_path / "missing.yaml")
     assert str(info.value).startswith("missing.yaml: cannot read")
+
+
+def test_automatic_undo_only_for_operations_that_record_an_inverse(tmp_path: Path) -> None:
+    text = MINIMAL.replace("        approval: auto\n", "        approval: auto\n        on_failure: undo\n", 1)
+    errors = _errors(tmp_path, text)
+    assert errors == [
+        "policies.yaml:33: classes[0].actions[0].on_failure: diagnostics.collect cannot be undone automatically; "
+        "on_failure: undo needs one of k8s.rollout_restart, k8s.scale"
+    ]
+
+
+def test_the_shipped_policy_undoes_failed_vmalert_restarts_and_vminsert_scaling() -> None:
+    policies = load_policies(DEFAULT_POLICY_FILE)
+    undo = sorted(a.name for c in policies.document.classes for a in c.actions if a.on_failure == "undo")
+    assert undo == ["restart_rule_evaluator", "restart_vmalert", "scale_vminsert"]

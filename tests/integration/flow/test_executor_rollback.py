@@ -1,0 +1,136 @@
+"""The executor on a real broker: a restart whose new pods never get ready is failed, rolled back by itself when
+the policy says ``on_failure: undo``, and the actions topic tells the whole story; with ``keep`` it only reports."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime
+
+from executors import ConfirmPolicy, ToolRegistry
+from producers.publisher import KafkaPublisher
+from schemas.codec import Codec
+from schemas.records import ActionEvent, ActionState, Record, Risk
+from schemas.topics import ACTIONS
+from streams.executor_service import ExecutorService, rollback_id
+from streams.topics_admin import ensure_topics
+from tests.integration.flow.helpers import TopicReader
+from tests.unit.executors.exec_helpers import k8s_api
+from tests.unit.executors.k8s_standin import K8sStandIn
+
+NS = "insight-system"
+
+
+def _restart(tenant: str, action_id: str, name: str, on_failure: str) -> ActionEvent:
+    return ActionEvent(tenant=tenant, action_id=action_id, incident_id="inc-1", alert_class="vmalert_reload_failure",
+                       name="restart_vmalert", tool="k8s", operation="rollout_restart",
+                       params={"namespace": NS, "kind": "deployment", "name": name}, risk=Risk.HIGH,
+                       state=ActionState.APPROVED, dry_run=False, at=datetime.now(UTC), on_failure=on_failure)
+
+
+def _states(records: list[Record], action_id: str) -> list[ActionState]:
+    return [r.state for r in records if isinstance(r, ActionEvent) and r.action_id == action_id]
+
+
+def _last(records: list[Record], action_id: str) -> ActionEvent:
+    return [r for r in records if isinstance(r, ActionEvent) and r.action_id == action_id][-1]
+
+
+def test_failed_restart_is_rolled_back_only_when_the_policy_says_undo(
+    broker: object, codec: Codec, topic_prefix: str
+) -> None:
+    bootstrap = broker.bootstrap  # type: ignore[attr-defined]
+    ensure_topics(bootstrap, topic_prefix, [ACTIONS])
+    tenant = f"t-{uuid.uuid4().hex[:6]}"
+    cluster = K8sStandIn()
+    for name in ("vmalert", "vmalert-b", "vmalert-ok"):
+        cluster.add_workload(NS, "deployments", name, replicas=2)
+    healthy = cluster.template(NS, "deployments", "vmalert")
+    cluster.break_rollouts(NS, "deployments", "vmalert")
+    cluster.break_rollouts(NS, "deployments", "vmalert-b")
+    undo, keep, fine = "act-undo", "act-keep", "act-fine"
+    reader = TopicReader(bootstrap, codec, ACTIONS, topic_prefix)
+
+    async def scenario() -> None:
+        api = k8s_api(cluster.app())
+        publisher = KafkaPublisher(bootstrap, codec, topic_prefix)
+        service = ExecutorService(bootstrap=bootstrap, codec=codec, publisher=publisher,
+                                  registry=ToolRegistry({"k8s": api}), topic_prefix=topic_prefix, dry_run=False,
+                                  confirm=ConfirmPolicy(within_s=1.0, every_s=0.05))
+        running = asyncio.create_task(service.run())
+        try:
+            for action in (_restart(tenant, undo, "vmalert", "undo"), _restart(tenant, keep, "vmalert-b", "keep"),
+                           _restart(tenant, fine, "vmalert-ok", "undo")):
+                await publisher.publish(ACTIONS, f"{tenant}:{action.action_id}", action)
+
+            def finished(rs: list[Record]) -> bool:
+                return (ActionState.ROLLED_BACK in _states(rs, undo) and ActionState.FAILED in _states(rs, keep)
+                        and ActionState.SUCCEEDED in _states(rs, fine))
+
+            await asyncio.to_thread(reader.wait_for, finished, 60.0, "the three outcomes")
+            await asyncio.to_thread(reader.poll, 1.0)  # anything wrong written after them shows up too
+        finally:
+            service.stop()
+            await running
+            publisher.close_sync()
+            await api.aclose()
+
+    asyncio.run(scenario())
+    records = reader.records
+    reader.close()
+
+    rb = rollback_id(undo)
+    assert _states(records, undo) == [ActionState.APPROVED, ActionState.RUNNING, ActionState.FAILED,
+                                      ActionState.ROLLED_BACK]
+    failed = [r for r in records if isinstance(r, ActionEvent) and r.action_id == undo][2]
+    assert "new replicas" in (failed.result or "") and f"as action {rb}" in (failed.result or "")
+    assert _states(records, rb) == [ActionState.RUNNING, ActionState.SUCCEEDED]
+    rollback = _last(records, rb)
+    assert rollback.rollback_of == undo and rollback.operation == "undo_restart" and not rollback.dry_run
+    assert _last(records, undo).result and _last(records, undo).result.startswith(f"rolled back by {rb}")
+    assert cluster.template(NS, "deployments", "vmalert") == healthy
+
+    # on_failure: keep: reported, not touched again.
+    assert _states(records, keep) == [ActionState.APPROVED, ActionState.RUNNING, ActionState.FAILED]
+    assert _states(records, rollback_id(keep)) == []
+    assert "annotations" in cluster.template(NS, "deployments", "vmalert-b")["metadata"]
+
+    assert _states(records, fine) == [ActionState.APPROVED, ActionState.RUNNING, ActionState.SUCCEEDED]
+    assert "confirmed:" in (_last(records, fine).result or "")
+
+
+def test_an_action_cut_short_by_a_stop_is_recorded_as_interrupted(
+    broker: object, codec: Codec, topic_prefix: str
+) -> None:
+    bootstrap = broker.bootstrap  # type: ignore[attr-defined]
+    ensure_topics(bootstrap, topic_prefix, [ACTIONS])
+    tenant = f"t-{uuid.uuid4().hex[:6]}"
+    cluster = K8sStandIn()
+    cluster.add_workload(NS, "deployments", "vmalert", replicas=2)
+    cluster.break_rollouts(NS, "deployments", "vmalert")
+    reader = TopicReader(bootstrap, codec, ACTIONS, topic_prefix)
+
+    async def scenario() -> None:
+        api = k8s_api(cluster.app())
+        publisher = KafkaPublisher(bootstrap, codec, topic_prefix)
+        service = ExecutorService(bootstrap=bootstrap, codec=codec, publisher=publisher,
+                                  registry=ToolRegistry({"k8s": api}), topic_prefix=topic_prefix, dry_run=False,
+                                  confirm=ConfirmPolicy(within_s=600, every_s=0.05), stop_grace_s=0.2)
+        running = asyncio.create_task(service.run())
+        try:
+            action = _restart(tenant, "act-1", "vmalert", "undo")
+            await publisher.publish(ACTIONS, f"{tenant}:act-1", action)
+            await asyncio.to_thread(reader.wait_for, lambda rs: ActionState.RUNNING in _states(rs, "act-1"), 60.0,
+                                    "the restart to start")
+        finally:
+            service.stop()
+            await running
+            publisher.close_sync()
+            await api.aclose()
+
+    asyncio.run(scenario())
+    reader.wait_for(lambda rs: ActionState.FAILED in _states(rs, "act-1"), 30.0, "the interruption record")
+    records = reader.records
+    reader.close()
+    assert _states(records, "act-1") == [ActionState.APPROVED, ActionState.RUNNING, ActionState.FAILED]
+    assert (_last(records, "act-1").result or "").startswith("interrupted: the executor stopped")

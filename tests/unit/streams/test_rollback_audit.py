@@ -1,0 +1,37 @@
+"""A rollback is its own kind of step in the audit trail: the undo action and the undone action both say so."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from schemas.records import ActionEvent, ActionState, AuditKind, AuditRecord, Risk
+from streams.pipeline import Position
+from streams.runtime import build_pipeline
+from streams.settings import Settings
+
+T0 = datetime(2026, 11, 25, 3, 0, tzinfo=UTC)
+
+
+def _audit(action: ActionEvent, offset: int) -> AuditRecord:
+    pipeline = build_pipeline(Settings())
+    value = pipeline.codec.encode(action, topic="actions")
+    result, _head = pipeline.audit(value, None, Position("actions", 0, offset))
+    (record,) = [o.record for o in result.outputs]
+    assert isinstance(record, AuditRecord)
+    return record
+
+
+def test_rollback_steps_are_audited_as_rollbacks_and_name_what_they_undo() -> None:
+    failed = ActionEvent(tenant="acme", action_id="a-1", incident_id="i-1", alert_class="vmalert_reload_failure",
+                         name="restart_vmalert", tool="k8s", operation="rollout_restart", risk=Risk.HIGH,
+                         state=ActionState.FAILED, dry_run=False, at=T0, on_failure="undo")
+    undo = failed.model_copy(update={"action_id": "rb-1", "name": "restart_vmalert:rollback",
+                                     "operation": "undo_restart", "state": ActionState.SUCCEEDED,
+                                     "rollback_of": "a-1"})
+    rolled_back = failed.model_copy(update={"state": ActionState.ROLLED_BACK, "result": "rolled back by rb-1"})
+
+    assert _audit(failed, 1).kind is AuditKind.EXECUTION
+    undo_record = _audit(undo, 2)
+    assert undo_record.kind is AuditKind.ROLLBACK and undo_record.detail["rollback_of"] == "a-1"
+    undone = _audit(rolled_back, 3)
+    assert undone.kind is AuditKind.ROLLBACK and undone.action == "restart_vmalert:rolled_back"
