@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import pwd
@@ -12,17 +13,20 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 from confluent_kafka import Consumer, KafkaError, TopicPartition
-from imapclient import IMAPClient
 
+from producers.imap import ImapConfig, ImapProducer, KafkaCheckpointReader
+from producers.publisher import KafkaPublisher
 from schemas.codec import Codec
 from schemas.records import Record
+from tests.support.imap_server import MailboxOps, free_port
 
 R = TypeVar("R", bound=Record)
 
@@ -77,14 +81,9 @@ service stats {{
 """
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
 
 @dataclass
-class Dovecot:
+class Dovecot(MailboxOps):
     """One dovecot master in the foreground; ``stop``/``start`` keep the Maildir and the port."""
 
     base: Path
@@ -215,25 +214,6 @@ class Dovecot:
                 parts.append(p.read_text(errors="replace")[-4000:])
         return "\n".join(parts)
 
-    def client(self) -> IMAPClient:
-        c = IMAPClient("127.0.0.1", port=self.port, ssl=False, timeout=10)
-        c.login(self.user, self.password)
-        return c
-
-    def create_folder(self, folder: str) -> None:
-        with self.client() as c:
-            if not c.folder_exists(folder):
-                c.create_folder(folder)
-
-    def append(self, raw: bytes, folder: str = "INBOX") -> None:
-        with self.client() as c:
-            c.append(folder, raw)
-
-    def append_many(self, raws: list[bytes], folder: str = "INBOX") -> None:
-        with self.client() as c:
-            for raw in raws:
-                c.append(folder, raw)
-
     def deliver_file(self, raw: bytes, folder: str = "INBOX") -> None:
         """Drop a mail straight into the Maildir, as an MDA would, while the server may be down."""
         maildir = self.home / "Maildir"
@@ -249,11 +229,6 @@ class Dovecot:
             for path in (tmp, maildir, maildir / "tmp", maildir / "new", maildir / "cur"):
                 os.chown(path, info.pw_uid, info.pw_gid)
         tmp.rename(maildir / "new" / name)
-
-    def uids(self, folder: str = "INBOX", criteria: str = "ALL") -> list[int]:
-        with self.client() as c:
-            c.select_folder(folder, readonly=True)
-            return sorted(int(u) for u in c.search(criteria))
 
 
 def make_dovecot(idle: bool = True, tls: bool = False) -> Iterator[Dovecot]:
@@ -369,3 +344,47 @@ class KafkaForImap:
 
     def wait(self, topic: str, record_type: type[R], count: int, timeout: float = 60.0) -> list[tuple[str, R]]:
         return wait_for_records(self.bootstrap, topic, record_type, self.codec, count, timeout=timeout)
+
+
+def imap_config(server: MailboxOps, folder: str = "INBOX/Alerts", tenant: str = "acme",
+                **overrides: Any) -> ImapConfig:
+    """The producer's config for a private server on loopback (plain IMAP, quick backoff)."""
+    values: dict[str, Any] = {
+        "host": "127.0.0.1",
+        "port": server.port,
+        "tls": "plain",
+        "allow_plain": True,
+        "username": server.user,
+        "password": server.password,
+        "folder": folder,
+        "tenant": tenant,
+        "backoff": {"base_seconds": 0.05, "cap_seconds": 0.5},
+    }
+    values.update(overrides)
+    return ImapConfig.model_validate(values)
+
+
+@asynccontextmanager
+async def running(
+    config: ImapConfig,
+    kafka: KafkaForImap,
+    *,
+    sleep: Callable[[float], Awaitable[None]] | None = None,
+    rand: Callable[[], float] | None = None,
+) -> AsyncIterator[ImapProducer]:
+    """The producer as a task on this loop; stopped (and its errors re-raised) on exit."""
+    publisher = KafkaPublisher(kafka.bootstrap, kafka.codec, prefix=kafka.prefix)
+    reader = KafkaCheckpointReader(kafka.bootstrap, kafka.codec, prefix=kafka.prefix)
+    options: dict[str, Any] = {"rand": rand}
+    if sleep is not None:
+        options["sleep"] = sleep
+    producer = ImapProducer(config, publisher, reader, topic_prefix=kafka.prefix, **options)
+    task = asyncio.create_task(producer.run())
+    try:
+        yield producer
+    finally:
+        producer.stop()
+        try:
+            await asyncio.wait_for(task, 30)
+        finally:
+            await publisher.close()

@@ -10,10 +10,7 @@ import random
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -21,7 +18,6 @@ from prometheus_client import CollectorRegistry
 from producers.imap import (
     EXIT_AUTH,
     ImapAuthError,
-    ImapConfig,
     ImapProducer,
     KafkaCheckpointReader,
     ingest,
@@ -30,53 +26,11 @@ from producers.imap.metrics import ImapStatsCollector
 from producers.publisher import Delivery, KafkaPublisher, PublishError
 from schemas.records import Checkpoint, DeadLetter, RawMail, Record, SourceKind
 from schemas.topics import RAW_MAIL, TopicSpec
-from tests.integration.imap.imap_helpers import Dovecot, KafkaForImap, make_mail
+from tests.integration.imap.imap_helpers import Dovecot, KafkaForImap, imap_config, make_mail, running
 
 FOLDER = "INBOX/Alerts"
 TENANT = "acme"
 HERE = Path(__file__).parent
-
-
-def imap_config(server: Dovecot, **overrides: Any) -> ImapConfig:
-    values: dict[str, Any] = {
-        "host": "127.0.0.1",
-        "port": server.port,
-        "tls": "plain",
-        "allow_plain": True,
-        "username": server.user,
-        "password": server.password,
-        "folder": FOLDER,
-        "tenant": TENANT,
-        "backoff": {"base_seconds": 0.05, "cap_seconds": 0.5},
-    }
-    values.update(overrides)
-    return ImapConfig.model_validate(values)
-
-
-@asynccontextmanager
-async def running(
-    config: ImapConfig,
-    kafka: KafkaForImap,
-    *,
-    sleep: Callable[[float], Awaitable[None]] | None = None,
-    rand: Callable[[], float] | None = None,
-) -> AsyncIterator[ImapProducer]:
-    """The producer as a task on this loop; stopped (and its errors re-raised) on exit."""
-    publisher = KafkaPublisher(kafka.bootstrap, kafka.codec, prefix=kafka.prefix)
-    reader = KafkaCheckpointReader(kafka.bootstrap, kafka.codec, prefix=kafka.prefix)
-    options: dict[str, Any] = {"rand": rand}
-    if sleep is not None:
-        options["sleep"] = sleep
-    producer = ImapProducer(config, publisher, reader, topic_prefix=kafka.prefix, **options)
-    task = asyncio.create_task(producer.run())
-    try:
-        yield producer
-    finally:
-        producer.stop()
-        try:
-            await asyncio.wait_for(task, 30)
-        finally:
-            await publisher.close()
 
 
 async def caught_up(producer: ImapProducer) -> None:
