@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -60,10 +59,8 @@ def build_api(
     approvals = settings.approvals
     if approvals.slack_signing_secret or approvals.dingtalk_app_secret or approvals.link_secret:
         from executors.approvals.links import LinkSigner
-        from schemas.records import DeadLetter
         from schemas.topics import APPROVALS, DEAD_LETTER
-        from streams.approvals import UNAUTHENTICATED_TENANT, ApprovalsConfig, Rejection, build_approvals_router
-        from streams.pipeline import APPROVALS_STAGE
+        from streams.approvals import ApprovalsConfig, Rejection, build_approvals_router, refusal_letter
 
         config = ApprovalsConfig(
             approvers={tenant: frozenset(ids) for tenant, ids in approvals.approvers.items()},
@@ -76,18 +73,8 @@ def build_api(
         async def keep_refusal(rejection: Rejection) -> None:
             """Refused approval requests are bad input: kept in dead-letter, from where the audit agent
             chains them (the audit chain has one writer per tenant, the worker)."""
-            detail = {**rejection.audit_detail(), "at": rejection.at.isoformat()}
-            letter = DeadLetter(
-                tenant=rejection.tenant or UNAUTHENTICATED_TENANT,
-                stage=APPROVALS_STAGE,
-                source_topic=APPROVALS.full_name(settings.kafka.topic_prefix),
-                key=(rejection.action_id or "").encode("utf-8") or None,
-                payload=json.dumps(detail, ensure_ascii=False).encode("utf-8"),
-                reason=f"{rejection.reason.value}: {rejection.message}"[:4000],
-                error_type="ApprovalRefused",
-                at=rejection.at,
-            )
-            await publisher.publish(DEAD_LETTER, APPROVALS.full_name(settings.kafka.topic_prefix), letter)
+            source = APPROVALS.full_name(settings.kafka.topic_prefix)
+            await publisher.publish(DEAD_LETTER, source, refusal_letter(rejection, source_topic=source))
 
         app_routers.append(build_approvals_router(config=config, pending=pending, publisher=publisher,
                                                   http=make_async_client(settings.http),

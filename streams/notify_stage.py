@@ -15,7 +15,7 @@ import json
 import logging
 from collections.abc import Callable, Iterable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 import httpx
@@ -73,6 +73,11 @@ class NotifySettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     tenants: dict[str, TenantNotifySettings] = Field(default_factory=dict)
+    #: How long the worker remembers an incident's message (and an action's decision) after its last
+    #: change; an older incident gets a new message instead of an update.
+    keep_hours: Annotated[float, Field(gt=0)] = 24.0
+    #: How often the worker forgets what is older than ``keep_hours``.
+    prune_interval_s: Annotated[float, Field(gt=0)] = 300.0
 
 
 def build_channels(settings: NotifySettings, client: httpx.AsyncClient) -> dict[str, dict[str, ApprovalChannel]]:
@@ -118,6 +123,52 @@ class NotifyStageError(Exception):
         self.retry_after: float | None = max(waits) if waits else None
 
 
+class NotifyRequestError(Exception):
+    """A notify-input record that is not one of ours (nothing to retry: it is skipped and logged)."""
+
+    retriable = False
+
+
+@dataclass(frozen=True, slots=True)
+class PruneTick:
+    """Housekeeping: forget what is older than the retention, in the partition the tick arrived on."""
+
+
+NotifyRequest = tuple[RcaResult, list[ActionEvent]] | ActionEvent | PruneTick
+
+
+def result_request(result: RcaResult, actions: Sequence[ActionEvent]) -> bytes:
+    """The worker's notify-input record for a result and the actions decided for it."""
+    return json.dumps({"result": _remembered(result),
+                       "actions": [a.model_dump(mode="json") for a in actions]}, ensure_ascii=False).encode()
+
+
+def decided_request(action: ActionEvent) -> bytes:
+    """The worker's notify-input record for an action that stopped waiting for approval."""
+    return json.dumps({"decided": action.model_dump(mode="json")}, ensure_ascii=False).encode()
+
+
+PRUNE_TICK = b'{"prune": true}'
+
+
+def parse_request(raw: bytes) -> NotifyRequest:
+    """What a notify-input record asks for; :class:`NotifyRequestError` if it is none of the three."""
+    try:
+        data = json.loads(raw)
+        if not isinstance(data, dict):
+            raise NotifyRequestError("notify request is not a JSON object")
+        if data.get("prune") is True:
+            return PruneTick()
+        if "decided" in data:
+            return ActionEvent.model_validate(data["decided"])
+        if "result" in data:
+            return RcaResult.model_validate(data["result"]), [ActionEvent.model_validate(a)
+                                                              for a in data.get("actions") or []]
+    except (ValueError, ValidationError) as exc:
+        raise NotifyRequestError(f"unreadable notify request: {type(exc).__name__}") from exc
+    raise NotifyRequestError("notify request names no result, decision or prune tick")
+
+
 @dataclass
 class _Sent:
     """The store's row for one incident, as plain JSON (a Faust table serialises it as such)."""
@@ -125,6 +176,10 @@ class _Sent:
     engine: str | None = None
     channels: dict[str, dict[str, Any]] = field(default_factory=dict)
     actions: list[dict[str, Any]] = field(default_factory=list)
+    #: The result on screen, trimmed to what the messages show: a decision rebuilds the message from it.
+    result: dict[str, Any] | None = None
+    #: ISO time of the last change; :func:`forget_stale` drops rows older than the retention.
+    updated_at: str | None = None
 
     @classmethod
     def load(cls, raw: object) -> _Sent:
@@ -132,15 +187,28 @@ class _Sent:
             return cls()
         channels = raw.get("channels")
         actions = raw.get("actions")
+        result = raw.get("result")
         return cls(
             engine=raw.get("engine") if isinstance(raw.get("engine"), str) else None,
             channels={k: dict(v) for k, v in channels.items() if isinstance(v, Mapping)}
             if isinstance(channels, Mapping) else {},
             actions=[dict(a) for a in actions if isinstance(a, Mapping)] if isinstance(actions, list) else [],
+            result=dict(result) if isinstance(result, Mapping) else None,
+            updated_at=raw.get("updated_at") if isinstance(raw.get("updated_at"), str) else None,
         )
 
     def dump(self) -> dict[str, Any]:
-        return {"engine": self.engine, "channels": self.channels, "actions": self.actions}
+        return {"engine": self.engine, "channels": self.channels, "actions": self.actions,
+                "result": self.result, "updated_at": self.updated_at}
+
+    def shown_result(self) -> RcaResult | None:
+        if self.result is None:
+            return None
+        try:
+            return RcaResult.model_validate(self.result)
+        except ValidationError:
+            logger.warning("notify: dropping an unreadable remembered result")
+            return None
 
 
 def _merge(known: Iterable[dict[str, Any]], new: Sequence[ActionEvent]) -> list[ActionEvent]:
@@ -178,8 +246,52 @@ def _stored(action: ActionEvent) -> dict[str, Any]:
     return data
 
 
+def _remembered(result: RcaResult) -> dict[str, Any]:
+    """The result as the messages show it: at most 5 evidence lines, long texts clipped, proposals dropped."""
+    evidence = [e.model_copy(update={"query": e.query[:200], "summary": e.summary[:200],
+                                     "error": e.error[:200] if e.error else e.error})
+                for e in result.evidence[:5]]
+    trimmed = result.model_copy(update={"evidence": evidence, "actions": [], "rollback": [],
+                                        "diagnosis": result.diagnosis[:1000], "cause": result.cause[:800]})
+    return trimmed.model_dump(mode="json")
+
+
 def _utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def forget_stale(
+    store: MutableMapping[str, Any],
+    *,
+    now: datetime,
+    keep: timedelta,
+    owned: Callable[[str], bool] = lambda _key: True,
+) -> list[str]:
+    """Delete the rows of ``store`` last changed more than ``keep`` before ``now``; returns their keys.
+
+    A long-running worker must not remember every incident forever. A row with no readable
+    ``updated_at`` (written before rows had one) counts as stale. ``owned`` limits the sweep to
+    the keys this caller may delete (a Faust worker: the keys of the partition it is handling).
+    """
+    horizon = _aware(now) - keep
+    stale = []
+    for key, raw in list(store.items()):
+        if not owned(key):
+            continue
+        stamp = raw.get("updated_at") if isinstance(raw, Mapping) else None
+        try:
+            fresh = isinstance(stamp, str) and _aware(datetime.fromisoformat(stamp)) >= horizon
+        except ValueError:
+            fresh = False
+        if not fresh:
+            stale.append(key)
+    for key in stale:
+        del store[key]
+    return stale
 
 
 class Notifier:
@@ -226,6 +338,7 @@ class Notifier:
         sent = _Sent.load(self._store.get(key))
         merged = _merge(sent.actions, actions)
         sent.actions = [_stored(a) for a in merged]
+        sent.updated_at = self._clock().isoformat()
         if result.engine is Engine.POLICY and sent.engine == Engine.LLM.value:
             # A re-triage or a redelivery after the second opinion: keep the LLM's diagnosis on screen.
             self._store[key] = sent.dump()
@@ -260,11 +373,61 @@ class Notifier:
                 failures[name] = exc
         if posted or updated:
             sent.engine = result.engine.value
+            sent.result = _remembered(result)
+        elif sent.result is None:
+            sent.result = _remembered(result)
         self._store[key] = sent.dump()
         if failures:
             raise NotifyStageError(failures)
         return NotificationRef(result.tenant, result.incident_id, self._refs(sent),
                                tuple(posted), tuple(updated), tuple(unchanged))
+
+    async def decided(self, action: ActionEvent) -> NotificationRef | None:
+        """Show a decision (approved / rejected / expired) on the incident's message.
+
+        Slack: ``chat.update`` of the posted message, rebuilt with the action's new state (who, when;
+        its buttons gone). DingTalk cannot edit: one short follow-up naming only this action. Nothing
+        is sent when the tenant has no channels or no message is remembered for the incident (never
+        posted, or forgotten after ``keep_hours``): None. A redelivered decision sends nothing.
+        """
+        channels = self._channels.get(action.tenant)
+        if not channels:
+            return None
+        key = self.key(action.tenant, action.incident_id)
+        sent = _Sent.load(self._store.get(key))
+        shown = sent.shown_result()
+        if shown is None or not sent.channels:
+            logger.info("notify: no message remembered for %s; decision on %s not shown", key, action.action_id,
+                        extra={"tenant": action.tenant, "incident_id": action.incident_id})
+            return None
+        merged = _merge(sent.actions, [action])
+        sent.actions = [_stored(a) for a in merged]
+        sent.updated_at = self._clock().isoformat()
+        digest = _digest(shown, merged)
+        latest = [a for a in merged if a.action_id == action.action_id]
+        updated: list[str] = []
+        unchanged: list[str] = []
+        failures: dict[str, NotifyError] = {}
+        for name, channel in channels.items():
+            entry = sent.channels.get(name)
+            if entry is None or entry.get("digest") == digest:
+                unchanged.append(name)  # never posted there (a retry of the first response will), or shown
+                continue
+            ref = MessageRef(channel=name, conversation=entry.get("conversation"), ts=entry.get("ts"))
+            try:
+                await channel.update(ref, shown, merged if ref.ts else latest)
+            except NotifyError as exc:
+                logger.warning("notify: %s failed for %s: %s", name, key, exc.message,
+                               extra={"tenant": action.tenant, "incident_id": action.incident_id})
+                failures[name] = exc
+                continue
+            sent.channels[name] = {**entry, "digest": digest}
+            updated.append(name)
+        self._store[key] = sent.dump()
+        if failures:
+            raise NotifyStageError(failures)
+        return NotificationRef(action.tenant, action.incident_id, self._refs(sent), (), tuple(updated),
+                               tuple(unchanged))
 
     @staticmethod
     def _refs(sent: _Sent) -> dict[str, MessageRef]:

@@ -364,11 +364,16 @@ class Pipeline:
         return f"{result.tenant}:{result.incident.fingerprint}"
 
     # ------------------------------------------------------------------ audit
-    def _auditable(self, value: bytes) -> ActionEvent | DeadLetter | None:
-        """What the audit agent reads: action state changes, and refused approvals kept in dead-letter."""
+    def _auditable(self, value: bytes) -> ActionEvent | AlertEvent | DeadLetter | None:
+        """What the audit agent reads: ingested alerts, action state changes, refused approvals (dead-letter)."""
         try:
             action: ActionEvent = self.codec.decode(value, ActionEvent, topic=self.topic(ACTIONS))
             return action
+        except (CodecError, ValidationError):
+            pass
+        try:
+            event: AlertEvent = self.codec.decode(value, AlertEvent, topic=self.topic(NORMALIZED))
+            return event
         except (CodecError, ValidationError):
             pass
         try:
@@ -385,7 +390,7 @@ class Pipeline:
     def audit(
         self, value: bytes, last: Mapping[str, Any] | None, where: Position
     ) -> tuple[StageResult, dict[str, Any] | None]:
-        """actions (+ refused approvals) → audit: one hash-chained AuditRecord per step, per tenant.
+        """normalized + actions (+ refused approvals) → audit: one hash-chained AuditRecord per step, per tenant.
 
         Undecodable input is logged, not dead-lettered: this agent also reads dead-letter, and a
         dead letter about a dead letter would loop. It stays on its topic for inspection.
@@ -408,6 +413,18 @@ class Pipeline:
             return StageResult([], "replayed"), None
         chain = AuditChain(record.tenant)
         chain.resume(previous)
+        if isinstance(record, AlertEvent):
+            ingested = chain.append(
+                kind=AuditKind.INGEST,
+                actor=_source_actor(record),
+                subject_id=record.event_id,
+                action=f"ingest:{record.alert}"[:200],
+                detail=_ingest_detail(record, source_id),
+                at=self.clock(),
+            )
+            self.count("audit", "ok")
+            state = {"record": ingested.model_dump(mode="json"), "seen": [*seen[-63:], source_id]}
+            return StageResult([Out(AUDIT, record.tenant, ingested)]), state
         if isinstance(record, DeadLetter):
             detail = _refusal_detail(record)
             refused = chain.append(
@@ -458,6 +475,32 @@ def _refusal_detail(letter: DeadLetter) -> dict[str, str]:
         loaded = {}
     detail = {str(k): str(v)[:500] for k, v in loaded.items()} if isinstance(loaded, dict) else {}
     detail.setdefault("message", letter.reason[:500])
+    return detail
+
+
+def _source_actor(event: AlertEvent) -> str:
+    """Who brought the alert in: the source kind, and the mailbox for mail."""
+    kind = event.source.kind.value
+    return f"{kind}:{event.source.mailbox}"[:200] if event.source.mailbox else kind
+
+
+def _ingest_detail(event: AlertEvent, source_id: str) -> dict[str, str]:
+    """Enough to find the alert again (raw-mail offset, Message-ID) without copying the mail into the chain."""
+    detail = {
+        "fingerprint": event.fingerprint,
+        "alert_class": event.alert_class,
+        "severity": event.severity[:50],
+        "status": event.status.value,
+        "parser": event.parser[:100],
+        "received_at": event.received_at.isoformat(),
+        "source": source_id,
+    }
+    if event.raw.mail_id:
+        detail["mail_id"] = event.raw.mail_id[:300]
+    if event.raw.mail_subject:
+        detail["mail_subject"] = event.raw.mail_subject[:200]
+    if event.source.topic is not None:
+        detail["raw"] = f"{event.source.topic}[{event.source.partition}]@{event.source.offset}"
     return detail
 
 

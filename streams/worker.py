@@ -10,12 +10,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 
 import faust
+from aiokafka.partitioner import DefaultPartitioner
 from faust.types import EventT
 
-from schemas.records import ActionEvent, RcaResult
+from schemas.records import ActionEvent, ApprovalDecision, RcaResult
 from schemas.topics import (
     ACTIONS,
     APPROVALS,
@@ -27,7 +29,24 @@ from schemas.topics import (
     RCA_RESULT,
     TopicSpec,
 )
-from streams.notify_stage import NotifyStageError
+from streams.approvals import (
+    DECIDED_OUTCOMES,
+    forget_decisions,
+    refusal_letter,
+    refuse_decision,
+    remember_decision,
+)
+from streams.notify_stage import (
+    PRUNE_TICK,
+    Notifier,
+    NotifyRequestError,
+    NotifyStageError,
+    PruneTick,
+    decided_request,
+    forget_stale,
+    parse_request,
+    result_request,
+)
 from streams.pipeline import Out, Pipeline, Position
 from streams.rca_wiring import build_notifier
 from streams.settings import Settings
@@ -35,6 +54,15 @@ from streams.settings import Settings
 logger = logging.getLogger(__name__)
 
 NOTIFY_TIMEOUT_S = 10.0
+
+
+_PARTITIONER = DefaultPartitioner()
+
+
+def partition_of(key: str, partitions: int) -> int:
+    """The partition a record keyed ``key`` goes to (the producers' murmur2), so the table row's owner."""
+    every = list(range(partitions))
+    return int(_PARTITIONER(key.encode("utf-8"), every, every))
 
 
 def faust_broker_urls(bootstrap: str) -> list[str]:
@@ -148,21 +176,60 @@ def build_app(settings: Settings, bootstrap: str, pipeline: Pipeline) -> faust.A
             with pipeline_timer(pipeline, "rca"):
                 await send_all((await pipeline.rca(value, pos)).outputs)
 
-    # Message references per tenant:incident, so the LLM's answer updates the first message.
+    # Message references per tenant:incident, so the LLM's answer and the approvals update the first message.
+    # Written only by the notify agent, whose input is keyed tenant:incident, so one partition owns a row.
     notified = app.Table("notified", default=None, partitions=partitions)
+    # The first decision per tenant:action-id, so a second one (another API replica, a replay) is refused
+    # with who decided what and when.
+    decided = app.Table("approval-decisions", default=None, partitions=partitions)
     notifier = build_notifier(settings, notified)
+    notify_input = app.topic(f"{prefix}{settings.worker.app_id}-notify-input", key_type=bytes, value_type=bytes,
+                             partitions=partitions, internal=True)
+    keep = timedelta(hours=settings.notify.keep_hours)
 
-    async def notify(result: RcaResult, decided: list[ActionEvent]) -> None:
-        if notifier is None:
-            return
-        try:
-            # Bounded: a rate-limited chat robot must not hold up the decisions behind it.
-            async with asyncio.timeout(NOTIFY_TIMEOUT_S):
-                await notifier.handle(result, decided)
-        except (NotifyStageError, TimeoutError) as exc:
-            pipeline.count("notify", type(exc).__name__)
-            logger.warning("first-response notification for %s not sent: %s", result.incident_id, exc,
-                           extra={"tenant": result.tenant, "incident_id": result.incident_id})
+    async def to_notifier(tenant: str, incident_id: str, request: bytes) -> None:
+        if notifier is not None:
+            await notify_input.send(key=Notifier.key(tenant, incident_id).encode("utf-8"), value=request,
+                                    force=True)
+
+    @app.agent(notify_input, name="notify")
+    async def notify(stream: faust.StreamT[bytes]) -> None:
+        async for value, pos in values(stream):
+            try:
+                request = parse_request(value)
+            except NotifyRequestError as exc:
+                logger.warning("notify: skipping %s[%s]@%s: %s", pos.topic, pos.partition, pos.offset, exc)
+                continue
+            if isinstance(request, PruneTick):
+                # Tables change through the partition that owns the key: forget only this partition's rows.
+                def owned(key: str, partition: int | None = pos.partition) -> bool:
+                    return partition_of(key, partitions) == partition
+
+                now = pipeline.clock()
+                gone = len(forget_stale(notified, now=now, keep=keep, owned=owned))
+                gone += len(forget_decisions(decided, now=now, keep=keep, owned=owned))
+                if gone:
+                    logger.info("forgot %d notified incidents / decisions older than %s", gone, keep)
+                continue
+            if notifier is None:
+                continue
+            try:
+                # Bounded: a rate-limited chat robot must not hold up the notifications behind it forever.
+                async with asyncio.timeout(NOTIFY_TIMEOUT_S):
+                    if isinstance(request, ActionEvent):
+                        await notifier.decided(request)
+                    else:
+                        await notifier.handle(*request)
+            except (NotifyStageError, TimeoutError) as exc:
+                pipeline.count("notify", type(exc).__name__)
+                logger.warning("notification for %s not sent: %s", (pos.key or b"").decode("utf-8", "replace"),
+                               exc)
+
+    @app.timer(interval=settings.notify.prune_interval_s, on_leader=True)  # type: ignore[untyped-decorator]
+    async def prune_tick() -> None:
+        # Timers cannot change tables; one tick per partition lets the owner of each partition prune it.
+        for partition in range(partitions):
+            await notify_input.send(key=b"prune", value=PRUNE_TICK, partition=partition, force=True)
 
     def fingerprint_of(value: bytes) -> bytes:
         return pipeline.fingerprint_of_result(value).encode("utf-8")
@@ -179,8 +246,10 @@ def build_app(settings: Settings, bootstrap: str, pipeline: Pipeline) -> faust.A
                 await send_all(result.outputs)
                 if result.state is not None:
                     cooldowns[key] = result.state
-            if notifier is not None and isinstance(result.subject, RcaResult):
-                await notify(result.subject, [o.record for o in result.outputs if isinstance(o.record, ActionEvent)])
+            if isinstance(result.subject, RcaResult):
+                subject = result.subject
+                await to_notifier(subject.tenant, subject.incident_id, result_request(
+                    subject, [o.record for o in result.outputs if isinstance(o.record, ActionEvent)]))
 
     if pipeline.llm is not None:
 
@@ -199,28 +268,47 @@ def build_app(settings: Settings, bootstrap: str, pipeline: Pipeline) -> faust.A
             if change is None:
                 continue
             if change[0] == "set":
-                awaiting[key] = change[1]
+                if key not in decided:  # a late re-read of the waiting record must not reopen a decision
+                    awaiting[key] = change[1]
             elif key in awaiting:
                 del awaiting[key]
+                # Decided elsewhere (the expiry timer): remember it and show it, as the approvals agent does.
+                action = pipeline.codec.decode(value, ActionEvent, topic=pos.topic)
+                if key not in decided:
+                    decided[key] = remember_decision(action)
+                await to_notifier(action.tenant, action.incident_id, decided_request(action))
 
     @app.agent(approvals, name="approvals")
     async def decide_approvals(stream: faust.StreamT[bytes]) -> None:
         async for value, pos in values(stream):
             key = (pos.key or b"").decode("utf-8", "replace")
             with pipeline_timer(pipeline, "approval"):
-                result = pipeline.approval(value, awaiting.get(key), pos)
+                # Once decided, never decided again: the stage sees nothing waiting and the refusal says why.
+                result = pipeline.approval(value, None if key in decided else awaiting.get(key), pos)
                 await send_all(result.outputs)
-                if result.outcome in ("approved", "rejected", "expired") and key in awaiting:
-                    # Decided now: a second click arriving before the pending agent sees the
-                    # new state must find nothing to decide.
-                    del awaiting[key]
+                if result.outcome in DECIDED_OUTCOMES:
+                    decision = pipeline.codec.decode(value, ApprovalDecision, topic=pos.topic)
+                    action = next(o.record for o in result.outputs if isinstance(o.record, ActionEvent))
+                    # Decided now: a second decision (a double click, another API replica) arriving before
+                    # the pending agent sees the new state finds nothing to decide, and is told who did.
+                    decided[key] = remember_decision(action, decision)
+                    if key in awaiting:
+                        del awaiting[key]
+                    await to_notifier(action.tenant, action.incident_id, decided_request(action))
+                elif result.outcome != "dead_letter":
+                    decision = pipeline.codec.decode(value, ApprovalDecision, topic=pos.topic)
+                    rejection = refuse_decision(decision, result.outcome, decided.get(key), pipeline.clock())
+                    logger.warning("approval refused: %s", rejection.message,
+                                   extra={"tenant": decision.tenant, "action_id": decision.action_id})
+                    letter = refusal_letter(rejection, source_topic=pos.topic)
+                    await send_all([Out(DEAD_LETTER, pos.topic, letter)])
 
     expiring: set[str] = set()
 
     @app.timer(interval=settings.worker.expiry_check_seconds)  # type: ignore[untyped-decorator]
     async def expire_approvals() -> None:
         # Sends "expired"; the pending agent then drops the entry (tables change only inside agents).
-        due = [v for k, v in list(awaiting.items()) if v and k not in expiring]
+        due = [v for k, v in list(awaiting.items()) if v and k not in expiring and k not in decided]
         outs = pipeline.expired(due)
         for out in outs:
             expiring.add(out.key)
@@ -235,6 +323,11 @@ def build_app(settings: Settings, bootstrap: str, pipeline: Pipeline) -> faust.A
         tenant = pipeline.tenant_of_action(value)
         if tenant != "unknown":
             await audit_input.send(key=tenant.encode("utf-8"), value=value, force=True)
+
+    @app.agent(normalized, name="audit-ingest")
+    async def audit_ingest(stream: faust.StreamT[bytes]) -> None:
+        async for value, _pos in values(stream):
+            await route_to_audit(value)  # every alert that came in, duplicates included
 
     @app.agent(actions, name="audit-actions")
     async def audit_actions(stream: faust.StreamT[bytes]) -> None:

@@ -31,7 +31,10 @@ class ApprovalChannel(Protocol):
         self, rca: RcaResult, actions: Sequence[ActionEvent], links: Mapping[str, str] | None = None
     ) -> MessageRef: ...
 
-    async def update(self, ref: MessageRef, rca: RcaResult, actions: Sequence[ActionEvent]) -> None: ...
+    async def update(self, ref: MessageRef, rca: RcaResult, actions: Sequence[ActionEvent]) -> None:
+        """Show ``actions``' current states: an edit of ``ref`` where the channel can edit, else a new message
+        (callers then pass only the actions that changed, to keep it short)."""
+        ...
 
 
 CHANNELS: Mapping[str, str] = {

@@ -20,7 +20,7 @@ from executors.approvals.dingtalk import dingtalk_signed_url
 from executors.notify.base import MessageRef
 from executors.notify.errors import NotifyError, RateLimitedError
 from executors.notify.limiter import RateLimiter
-from executors.notify.text import clip, md_escape, params_line, utc
+from executors.notify.text import DECISION_STATES, clip, md_escape, params_line, utc
 from schemas.records import ActionEvent, ActionState, RcaResult
 
 logger = logging.getLogger(__name__)
@@ -55,7 +55,8 @@ def _action_lines(action: ActionEvent) -> list[str]:
         until = f" until {utc(action.expires_at)}" if action.expires_at else ""
         return [line, f"  - 待审批 awaiting approval{until}"]
     result = f": {md_escape(action.result, 300)}" if action.result else ""
-    return [line, f"  - {action.state.value}{result}"]
+    when = f" {utc(action.at)}" if action.state in DECISION_STATES else ""
+    return [line, f"  - {action.state.value}{when}{result}"]
 
 
 def first_response(

@@ -18,7 +18,7 @@ from pydantic import SecretStr
 
 from executors.notify.base import MessageRef
 from executors.notify.errors import NotifyError, RateLimitedError
-from executors.notify.text import clip, params_line, slack_escape, utc
+from executors.notify.text import DECISION_STATES, clip, params_line, slack_escape, utc
 from schemas.records import ActionEvent, ActionState, ApprovalDecision, Decision, RcaResult, Risk
 
 logger = logging.getLogger(__name__)
@@ -58,7 +58,8 @@ def _action_section(action: ActionEvent) -> Block:
         lines.append(f"Waiting for approval until {utc(action.expires_at)}")
     elif action.state is not ActionState.AWAITING_APPROVAL:
         result = f": {slack_escape(action.result, 300)}" if action.result else ""
-        lines.append(f"*{action.state.value}*{result}")
+        when = f" at {utc(action.at)}" if action.state in DECISION_STATES else ""
+        lines.append(f"*{action.state.value}*{when}{result}")
     return {"type": "section", "text": {"type": "mrkdwn", "text": clip("\n".join(lines), _SECTION_LIMIT)}}
 
 

@@ -5,7 +5,10 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 
-from schemas.records import ActionEvent
+from schemas.records import ActionEvent, ActionState
+
+#: States a person (or the approval window) put an action in: shown with their time (who and when).
+DECISION_STATES = frozenset({ActionState.APPROVED, ActionState.REJECTED, ActionState.EXPIRED})
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 #: DingTalk's markdown subset has no reliable backslash escapes, so the characters that could open a

@@ -2,19 +2,27 @@
 
 from streams.approvals.claims import ClaimStore, InMemoryClaims
 from streams.approvals.decisions import (
+    DECIDED_OUTCOMES,
+    REFUSALS_STAGE,
     UNAUTHENTICATED_TENANT,
     Rejection,
     RejectionReason,
     apply_approval,
     audit_rejection,
     expire,
+    forget_decisions,
     is_expired,
+    refusal_letter,
+    refuse_decision,
+    remember_decision,
 )
 from streams.approvals.errors import ApprovalsError, RefusedError
 from streams.approvals.pending import ActionsFeed, InMemoryPendingActions, PendingActions
 from streams.approvals.router import ApprovalsConfig, approval_links, build_approvals_router
 
 __all__ = [
+    "DECIDED_OUTCOMES",
+    "REFUSALS_STAGE",
     "UNAUTHENTICATED_TENANT",
     "ActionsFeed",
     "ApprovalsConfig",
@@ -31,5 +39,9 @@ __all__ = [
     "audit_rejection",
     "build_approvals_router",
     "expire",
+    "forget_decisions",
     "is_expired",
+    "refusal_letter",
+    "refuse_decision",
+    "remember_decision",
 ]

@@ -7,12 +7,23 @@ in the audit trail whatever refused it.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from typing import Any
 
 from executors.audit import AuditChains
-from schemas.records import ActionEvent, ActionState, ApprovalDecision, AuditKind, AuditRecord, Decision
+from schemas.records import (
+    ActionEvent,
+    ActionState,
+    ApprovalDecision,
+    AuditKind,
+    AuditRecord,
+    DeadLetter,
+    Decision,
+)
 
 
 class RejectionReason(StrEnum):
@@ -150,3 +161,97 @@ def audit_rejection(chains: AuditChains, rejection: Rejection) -> AuditRecord:
     return chain.append(kind=AuditKind.APPROVAL, actor=rejection.approver or rejection.channel,
                         subject_id=rejection.action_id or "-", action="approval_rejected",
                         detail=rejection.audit_detail(), at=rejection.at)
+
+
+#: The dead-letter ``stage`` of refused approvals (the audit agent chains these); equal to the pipeline's.
+REFUSALS_STAGE = "approvals"
+
+
+def refusal_letter(rejection: Rejection, *, source_topic: str) -> DeadLetter:
+    """A refusal as the dead letter the audit agent chains: the API's and the worker's look alike."""
+    detail = {**rejection.audit_detail(), "at": rejection.at.isoformat()}
+    return DeadLetter(
+        tenant=rejection.tenant or UNAUTHENTICATED_TENANT,
+        stage=REFUSALS_STAGE,
+        source_topic=source_topic,
+        key=(rejection.action_id or "").encode("utf-8") or None,
+        payload=json.dumps(detail, ensure_ascii=False).encode("utf-8"),
+        reason=f"{rejection.reason.value}: {rejection.message}"[:4000],
+        error_type="ApprovalRefused",
+        at=rejection.at,
+    )
+
+
+#: Outcomes of the worker's approval stage that moved the action out of ``awaiting_approval``.
+DECIDED_OUTCOMES = frozenset({ActionState.APPROVED.value, ActionState.REJECTED.value, ActionState.EXPIRED.value})
+
+
+def remember_decision(action: ActionEvent, decision: ApprovalDecision | None = None) -> dict[str, str]:
+    """The worker's memory of the first decision on an action (JSON for a Faust table), for refusing later ones."""
+    return {
+        "state": action.state.value,
+        "by": decision.approver if decision else "",
+        "channel": decision.channel if decision else "",
+        "at": _aware(action.at).isoformat(),
+        "result": (action.result or "")[:300],
+    }
+
+
+def _stamp(moment: str) -> str:
+    try:
+        return datetime.fromisoformat(moment).astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    except ValueError:
+        return "an unknown time"
+
+
+def refuse_decision(
+    decision: ApprovalDecision, outcome: str, remembered: Mapping[str, Any] | None, now: datetime
+) -> Rejection:
+    """Why a decision record the worker read changed nothing, for dead-letter and audit.
+
+    ``outcome`` is the approval stage's (a :class:`RejectionReason` value, or ``not_pending``);
+    ``remembered`` the first decision on the action, if the worker still remembers it: then the
+    refusal names who decided what and when ("already decided by X at T").
+    """
+    def refuse(reason: RejectionReason, message: str) -> Rejection:
+        return Rejection(reason=reason, message=message, channel=decision.channel, at=now, tenant=decision.tenant,
+                         action_id=decision.action_id, approver=decision.approver)
+
+    reasons = {r.value for r in RejectionReason} - {RejectionReason.ALREADY_DECIDED.value}
+    if outcome in reasons:
+        return refuse(RejectionReason(outcome), f"{decision.decision.value} of action {decision.action_id} "
+                                                f"refused by the worker: {outcome}")
+    if remembered:
+        by = str(remembered.get("by") or "") or "the approval window"
+        channel = f" via {remembered['channel']}" if remembered.get("channel") else ""
+        return refuse(RejectionReason.ALREADY_DECIDED,
+                      f"already decided by {by} at {_stamp(str(remembered.get('at', '')))}: "
+                      f"{remembered.get('state', '?')}{channel}; this {decision.decision.value} "
+                      f"by {decision.approver} changes nothing")
+    return refuse(RejectionReason.UNKNOWN_ACTION,
+                  f"action {decision.action_id} is not awaiting approval (unknown, or decided long ago); "
+                  f"this {decision.decision.value} by {decision.approver} changes nothing")
+
+
+def forget_decisions(
+    store: MutableMapping[str, Any],
+    *,
+    now: datetime,
+    keep: timedelta,
+    owned: Callable[[str], bool] = lambda _key: True,
+) -> list[str]:
+    """Delete remembered decisions older than ``keep``; a later duplicate is then refused as unknown."""
+    horizon = _aware(now) - keep
+    stale = []
+    for key, raw in list(store.items()):
+        if not owned(key):
+            continue
+        try:
+            fresh = isinstance(raw, Mapping) and _aware(datetime.fromisoformat(str(raw.get("at")))) >= horizon
+        except ValueError:
+            fresh = False
+        if not fresh:
+            stale.append(key)
+    for key in stale:
+        del store[key]
+    return stale

@@ -17,6 +17,7 @@ from schemas.records import (
     ActionEvent,
     ActionState,
     AlertEvent,
+    AuditKind,
     AuditRecord,
     DeadLetter,
     Incident,
@@ -76,6 +77,10 @@ def test_a_mail_goes_all_the_way_to_an_audit_record(stack: Stack, codec: Codec, 
     assert [r.seq for r in records] == list(range(records[0].seq, records[0].seq + len(records)))
     for before, after in itertools.pairwise(records):
         assert after.prev_hash == before.hash
+    # The chain starts where the alert came in: each ingested alert is a step of its own.
+    ingested = [r for r in records if r.kind is AuditKind.INGEST]
+    assert ingested and all("raw-mail[" in r.detail["raw"] for r in ingested)
+    assert {r.kind for r in records} >= {AuditKind.INGEST, AuditKind.DECISION, AuditKind.EXECUTION}
     for reader in (results, audit):
         reader.close()
 
