@@ -47,8 +47,9 @@ from schemas.topics import DEAD_LETTER, INGEST_CHECKPOINTS, RAW_MAIL
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 # The test suite's launchers: one way to run a private dovecot or Cyrus, not two.
-from tests.integration.imap.imap_helpers import Dovecot, free_port, make_mail  # noqa: E402
+from tests.integration.imap.imap_helpers import Dovecot, make_mail  # noqa: E402
 from tests.support.cyrus import running_cyrus  # noqa: E402
+from tests.support.imap_server import free_port  # noqa: E402
 
 SERVERS = ("dovecot", "cyrus")
 
