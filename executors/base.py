@@ -122,8 +122,11 @@ class ExecutionOutcome(BaseModel):
     def to_action_event(self, action: ActionEvent, *, at: datetime) -> ActionEvent:
         """The next record on the ``actions`` topic for this action."""
         result = self.output
+        update: dict[str, object] = {}
         if self.rollback is not None:
             result = f"{result}\nrollback: {self.rollback.describe()}"
+            if not self.dry_run and action.rollback_of is None:  # a rollback's undo fields name what it undoes
+                update = {"undo_action": self.rollback.name, "undo_params": dict(self.rollback.params)}
         return action.model_copy(
             update={
                 "state": self.state,
@@ -131,6 +134,7 @@ class ExecutionOutcome(BaseModel):
                 "dry_run": self.dry_run,
                 "duration_ms": self.duration_ms,
                 "at": at,
+                **update,
             }
         )
 

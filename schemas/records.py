@@ -273,6 +273,9 @@ class ActionEvent(Record):
     #: "keep" or "undo": whether the executor rolls back an action that took effect and then failed its check.
     on_failure: str = "keep"
     rollback_of: str | None = None
+    #: The inverse recorded by the executor before the effect ("tool.operation" and its params).
+    undo_action: str | None = None
+    undo_params: dict[str, str] = Field(default_factory=dict)
 
 
 class ApprovalDecision(Record):

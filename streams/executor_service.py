@@ -23,7 +23,6 @@ rollback is confirmed, the original action's ``rolled_back`` record.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import threading
 from collections import deque
@@ -41,6 +40,7 @@ from schemas.codec import Codec
 from schemas.errors import CodecError
 from schemas.records import ActionEvent, ActionState
 from schemas.topics import ACTIONS
+from streams.rollbacks import rollback_action, rollback_id, rolled_back
 
 logger = logging.getLogger(__name__)
 
@@ -108,11 +108,6 @@ class OffsetTracker:
     def busy(self) -> int:
         with self._lock:
             return sum(len(q) for q in self._inflight.values())
-
-
-def rollback_id(action_id: str) -> str:
-    """The automatic rollback's own id: derived, so a repeat of the same failure names the same rollback."""
-    return hashlib.sha256(f"rollback\x1f{action_id}".encode()).hexdigest()[:24]
 
 
 class ExecutorService:
@@ -292,6 +287,8 @@ class ExecutorService:
             self._on_outcome(final)
         if undo is not None:
             await self._roll_back(final, undo)
+        elif action.rollback_of is not None:
+            await self._mark_rolled_back(final)  # a rollback an operator asked for (rcaflow rollback)
 
     def _undo_for(self, action: ActionEvent, outcome: ExecutionOutcome) -> Rollback | None:
         """The inverse to run now: only for a real run that took effect and failed, when the policy allows it."""
@@ -302,13 +299,11 @@ class ExecutorService:
         return outcome.rollback
 
     async def _roll_back(self, failed: ActionEvent, undo: Rollback) -> None:
-        tool, _, operation = undo.name.partition(".")
-        rollback = ActionEvent(
-            tenant=failed.tenant, action_id=rollback_id(failed.action_id), incident_id=failed.incident_id,
-            alert_class=failed.alert_class, name=f"{failed.name}:rollback", tool=tool, operation=operation,
-            params=dict(undo.params), risk=failed.risk, state=ActionState.RUNNING, dry_run=False,
+        # Written "running" at once: the policy and the original approval authorise it, and no consumer acts on
+        # a running record, so it cannot run twice.
+        rollback = rollback_action(
+            failed, state=ActionState.RUNNING, at=self._clock(),
             reason=f"automatic rollback of {failed.action_id} ({failed.name}) after it failed; policy on_failure: undo",
-            at=self._clock(), rollback_of=failed.action_id,
         )
         logger.warning("executor: rolling back %s (%s) with %s", failed.action_id, failed.name, undo.describe(),
                        extra={"action_id": failed.action_id, "tenant": failed.tenant})
@@ -318,18 +313,20 @@ class ExecutorService:
         await self._write(done)
         if self._on_outcome:
             self._on_outcome(done)
-        if not outcome.ok:
-            logger.error("executor: rollback of %s failed; %s needs a human: %s", failed.action_id, failed.name,
-                         outcome.output, extra={"action_id": failed.action_id, "tenant": failed.tenant})
+        await self._mark_rolled_back(done)
+
+    async def _mark_rolled_back(self, done: ActionEvent) -> None:
+        """After a rollback finished: the original's rolled_back record, or a loud log that a human must look."""
+        if done.dry_run:
             return
-        rolled_back = failed.model_copy(update={
-            "state": ActionState.ROLLED_BACK, "at": self._clock(),
-            "result": bound_output(f"rolled back by {rollback.action_id}: {outcome.output}\n"
-                                   f"before that: {failed.result or ''}"),
-        })
-        await self._write(rolled_back)
+        if done.state is not ActionState.SUCCEEDED:
+            logger.error("executor: rollback %s of %s failed; the target needs a human: %s", done.action_id,
+                         done.rollback_of, done.result, extra={"action_id": done.rollback_of, "tenant": done.tenant})
+            return
+        record = rolled_back(done, at=self._clock())
+        await self._write(record)
         if self._on_outcome:
-            self._on_outcome(rolled_back)
+            self._on_outcome(record)
 
     async def _write(self, action: ActionEvent) -> None:
         self._ledger.see(action)

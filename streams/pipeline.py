@@ -506,11 +506,13 @@ def _ingest_detail(event: AlertEvent, source_id: str) -> dict[str, str]:
 
 def _who(action: ActionEvent) -> tuple[AuditKind, str]:
     """Which kind of step an action record is, and who took it (the approver for human decisions)."""
+    result = action.result or ""
     if action.state is ActionState.ROLLED_BACK or action.rollback_of is not None:
+        if action.state is ActionState.APPROVED and result.startswith("approved by "):
+            return AuditKind.ROLLBACK, result.removeprefix("approved by ").split(" via ", 1)[0][:200]
         return AuditKind.ROLLBACK, "executor"
     if action.state.value in _EXECUTION_STATES:
         return AuditKind.EXECUTION, "executor"
-    result = action.result or ""
     for verb in ("approved by ", "rejected by "):
         if action.state in (ActionState.APPROVED, ActionState.REJECTED) and result.startswith(verb):
             return AuditKind.APPROVAL, result[len(verb):].split(" via ", 1)[0][:200]

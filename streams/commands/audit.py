@@ -7,14 +7,11 @@ printed with its tenant and seq), 2 when the records could not be read.
 from __future__ import annotations
 
 import json
-import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import click
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
 from pydantic import ValidationError
 
 from executors.audit import verify
@@ -22,13 +19,11 @@ from schemas.codec import Codec, make_codec
 from schemas.errors import CodecError
 from schemas.records import AuditRecord
 from schemas.topics import AUDIT
+from streams.commands.topic_read import TopicReadError, read_to_end
 from streams.settings import Settings
 
-
-class AuditReadError(Exception):
-    """The audit records could not be read at all (broker unreachable, topic missing)."""
-
-    retriable = True
+#: Kept for callers of this module: the topic could not be read.
+AuditReadError = TopicReadError
 
 
 def read_jsonl(path: Path) -> tuple[list[AuditRecord], list[str]]:
@@ -54,40 +49,12 @@ def read_topic(bootstrap: str, codec: Codec, prefix: str = "", *, timeout: float
     Yields a string for a record that cannot be decoded (a problem to report, not a crash).
     """
     topic = AUDIT.full_name(prefix)
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"rcaflow-audit-verify-{uuid.uuid4().hex[:8]}",
-                         "enable.auto.commit": False, "auto.offset.reset": "earliest", **(extra or {})})
-    try:
+    for partition, offset, value in read_to_end(bootstrap, topic, timeout=timeout, purpose="audit-verify",
+                                                extra=extra):
         try:
-            meta = consumer.list_topics(topic, timeout=min(timeout, 10.0))
-        except KafkaException as exc:
-            raise AuditReadError(f"cannot reach Kafka at {bootstrap}: {exc}") from exc
-        found = meta.topics.get(topic)
-        if found is None or found.error is not None:
-            raise AuditReadError(f"topic {topic} does not exist on {bootstrap}")
-        ends: dict[int, int] = {}
-        for partition in found.partitions:
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=min(timeout, 10.0))
-            if high > low:
-                ends[partition] = high
-        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in ends])
-        deadline = time.monotonic() + timeout
-        while ends:
-            if time.monotonic() > deadline:
-                raise AuditReadError(f"timed out reading {topic}; partitions not read to the end: {sorted(ends)}")
-            msg = consumer.poll(0.5)
-            if msg is None:
-                continue
-            if msg.error() is not None:
-                raise AuditReadError(f"reading {topic}: {msg.error()}")
-            partition, offset = msg.partition() or 0, msg.offset() or 0
-            try:
-                yield codec.decode(msg.value() or b"", AuditRecord, topic=topic)
-            except CodecError as exc:
-                yield f"{topic}[{partition}]@{offset}: cannot decode: {exc}"
-            if partition in ends and offset + 1 >= ends[partition]:
-                del ends[partition]
-    finally:
-        consumer.close()
+            yield codec.decode(value, AuditRecord, topic=topic)
+        except CodecError as exc:
+            yield f"{topic}[{partition}]@{offset}: cannot decode: {exc}"
 
 
 @click.group("audit")

@@ -7,12 +7,16 @@ import asyncio
 import uuid
 from datetime import UTC, datetime
 
+from click.testing import CliRunner, Result
+
 from executors import ConfirmPolicy, ToolRegistry
 from producers.publisher import KafkaPublisher
 from schemas.codec import Codec
 from schemas.records import ActionEvent, ActionState, Record, Risk
 from schemas.topics import ACTIONS
-from streams.executor_service import ExecutorService, rollback_id
+from streams.commands.rollback import rollback
+from streams.executor_service import ExecutorService
+from streams.rollbacks import rollback_id
 from streams.topics_admin import ensure_topics
 from tests.integration.flow.helpers import TopicReader
 from tests.unit.executors.exec_helpers import k8s_api
@@ -134,3 +138,56 @@ def test_an_action_cut_short_by_a_stop_is_recorded_as_interrupted(
     reader.close()
     assert _states(records, "act-1") == [ActionState.APPROVED, ActionState.RUNNING, ActionState.FAILED]
     assert (_last(records, "act-1").result or "").startswith("interrupted: the executor stopped")
+
+
+def test_an_operator_rolls_back_a_scale_with_rcaflow_rollback(
+    broker: object, codec: Codec, topic_prefix: str
+) -> None:
+    bootstrap = broker.bootstrap  # type: ignore[attr-defined]
+    ensure_topics(bootstrap, topic_prefix, [ACTIONS])
+    tenant = f"t-{uuid.uuid4().hex[:6]}"
+    cluster = K8sStandIn()
+    cluster.add_workload(NS, "deployments", "vminsert", replicas=2)
+    scale = ActionEvent(tenant=tenant, action_id="act-scale", incident_id="inc-1", alert_class="vminsert_write_errors",
+                        name="scale_vminsert", tool="k8s", operation="scale",
+                        params={"namespace": NS, "kind": "deployment", "name": "vminsert", "replicas": "4"},
+                        risk=Risk.HIGH, state=ActionState.APPROVED, dry_run=False, at=datetime.now(UTC))
+    rb = rollback_id("act-scale")
+    reader = TopicReader(bootstrap, codec, ACTIONS, topic_prefix)
+    cli = ["--bootstrap", bootstrap, "--prefix", topic_prefix, "--by", "alice", "--yes"]
+
+    async def scenario() -> tuple[Result, Result, Result]:
+        api = k8s_api(cluster.app())
+        publisher = KafkaPublisher(bootstrap, codec, topic_prefix)
+        service = ExecutorService(bootstrap=bootstrap, codec=codec, publisher=publisher,
+                                  registry=ToolRegistry({"k8s": api}), topic_prefix=topic_prefix, dry_run=False,
+                                  confirm=ConfirmPolicy(within_s=5.0, every_s=0.05))
+        running = asyncio.create_task(service.run())
+        try:
+            too_early = await asyncio.to_thread(CliRunner().invoke, rollback, ["act-scale", *cli])
+            await publisher.publish(ACTIONS, f"{tenant}:act-scale", scale)
+            await asyncio.to_thread(reader.wait_for, lambda rs: ActionState.SUCCEEDED in _states(rs, "act-scale"),
+                                    60.0, "the scale")
+            requested = await asyncio.to_thread(CliRunner().invoke, rollback, ["act-scale", *cli])
+            await asyncio.to_thread(reader.wait_for, lambda rs: ActionState.ROLLED_BACK in _states(rs, "act-scale"),
+                                    60.0, "the rollback")
+            again = await asyncio.to_thread(CliRunner().invoke, rollback, ["act-scale", *cli])
+        finally:
+            service.stop()
+            await running
+            publisher.close_sync()
+            await api.aclose()
+        return too_early, requested, again
+
+    too_early, requested, again = asyncio.run(scenario())
+    records = reader.records
+    reader.close()
+    assert too_early.exit_code == 1 and "no action act-scale" in too_early.output
+    assert requested.exit_code == 0, requested.output
+    assert "k8s.scale kind=deployment name=vminsert namespace=insight-system replicas=2" in requested.output
+    assert _states(records, rb) == [ActionState.APPROVED, ActionState.RUNNING, ActionState.SUCCEEDED]
+    approved = next(r for r in records if isinstance(r, ActionEvent) and r.action_id == rb)
+    assert approved.reason == "rollback of act-scale (scale_vminsert) requested by alice"
+    assert _states(records, "act-scale")[-1] is ActionState.ROLLED_BACK
+    assert cluster.workloads[(NS, "deployments", "vminsert")]["spec"]["replicas"] == 2
+    assert again.exit_code == 1 and "already being or has been rolled back" in again.output

@@ -35,3 +35,13 @@ def test_rollback_steps_are_audited_as_rollbacks_and_name_what_they_undo() -> No
     assert undo_record.kind is AuditKind.ROLLBACK and undo_record.detail["rollback_of"] == "a-1"
     undone = _audit(rolled_back, 3)
     assert undone.kind is AuditKind.ROLLBACK and undone.action == "restart_vmalert:rolled_back"
+
+
+def test_a_rollback_an_operator_asked_for_names_the_operator() -> None:
+    asked = ActionEvent(tenant="acme", action_id="rb-1", incident_id="i-1", alert_class="vminsert_write_errors",
+                        name="scale_vminsert:rollback", tool="k8s", operation="scale", risk=Risk.HIGH,
+                        state=ActionState.APPROVED, at=T0, rollback_of="a-1",
+                        reason="rollback of a-1 (scale_vminsert) requested by alice",
+                        result="approved by alice via rcaflow rollback")
+    record = _audit(asked, 4)
+    assert record.kind is AuditKind.ROLLBACK and record.actor == "alice"
