@@ -24,6 +24,8 @@ _LABEL_VALUE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")
 _ALERTNAME_RE = re.compile(r"^[A-Za-z_:][A-Za-z0-9_:]*$")
 _DURATION_RE = re.compile(r"^(\d{1,4})([smhd])$")
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+# Alertmanager's API v2 declares silenceID as `format: uuid`; it mints them as canonical v4 UUIDs.
+_UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 #: Upper bound for silences: longer ones hide real incidents; raise it in code review, not config.
@@ -67,6 +69,14 @@ def _annotation_key(value: str) -> str:
     return value
 
 
+def _silence_id(value: str) -> str:
+    # Lower-cased because Alertmanager looks ids up by exact string and only ever mints lower-case ones.
+    lowered = value.lower()
+    if not _UUID_RE.fullmatch(lowered):
+        raise ValueError("must be an Alertmanager silence id (a UUID like 8-4-4-4-12 hex digits)")
+    return lowered
+
+
 def _free_text(value: str) -> str:
     if _CONTROL_RE.search(value):
         raise ValueError("must not contain control characters")
@@ -104,6 +114,8 @@ AnnotationKey = Annotated[str, StringConstraints(max_length=317), AfterValidator
 AnnotationValue = Annotated[str, StringConstraints(max_length=1024), AfterValidator(_free_text)]
 Comment = Annotated[str, StringConstraints(min_length=1, max_length=500), AfterValidator(_free_text)]
 Duration = Annotated[str, AfterValidator(_duration)]
+#: The only thing from a record that reaches an Alertmanager URL path, so nothing but a UUID passes.
+SilenceId = Annotated[str, StringConstraints(max_length=36), AfterValidator(_silence_id)]
 Replicas = Annotated[int, BeforeValidator(_plain_int), Field(ge=0, le=100)]
 EndpointName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")]
 #: A kubectl restartedAt stamp (RFC 3339), or "" for "was not set".

@@ -23,8 +23,10 @@ DEFAULT_TOOLS: Mapping[str, str] = {
     "k8s.delete_pod": "executors.tools.k8s:DeletePod",
     "k8s.scale": "executors.tools.k8s:Scale",
     "k8s.annotate_pod": "executors.tools.k8s:AnnotatePod",
+    "k8s.remove_pod_annotation": "executors.tools.k8s:RemovePodAnnotation",
     "http.reload": "executors.tools.http_reload:Reload",
     "alertmanager.silence": "executors.tools.alertmanager:Silence",
+    "alertmanager.expire_silence": "executors.tools.alertmanager:ExpireSilence",
     "diagnostics.collect": "executors.tools.diagnostics:Collect",
 }
 

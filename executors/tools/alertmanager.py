@@ -1,21 +1,40 @@
-"""alertmanager.silence: create a time-bounded silence through Alertmanager's v2 API.
+"""alertmanager.silence and its inverse, alertmanager.expire_silence, through Alertmanager's v2 API.
 
 Idempotent by action id: the silence comment carries ``[rcaflow action <id>]``
 and an active or pending silence with that tag is reused instead of duplicated.
+A real silence run records ``alertmanager.expire_silence`` with the silence's id
+as its rollback. Expiring is idempotent too: Alertmanager 0.24+ answers 200 for
+an already expired silence, older releases 500 "silence <id> already expired",
+and both count as done. The inverse only expires silences carrying our tag, so
+it can never lift a silence a human set.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any, Self
+from urllib.parse import quote
 
 import httpx
 
-from executors.base import ActionSpec, Executor, RunContext, ToolResult
-from executors.errors import ToolNotConfiguredError, UpstreamError
-from executors.params import AlertName, Comment, Duration, LabelValue, Namespace, ObjectName, Params, parse_duration
-from executors.tools._http import check
+from executors.base import ActionSpec, Executor, Rollback, RunContext, ToolResult
+from executors.errors import NotExecutableError, NotFoundError, ToolNotConfiguredError, UpstreamError
+from executors.params import (
+    AlertName,
+    Comment,
+    Duration,
+    LabelValue,
+    Namespace,
+    ObjectName,
+    Params,
+    SilenceId,
+    parse_duration,
+)
+from executors.tools._http import MAX_BODY, check
 from schemas.records import Risk
+
+#: Every silence we create carries this (plus the action id) in its comment; the inverse requires it.
+TAG_PREFIX = "[rcaflow action "
 
 #: Which Alertmanager label each silence parameter matches; DCE 5 and kube-prometheus differ on "workload".
 DEFAULT_MATCHER_LABELS: Mapping[str, str] = {
@@ -61,6 +80,40 @@ class AlertmanagerApi:
         if not silence_id:
             raise UpstreamError("POST /api/v2/silences: answer has no silenceID")
         return str(silence_id)
+
+    async def get_silence(self, silence_id: str) -> dict[str, Any]:
+        """One silence (``gettableSilence``); an unknown id is :class:`NotFoundError`."""
+        path = _silence_path(silence_id)
+        what = f"GET {path}"
+        answer = check(await self.client.get(path), what).json()
+        if not isinstance(answer, dict):
+            raise UpstreamError(f"{what}: answer is not a silence object")
+        return answer
+
+    async def expire_silence(self, silence_id: str) -> bool:
+        """Expire one silence; True if this call expired it, False if Alertmanager said it already was.
+
+        Alertmanager before 0.24 answered an already expired silence with 500
+        "silence <id> already expired", and before 0.26 an unknown id with 500
+        "silence not found" (now 404): both are read from the body so that
+        neither looks like a retriable server failure.
+        """
+        path = _silence_path(silence_id)
+        what = f"DELETE {path}"
+        response = await self.client.delete(path)
+        if response.status_code == 500:
+            body = response.text[:MAX_BODY]
+            if "already expired" in body:
+                return False
+            if "not found" in body:
+                raise NotFoundError(f"{what}: 500 silence not found", status=404)
+        check(response, what)
+        return True
+
+
+def _silence_path(silence_id: str) -> str:
+    # Callers pass a validated SilenceId already; quoting is the second belt.
+    return f"/api/v2/silence/{quote(silence_id, safe='')}"
 
 
 class SilenceParams(Params):
@@ -114,9 +167,81 @@ class Silence(Executor[SilenceParams]):
             raise ToolNotConfiguredError("alertmanager.silence: no Alertmanager is configured")
         existing = await self.api.find_silence(params.alertname, tag)
         if existing:
-            return ToolResult(f"silence {existing} for {{{shown}}} already exists for action {ctx.action_id}")
+            return ToolResult(f"silence {existing} for {{{shown}}} already exists for action {ctx.action_id}",
+                              rollback=_expire(existing))
         silence_id = await self.api.create_silence(body)
         return ToolResult(
-            f"silenced {{{shown}}} for {params.duration} until {body['endsAt']} (silence {silence_id}; "
-            f"expire early with DELETE /api/v2/silence/{silence_id})"
+            f"silenced {{{shown}}} for {params.duration} until {body['endsAt']} (silence {silence_id})",
+            rollback=_expire(silence_id),
         )
+
+
+def _expire(silence_id: str) -> Rollback:
+    return Rollback(name=ExpireSilence.spec.name, params={"silence_id": silence_id})
+
+
+# ----------------------------------------------------------------------------- expire_silence
+
+
+class ExpireSilenceParams(Params):
+    silence_id: SilenceId
+
+
+class ExpireSilence(Executor[ExpireSilenceParams]):
+    """Only reached as the automatic rollback of a silence (the policy catalogue does not offer it)."""
+
+    spec = ActionSpec(
+        name="alertmanager.expire_silence",
+        description="Expire (end now) a silence that rcaflow created, undoing alertmanager.silence; "
+        "silences without rcaflow's tag are refused.",
+        params=ExpireSilenceParams,
+        risk=Risk.LOW,
+    )
+    backend = "alertmanager"
+
+    def __init__(self, api: AlertmanagerApi | None) -> None:
+        self.api = api
+
+    @classmethod
+    def from_backend(cls, backend: object | None) -> Self:
+        if backend is not None and not isinstance(backend, AlertmanagerApi):
+            raise TypeError(
+                f"alertmanager.expire_silence needs an AlertmanagerApi backend, got {type(backend).__name__}"
+            )
+        return cls(backend)
+
+    async def _run(self, params: ExpireSilenceParams, ctx: RunContext) -> ToolResult:
+        silence_id = params.silence_id
+        if self.api is None:
+            if ctx.dry_run:
+                return ToolResult(f"dry run (no Alertmanager configured): would DELETE /api/v2/silence/{silence_id}")
+            raise ToolNotConfiguredError("alertmanager.expire_silence: no Alertmanager is configured")
+        silence = await self.api.get_silence(silence_id)
+        shown = _describe(silence)
+        if TAG_PREFIX not in str(silence.get("comment", "")):
+            raise NotExecutableError(
+                f"silence {silence_id} {shown} was not created by rcaflow (no {TAG_PREFIX.strip()} tag in its "
+                "comment); expire it by hand if it must go"
+            )
+        status = silence.get("status")
+        state = status.get("state") if isinstance(status, dict) else None
+        if state == "expired":
+            return ToolResult(f"silence {silence_id} {shown} is already expired (ended {silence.get('endsAt', '?')});"
+                              " nothing to do")
+        if ctx.dry_run:
+            return ToolResult(f"dry run: would expire {state or 'unknown-state'} silence {silence_id} {shown} "
+                              f"(DELETE /api/v2/silence/{silence_id})")
+        if not await self.api.expire_silence(silence_id):
+            return ToolResult(f"silence {silence_id} {shown} had already expired; nothing to do")
+        return ToolResult(f"expired silence {silence_id} {shown}; its alerts notify again")
+
+
+def _describe(silence: dict[str, Any]) -> str:
+    """``{name="value", …}`` of a silence's matchers, as Alertmanager's UI shows them."""
+    parts = []
+    for m in silence.get("matchers") or []:
+        if isinstance(m, dict):
+            regex, equal = bool(m.get("isRegex")), m.get("isEqual", True) is not False
+            op = {(False, True): "=", (False, False): "!=", (True, True): "=~", (True, False): "!~"}[(regex, equal)]
+            parts.append(f'{m.get("name")}{op}"{m.get("value")}"')
+    return "{" + ", ".join(parts) + "}"

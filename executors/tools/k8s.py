@@ -1,4 +1,4 @@
-"""Kubernetes operations: rollout restart (and its undo), delete pod, scale, annotate pod.
+"""Kubernetes operations: rollout restart (and its undo), delete pod, scale, annotate pod (and its undo).
 
 Each is idempotent by action id where Kubernetes lets us be: a restart stamps
 the action id into the pod template and is skipped if it is already there;
@@ -271,21 +271,55 @@ class AnnotatePod(K8sExecutor[AnnotatePodParams]):
             return ToolResult(_preview(ctx, f"PATCH {path} setting annotation {params.key}={params.value!r}", None))
         pod = await api.get_pod(params.namespace, params.pod)
         previous = _dig(pod, "metadata", "annotations").get(params.key)
-        rollback = None
+        where = {"namespace": params.namespace, "pod": params.pod, "key": params.key}
         if isinstance(previous, str):
-            rollback = Rollback(
-                name=self.spec.name,
-                params={"namespace": params.namespace, "pod": params.pod, "key": params.key, "value": previous},
-            )
+            rollback = Rollback(name=self.spec.name, params={**where, "value": previous})
+            note = ""
+        else:
+            rollback = Rollback(name=RemovePodAnnotation.spec.name, params=where)
+            note = (f" (was unset; the rollback removes it, like "
+                    f"`kubectl annotate pod -n {params.namespace} {params.pod} {params.key}-`)")
         if previous == params.value:
             return ToolResult(f"{target} already has {params.key}={params.value!r}; nothing to do")
         patch = {"metadata": {"annotations": {params.key: params.value}}}
         await api.patch_pod(params.namespace, params.pod, patch, dry_run=ctx.dry_run)
-        note = "" if rollback else (
-            f" (was unset; undo with `kubectl annotate pod -n {params.namespace} {params.pod} {params.key}-`)"
-        )
         return ToolResult(_preview(ctx, f"annotate {target} with {params.key}={params.value!r}{note}", api),
                           rollback=rollback)
+
+
+# ----------------------------------------------------------------------------- remove_pod_annotation
+
+
+class RemovePodAnnotationParams(Params):
+    namespace: Namespace
+    pod: ObjectName
+    key: AnnotationKey
+
+
+class RemovePodAnnotation(K8sExecutor[RemovePodAnnotationParams]):
+    """Only reached as the automatic rollback of annotating a key that was unset (not in the policy catalogue)."""
+
+    spec = ActionSpec(
+        name="k8s.remove_pod_annotation",
+        description="Remove one annotation from a pod, undoing k8s.annotate_pod of a key that was unset "
+        "(`kubectl annotate pod <pod> <key>-`). Keys under kubernetes.io / k8s.io are refused.",
+        params=RemovePodAnnotationParams,
+        risk=Risk.LOW,
+    )
+
+    async def _run(self, params: RemovePodAnnotationParams, ctx: RunContext) -> ToolResult:
+        api = self.require_api(ctx)
+        target = f"pod {params.namespace}/{params.pod}"
+        if api is None:
+            path = K8sApi.pod_path(params.namespace, params.pod)
+            return ToolResult(_preview(ctx, f"PATCH {path} removing annotation {params.key}", None))
+        pod = await api.get_pod(params.namespace, params.pod)
+        if params.key not in _dig(pod, "metadata", "annotations"):
+            return ToolResult(f"{target} has no annotation {params.key}; nothing to do")
+        # A JSON merge patch deletes a key by setting it to null (RFC 7386).
+        patch = {"metadata": {"annotations": {params.key: None}}}
+        await api.patch_pod(params.namespace, params.pod, patch, dry_run=ctx.dry_run)
+        return ToolResult(_preview(ctx, f"remove annotation {params.key} from {target}", api))
 
 
 def _dig(obj: Any, *keys: str) -> dict[str, Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from starlette.applications import Starlette
@@ -36,11 +36,37 @@ class ReloadStandIn:
 
 @dataclass
 class AlertmanagerStandIn:
-    """POST /api/v2/silences (postableSilence → {silenceID}) and GET with ``filter`` matchers."""
+    """Alertmanager's v2 silences API as its swagger spec and ``api/v2/api.go`` define it.
+
+    POST /api/v2/silences (postableSilence → {silenceID}), GET with ``filter``
+    matchers, GET /api/v2/silence/{id} (404 when unknown) and DELETE
+    /api/v2/silence/{id}, which expires rather than deletes. ``version`` picks
+    the DELETE answers of that release: an already expired silence is 200 since
+    0.24 (before: 500 "silence <id> already expired"), an unknown id is 404
+    since 0.26 (before: 500 "silence not found"). A path id that is not a UUID
+    is refused by go-swagger's validation with 422.
+    """
 
     silences: dict[str, dict[str, Any]] = field(default_factory=dict)
+    version: tuple[int, int] = (0, 28)
+    #: Every request as (method, path), reads included.
+    requests: list[tuple[str, str]] = field(default_factory=list)
+
+    def _seen(self, request: Request) -> None:
+        self.requests.append((request.method, request.url.path))
+
+    def add_silence(self, comment: str, *, state: str = "active", alertname: str = "Watchdog") -> str:
+        """Seed a silence someone else set (or one already expired)."""
+        silence_id = str(uuid.uuid4())
+        self.silences[silence_id] = {
+            "id": silence_id, "status": {"state": state}, "comment": comment, "createdBy": "oncall",
+            "matchers": [{"name": "alertname", "value": alertname, "isRegex": False, "isEqual": True}],
+            "startsAt": "2026-11-25T08:00:00Z", "endsAt": "2026-11-25T20:00:00Z", "updatedAt": "2026-11-25T08:00:00Z",
+        }
+        return silence_id
 
     async def create(self, request: Request) -> Response:
+        self._seen(request)
         try:
             body = json.loads(await request.body())
             matchers = body["matchers"]
@@ -60,6 +86,7 @@ class AlertmanagerStandIn:
         return JSONResponse({"silenceID": silence_id})
 
     async def list(self, request: Request) -> Response:
+        self._seen(request)
         wanted = []
         for f in request.query_params.getlist("filter"):
             name, _, value = f.partition("=")
@@ -68,10 +95,51 @@ class AlertmanagerStandIn:
                  if all(any(m["name"] == n and m["value"] == v for m in s["matchers"]) for n, v in wanted)]
         return JSONResponse(items)
 
+    @staticmethod
+    def _bad_id(silence_id: str) -> Response | None:
+        try:
+            uuid.UUID(silence_id)
+        except ValueError:
+            return JSONResponse({"code": 605, "message": f'silenceID in path must be of type uuid: "{silence_id}"'},
+                                status_code=422)
+        return None
+
+    async def one(self, request: Request) -> Response:
+        self._seen(request)
+        silence_id = request.path_params["silence_id"]
+        if bad := self._bad_id(silence_id):
+            return bad
+        silence = self.silences.get(silence_id)
+        if silence is None:
+            return Response(status_code=404)
+        return JSONResponse(silence)
+
+    async def expire(self, request: Request) -> Response:
+        self._seen(request)
+        silence_id = request.path_params["silence_id"]
+        if bad := self._bad_id(silence_id):
+            return bad
+        silence = self.silences.get(silence_id)
+        if silence is None:
+            if self.version >= (0, 26):
+                return Response(status_code=404)
+            return JSONResponse("silence not found", status_code=500)
+        if silence["status"]["state"] == "expired":
+            if self.version >= (0, 24):
+                return Response(status_code=200)
+            return JSONResponse(f"silence {silence_id} already expired", status_code=500)
+        stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        if silence["status"]["state"] == "pending":
+            silence["startsAt"] = stamp
+        silence.update(endsAt=stamp, updatedAt=stamp, status={"state": "expired"})
+        return Response(status_code=200)
+
     def app(self) -> Starlette:
         return Starlette(routes=[
             Route("/api/v2/silences", self.create, methods=["POST"]),
             Route("/api/v2/silences", self.list, methods=["GET"]),
+            Route("/api/v2/silence/{silence_id}", self.one, methods=["GET"]),
+            Route("/api/v2/silence/{silence_id}", self.expire, methods=["DELETE"]),
         ])
 
 

@@ -197,11 +197,12 @@ def test_annotate_pod_sets_the_annotation_and_offers_the_old_value_as_rollback(c
     assert outcome.rollback is not None and outcome.rollback.params["value"] == "sre"
 
 
-def test_annotate_pod_with_a_new_key_says_how_to_remove_it(cluster: K8sStandIn) -> None:
+def test_annotate_pod_with_a_new_key_records_its_removal_as_the_rollback(cluster: K8sStandIn) -> None:
     key = "insight.io/log-ignore"
     outcome = run(cluster, "k8s.annotate_pod",
                   {"namespace": "insight-system", "pod": "vminsert-1", "key": key, "value": "true"})
-    assert outcome.ok and outcome.rollback is None
+    assert outcome.ok and outcome.rollback is not None
+    assert outcome.rollback.name == "k8s.remove_pod_annotation" and outcome.rollback.params["key"] == key
     assert f"{key}-" in outcome.output
     assert cluster.pods[("insight-system", "vminsert-1")]["metadata"]["annotations"][key] == "true"
 

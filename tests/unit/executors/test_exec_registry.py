@@ -26,8 +26,9 @@ from tests.unit.executors.exec_helpers import NOW, action
 AGREED = {
     "k8s.rollout_restart", "k8s.delete_pod", "k8s.scale", "k8s.annotate_pod",
     "http.reload", "alertmanager.silence", "diagnostics.collect",
-    # Not in the policy catalogue: only run as the automatic rollback of a restart.
-    "k8s.undo_restart",
+    # Not in the policy catalogue: inverses, only run as the automatic rollback of a restart,
+    # of annotating a key that was unset, and of a silence.
+    "k8s.undo_restart", "k8s.remove_pod_annotation", "alertmanager.expire_silence",
 }
 
 
