@@ -22,6 +22,7 @@ LAZY_COMMANDS: dict[str, str] = {
     "msgraph": "streams.commands.msgraph:msgraph",
     "parse": "streams.commands.parse:parse",
     "policy": "streams.commands.policy:policy",
+    "replay": "streams.commands.replay:replay",
     "rollback": "streams.commands.rollback:rollback",
 }
 

@@ -10,16 +10,18 @@ from __future__ import annotations
 
 import email
 import email.policy
+import functools
 import json
 import logging
 import os
 import tempfile
 import time
 import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import click
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
@@ -148,41 +150,65 @@ class Row:
         return self.__dict__.copy()
 
 
-def _rows_for(mail_round: int, path: Path, mail: RawMail, where: Delivery, f: Follower) -> list[Row] | None:
+class Named(Protocol):
+    @property
+    def name(self) -> str: ...
+
+
+S = TypeVar("S", bound=Named)
+
+
+@dataclass(frozen=True)
+class Sent:
+    """One mail put on raw-mail, and how to name it in a row."""
+
+    name: str
+    subject: str
+    where: Delivery
+
+
+def rows_for(mail_round: int, sent: Sent, f: Follower) -> list[Row] | None:
     """The rows of one mail, or None while its records are still on their way."""
-    key = (where.partition, where.offset)
+    key = (sent.where.partition, sent.where.offset)
     if key in f.dead:
-        return [Row(mail_round, path.name, mail.subject or "", error=f.dead[key].reason)]
+        return [Row(mail_round, sent.name, sent.subject, error=f.dead[key].reason)]
     events = f.events.get(key)
     if not events:
         return None
     rows = []
     for event in events:
-        row = Row(mail_round, path.name, mail.subject or "", event.alert, event.alert_class)
-        update = f.updates.get(event.event_id)
-        if update is None and event.status is AlertStatus.RESOLVED:
-            # A recovery with no open incident opens nothing; say so instead of waiting for it.
-            row.diagnosis = "resolved; no open incident to close"
-            rows.append(row)
-            continue
-        if update is None:
+        row = event_row(mail_round, sent.name, sent.subject, event, f)
+        if row is None:
             return None
-        row.incident_id, row.count = update.incident_id, update.count
-        if update.count > 1:
-            row.suppressed = True
-            row.diagnosis = f"duplicate within the dedup window (seen {update.count} times)"
-        else:
-            result = f.results.get(update.incident_id)
-            if result is None:
-                return None
-            row.diagnosis = result.diagnosis
-            for proposed in result.actions:
-                action = f.actions.get(proposed.action_id)
-                if action is None or action.state not in _SETTLED:
-                    return None
-                row.actions.append({"name": action.name, "risk": action.risk.value, "state": action.state.value})
         rows.append(row)
     return rows
+
+
+def event_row(mail_round: int, name: str, subject: str, event: AlertEvent, f: Follower) -> Row | None:
+    """What became of one alert (incident, diagnosis, settled actions), or None while it is on its way."""
+    row = Row(mail_round, name, subject, event.alert, event.alert_class)
+    update = f.updates.get(event.event_id)
+    if update is None and event.status is AlertStatus.RESOLVED:
+        # A recovery with no open incident opens nothing; say so instead of waiting for it.
+        row.diagnosis = "resolved; no open incident to close"
+        return row
+    if update is None:
+        return None
+    row.incident_id, row.count = update.incident_id, update.count
+    if update.count > 1:
+        row.suppressed = True
+        row.diagnosis = f"duplicate within the dedup window (seen {update.count} times)"
+        return row
+    result = f.results.get(update.incident_id)
+    if result is None:
+        return None
+    row.diagnosis = result.diagnosis
+    for proposed in result.actions:
+        action = f.actions.get(proposed.action_id)
+        if action is None or action.state not in _SETTLED:
+            return None
+        row.actions.append({"name": action.name, "risk": action.risk.value, "state": action.state.value})
+    return row
 
 
 def run_demo(settings: Settings, *, samples_dir: Path | None, as_json: bool, timeout: float, rounds: int) -> int:
@@ -214,36 +240,37 @@ def run_demo(settings: Settings, *, samples_dir: Path | None, as_json: bool, tim
                     for path in files:
                         mail = raw_mail_from_file(path, tenant)
                         where = publisher.publish_sync(RAW_MAIL, f"{tenant}:{mail.message_id}", mail)
-                        pending.append((path, mail, where))
-                    rows = _wait_rows(mail_round, pending, follower, stack, timeout)
+                        pending.append(Sent(path.name, mail.subject or "", where))
+                    rows = wait_rows(pending, functools.partial(rows_for, mail_round, f=follower), follower, stack,
+                                     timeout)
                     all_rows.extend(rows)
-                    _print(rows, as_json)
+                    print_rows(rows, as_json)
             finally:
                 follower.close()
                 publisher.close_sync()
     return 1 if any(r.error for r in all_rows) else 0
 
 
-def _wait_rows(
-    mail_round: int, pending: list[tuple[Path, RawMail, Delivery]], f: Follower, stack: Stack, timeout: float
-) -> list[Row]:
+def wait_rows(pending: Sequence[S], rows_of: Callable[[S], list[Row] | None], f: Follower, stack: Stack,
+              timeout: float) -> list[Row]:
+    """Follow the downstream topics until every item has its rows (in the items' order)."""
     deadline = time.monotonic() + timeout
     done: dict[int, list[Row]] = {}
     while len(done) < len(pending):
         if time.monotonic() > deadline:
-            missing = [pending[i][0].name for i in range(len(pending)) if i not in done]
+            missing = [pending[i].name for i in range(len(pending)) if i not in done]
             raise click.ClickException(f"timed out after {timeout:.0f}s waiting for results of {missing}")
         stack.check()
         f.poll(0.5)
-        for i, (path, mail, where) in enumerate(pending):
+        for i, item in enumerate(pending):
             if i not in done:
-                rows = _rows_for(mail_round, path, mail, where, f)
+                rows = rows_of(item)
                 if rows is not None:
                     done[i] = rows
     return [row for i in range(len(pending)) for row in done[i]]
 
 
-def _print(rows: list[Row], as_json: bool) -> None:
+def print_rows(rows: list[Row], as_json: bool) -> None:
     for row in rows:
         if as_json:
             click.echo(json.dumps(row.as_dict(), ensure_ascii=False))
