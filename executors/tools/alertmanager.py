@@ -17,7 +17,7 @@ from urllib.parse import quote
 
 import httpx
 
-from executors.base import ActionSpec, Executor, Rollback, RunContext, ToolResult
+from executors.base import ActionSpec, Executor, P, Rollback, RunContext, ToolResult
 from executors.errors import NotExecutableError, NotFoundError, ToolNotConfiguredError, UpstreamError
 from executors.params import (
     AlertName,
@@ -116,6 +116,19 @@ def _silence_path(silence_id: str) -> str:
     return f"/api/v2/silence/{quote(silence_id, safe='')}"
 
 
+class AlertmanagerExecutor(Executor[P]):
+    backend = "alertmanager"
+
+    def __init__(self, api: AlertmanagerApi | None) -> None:
+        self.api = api
+
+    @classmethod
+    def from_backend(cls, backend: object | None) -> Self:
+        if backend is not None and not isinstance(backend, AlertmanagerApi):
+            raise TypeError(f"{cls.spec.name} needs an AlertmanagerApi backend, got {type(backend).__name__}")
+        return cls(backend)
+
+
 class SilenceParams(Params):
     alertname: AlertName
     cluster: LabelValue | None = None
@@ -125,7 +138,7 @@ class SilenceParams(Params):
     comment: Comment
 
 
-class Silence(Executor[SilenceParams]):
+class Silence(AlertmanagerExecutor[SilenceParams]):
     spec = ActionSpec(
         name="alertmanager.silence",
         description="Silence one alert (by alertname, optionally narrowed by cluster/namespace/workload) for a "
@@ -133,16 +146,6 @@ class Silence(Executor[SilenceParams]):
         params=SilenceParams,
         risk=Risk.LOW,
     )
-    backend = "alertmanager"
-
-    def __init__(self, api: AlertmanagerApi | None) -> None:
-        self.api = api
-
-    @classmethod
-    def from_backend(cls, backend: object | None) -> Self:
-        if backend is not None and not isinstance(backend, AlertmanagerApi):
-            raise TypeError(f"alertmanager.silence needs an AlertmanagerApi backend, got {type(backend).__name__}")
-        return cls(backend)
 
     async def _run(self, params: SilenceParams, ctx: RunContext) -> ToolResult:
         labels = dict(self.api.matcher_labels if self.api else DEFAULT_MATCHER_LABELS)
@@ -187,8 +190,8 @@ class ExpireSilenceParams(Params):
     silence_id: SilenceId
 
 
-class ExpireSilence(Executor[ExpireSilenceParams]):
-    """Only reached as the automatic rollback of a silence (the policy catalogue does not offer it)."""
+class ExpireSilence(AlertmanagerExecutor[ExpireSilenceParams]):
+    """Only reached as a rollback of a silence (automatic or `rcaflow rollback`); the policy catalogue lacks it."""
 
     spec = ActionSpec(
         name="alertmanager.expire_silence",
@@ -197,18 +200,6 @@ class ExpireSilence(Executor[ExpireSilenceParams]):
         params=ExpireSilenceParams,
         risk=Risk.LOW,
     )
-    backend = "alertmanager"
-
-    def __init__(self, api: AlertmanagerApi | None) -> None:
-        self.api = api
-
-    @classmethod
-    def from_backend(cls, backend: object | None) -> Self:
-        if backend is not None and not isinstance(backend, AlertmanagerApi):
-            raise TypeError(
-                f"alertmanager.expire_silence needs an AlertmanagerApi backend, got {type(backend).__name__}"
-            )
-        return cls(backend)
 
     async def _run(self, params: ExpireSilenceParams, ctx: RunContext) -> ToolResult:
         silence_id = params.silence_id

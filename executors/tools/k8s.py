@@ -134,7 +134,7 @@ class UndoRestartParams(Params):
 
 
 class UndoRestart(K8sExecutor[UndoRestartParams]):
-    """Only reached as the automatic rollback of a restart (the policy catalogue does not offer it)."""
+    """Only reached as a rollback of a restart (automatic or `rcaflow rollback`); the policy catalogue lacks it."""
 
     spec = ActionSpec(
         name="k8s.undo_restart",
@@ -297,7 +297,7 @@ class RemovePodAnnotationParams(Params):
 
 
 class RemovePodAnnotation(K8sExecutor[RemovePodAnnotationParams]):
-    """Only reached as the automatic rollback of annotating a key that was unset (not in the policy catalogue)."""
+    """Only reached as a rollback of annotating an unset key (`rcaflow rollback`); not in the policy catalogue."""
 
     spec = ActionSpec(
         name="k8s.remove_pod_annotation",
