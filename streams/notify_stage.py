@@ -383,7 +383,7 @@ class Notifier:
                                tuple(posted), tuple(updated), tuple(unchanged))
 
     async def decided(self, action: ActionEvent) -> NotificationRef | None:
-        """Show a decision (approved / rejected / expired) on the incident's message.
+        """Show a decision (approved / rejected / expired) or an outcome (succeeded / failed / rolled back).
 
         Slack: ``chat.update`` of the posted message, rebuilt with the action's new state (who, when;
         its buttons gone). DingTalk cannot edit: one short follow-up naming only this action. Nothing
@@ -397,8 +397,13 @@ class Notifier:
         sent = _Sent.load(self._store.get(key))
         shown = sent.shown_result()
         if shown is None or not sent.channels:
-            logger.info("notify: no message remembered for %s; decision on %s not shown", key, action.action_id,
-                        extra={"tenant": action.tenant, "incident_id": action.incident_id})
+            # Not posted yet (an auto-approved action can finish before its first response is out): keep the
+            # state, so the first message shows it; or the message was forgotten, and the row goes again later.
+            sent.actions = [_stored(a) for a in _merge(sent.actions, [action])]
+            sent.updated_at = self._clock().isoformat()
+            self._store[key] = sent.dump()
+            logger.info("notify: no message for %s yet; %s of %s kept for it", key, action.state.value,
+                        action.action_id, extra={"tenant": action.tenant, "incident_id": action.incident_id})
             return None
         merged = _merge(sent.actions, [action])
         sent.actions = [_stored(a) for a in merged]

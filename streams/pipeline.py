@@ -305,6 +305,14 @@ class Pipeline:
         self.count("decide", "ok")
         return StageResult(outs, state=updated, subject=result)
 
+    def outcome_to_show(self, value: bytes, where: Position) -> ActionEvent | None:
+        """An action's final execution state (succeeded / failed / rolled back), for its incident's message."""
+        try:
+            action: ActionEvent = self.decode(value, ActionEvent, where)
+        except (CodecError, ValidationError):
+            return None  # the audit agent reports undecodable actions
+        return action if action.state in _OUTCOMES else None
+
     # ------------------------------------------------------------------ approvals
     def pending_change(self, value: bytes, where: Position) -> tuple[str, dict[str, Any] | None] | None:
         """How an action record changes the table of actions awaiting approval: ("set", action) or ("drop", None)."""
@@ -524,3 +532,4 @@ def _who(action: ActionEvent) -> tuple[AuditKind, str]:
 _DECIDED = frozenset({ActionState.APPROVED, ActionState.REJECTED, ActionState.EXPIRED, ActionState.RUNNING,
                       ActionState.SUCCEEDED, ActionState.FAILED})
 _EXECUTION_STATES = frozenset({"running", "succeeded", "failed", "rolled_back"})
+_OUTCOMES = frozenset({ActionState.SUCCEEDED, ActionState.FAILED, ActionState.ROLLED_BACK})

@@ -278,6 +278,14 @@ def build_app(settings: Settings, bootstrap: str, pipeline: Pipeline) -> faust.A
                     decided[key] = remember_decision(action)
                 await to_notifier(action.tenant, action.incident_id, decided_request(action))
 
+    @app.agent(actions, name="notify-outcomes")
+    async def notify_outcomes(stream: faust.StreamT[bytes]) -> None:
+        # How it ended (a rollback included) shows on the incident's message, so the loop is visible in chat.
+        async for value, pos in values(stream):
+            action = pipeline.outcome_to_show(value, pos)
+            if action is not None:
+                await to_notifier(action.tenant, action.incident_id, decided_request(action))
+
     @app.agent(approvals, name="approvals")
     async def decide_approvals(stream: faust.StreamT[bytes]) -> None:
         async for value, pos in values(stream):

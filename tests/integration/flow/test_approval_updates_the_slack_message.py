@@ -1,4 +1,4 @@
-"""The worker posts an incident's first response to Slack and edits that message when someone approves."""
+"""The worker posts an incident's first response to Slack and edits it when someone approves and when it ran."""
 
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ def test_an_approval_edits_the_first_response_to_show_who_approved(
         monkeypatch.setenv(f"{env}CHANNEL", "C0123")
         monkeypatch.setenv(f"{env}API_BASE", f"{base}/api")
         monkeypatch.setenv("RCAFLOW_NOTIFY__PRUNE_INTERVAL_S", "0.5")  # prune ticks flow; nothing is a day old
-        with stack_for(broker.bootstrap, tmp_path, roles=("worker",)) as stack:  # type: ignore[attr-defined]
+        with stack_for(broker.bootstrap, tmp_path) as stack:  # type: ignore[attr-defined]
             prefix = stack.settings.kafka.topic_prefix
             publisher = KafkaPublisher(stack.bootstrap, codec, prefix)
             mail = RawMail(tenant=tenant, message_id=f"<{uuid.uuid4().hex}@t>", mailbox="t", source=SourceKind.FILE,
@@ -70,4 +70,9 @@ def test_an_approval_edits_the_first_response_to_show_who_approved(
             assert edited["ts"] == "1764072000.000100" and edited["channel"] == "C0123"
             assert "*approved* at " in json.dumps(edited["blocks"])
             assert not [block for block in edited["blocks"] if block["type"] == "actions"]
+            # Then the executor runs it (a dry run by default) and the same message says how it ended.
+            _, ran = wait_for_call(
+                standin, lambda c: c[0] == "chat.update" and json.dumps(c[1]).count("*succeeded*") >= 2,
+                stack.check, "the edit showing both actions finished")
+            assert ran["ts"] == "1764072000.000100"
             publisher.close_sync()

@@ -136,3 +136,30 @@ def test_a_record_that_is_no_notify_request_is_refused_not_guessed() -> None:
     for raw in (b"not json", b"[1]", b'{"decided": {"tenant": "acme"}}', b'{"other": 1}'):
         with pytest.raises(NotifyRequestError):
             parse_request(raw)
+
+
+def test_an_outcome_that_arrives_before_the_first_response_is_in_it() -> None:
+    standin, store = SlackApiStandIn(), JsonTable()
+    notifier = slack_notifier(standin, store)
+    # The executor can finish an auto-approved action before the worker's first response is out.
+    early = show(notifier, decided(ActionState.SUCCEEDED, "dry run: would collect diagnostics"))
+    assert early is None and standin.calls == []
+
+    handle(notifier, rca(), actions())
+
+    method, body = standin.calls[-1]
+    assert method == "chat.postMessage"
+    assert "*succeeded*: dry run: would collect diagnostics" in json.dumps(body["blocks"], ensure_ascii=False)
+
+
+def test_a_failed_action_and_its_rollback_show_on_the_message() -> None:
+    standin, store = SlackApiStandIn(), JsonTable()
+    notifier = slack_notifier(standin, store)
+    handle(notifier, rca(), actions())
+    show(notifier, decided(ActionState.FAILED, "not confirmed within 300 s: 1 out of 2 new replicas updated"))
+    rollback = decided(ActionState.SUCCEEDED, "undo the restart", action_id="rb-1").model_copy(
+        update={"name": "restart etcd member:rollback", "rollback_of": "act-1", "at": NOW + timedelta(minutes=3)})
+    show(notifier, rollback)
+    text = json.dumps(standin.calls[-1][1]["blocks"], ensure_ascii=False)
+    assert "*failed*: not confirmed within 300 s" in text
+    assert "restart etcd member:rollback" in text and "*succeeded*: undo the restart" in text
