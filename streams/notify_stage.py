@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from executors.approvals import LinkSigner
 from executors.notify import ApprovalChannel, MessageRef, NotifyError, RateLimitedError
-from schemas.records import ActionEvent, ActionState, Engine, RcaResult
+from schemas.records import ActionEvent, ActionState, Engine, RcaResult, Risk
 from streams.approvals.router import approval_links
 
 logger = logging.getLogger(__name__)
@@ -228,6 +228,13 @@ def _merge(known: Iterable[dict[str, Any]], new: Sequence[ActionEvent]) -> list[
     return list(merged.values())[-MAX_ACTIONS:]
 
 
+def _worth_a_follow_up(action: ActionEvent) -> bool:
+    """For channels that cannot edit (DingTalk): decisions, failures and rollbacks, and what a human approved."""
+    if action.state is ActionState.SUCCEEDED:
+        return action.risk is Risk.HIGH or action.rollback_of is not None
+    return True
+
+
 def _digest(result: RcaResult, actions: Sequence[ActionEvent]) -> str:
     """What a reader would see change; links are left out (they carry fresh nonces every time)."""
     shown = {
@@ -419,6 +426,9 @@ class Notifier:
                 unchanged.append(name)  # never posted there (a retry of the first response will), or shown
                 continue
             ref = MessageRef(channel=name, conversation=entry.get("conversation"), ts=entry.get("ts"))
+            if not ref.ts and not _worth_a_follow_up(action):
+                unchanged.append(name)  # a chat that cannot edit gets no message per routine success
+                continue
             try:
                 await channel.update(ref, shown, merged if ref.ts else latest)
             except NotifyError as exc:

@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import pytest
 
-from schemas.records import ActionEvent, ActionState
+from schemas.records import ActionEvent, ActionState, Risk
 from streams.notify_stage import (
     PRUNE_TICK,
     NotificationRef,
@@ -163,3 +163,22 @@ def test_a_failed_action_and_its_rollback_show_on_the_message() -> None:
     text = json.dumps(standin.calls[-1][1]["blocks"], ensure_ascii=False)
     assert "*failed*: not confirmed within 300 s" in text
     assert "restart etcd member:rollback" in text and "*succeeded*: undo the restart" in text
+
+
+def test_dingtalk_hears_of_failures_and_approved_runs_but_not_of_every_routine_success() -> None:
+    clock = Clock()
+    robot = DingTalkRobotStandIn(clock=clock)
+    notifier = Notifier({"acme": {"dingtalk": dingtalk(robot, clock)}}, JsonTable(), link_signer=SIGNER,
+                        public_base_url=BASE, clock=lambda: NOW)
+    handle(notifier, rca(), actions())
+    routine = actions()[1]
+    assert routine.risk is not Risk.HIGH
+    show(notifier, routine.model_copy(update={"state": ActionState.SUCCEEDED, "result": "collected",
+                                              "at": NOW + timedelta(minutes=1)}))
+    assert len(robot.received) == 1  # the first response only
+    show(notifier, routine.model_copy(update={"state": ActionState.FAILED, "result": "pods not found",
+                                              "at": NOW + timedelta(minutes=2)}))
+    show(notifier, decided(ActionState.SUCCEEDED, "restarted"))  # high risk, approved by a human
+    assert len(robot.received) == 3
+    assert "failed" in robot.received[1]["markdown"]["text"]
+    assert "succeeded" in robot.received[2]["markdown"]["text"]
