@@ -27,7 +27,7 @@ import logging
 import threading
 from collections import deque
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
@@ -50,19 +50,28 @@ _AFTER_APPROVAL = frozenset(
 
 
 class ActionLedger:
-    """Latest known state per action id, as read from the actions topic."""
+    """Latest known state per action id, as read from the actions topic (and the record of each still running)."""
 
     def __init__(self) -> None:
         self._state: dict[str, ActionState] = {}
+        self._running: dict[str, ActionEvent] = {}
 
     def see(self, action: ActionEvent) -> None:
         known = self._state.get(action.action_id)
         if known in _AFTER_APPROVAL and action.state not in _AFTER_APPROVAL:
             return  # an old approval re-read after the run started must not hide the run
         self._state[action.action_id] = action.state
+        if action.state is ActionState.RUNNING:
+            self._running[action.action_id] = action
+        else:
+            self._running.pop(action.action_id, None)
 
     def already_started(self, action_id: str) -> bool:
         return self._state.get(action_id) in _AFTER_APPROVAL
+
+    def still_running(self, action_id: str) -> ActionEvent | None:
+        """The ``running`` record of an action that has no outcome yet, if that is where it stands."""
+        return self._running.get(action_id)
 
 
 class OffsetTracker:
@@ -142,6 +151,8 @@ class ExecutorService:
         self._slots = asyncio.Semaphore(max(1, concurrency))
         self._offsets = OffsetTracker()
         self._stop_grace_s = stop_grace_s
+        #: After this, a run without an outcome cannot belong to a live executor any more.
+        self._abandoned_after = timedelta(seconds=self._confirm.within_s + stop_grace_s + 60)
         config: dict[str, Any] = {
             "bootstrap.servers": bootstrap,
             "group.id": self._group,
@@ -259,6 +270,9 @@ class ExecutorService:
         if self._ledger.already_started(action.action_id):
             logger.info("executor: %s already ran; not running it again", action.action_id,
                         extra={"action_id": action.action_id, "tenant": action.tenant})
+            left = self._ledger.still_running(action.action_id)
+            if left is not None:
+                await self._settle_abandoned(left)
             return
         running = action.model_copy(update={"state": ActionState.RUNNING, "at": self._clock(),
                                              "dry_run": self._dry_run, "reason": "executor started"})
@@ -289,6 +303,33 @@ class ExecutorService:
             await self._roll_back(final, undo)
         elif action.rollback_of is not None:
             await self._mark_rolled_back(final)  # a rollback an operator asked for (rcaflow rollback)
+
+    async def _settle_abandoned(self, running: ActionEvent) -> None:
+        """A re-delivered approval whose run never ended: its executor died (or lost the partition) mid-run.
+
+        Not run again (it may have taken effect). Once no live executor can still be on it (its confirm
+        window and stop grace are over) and no outcome showed up, it is written ``failed`` so it never
+        stays ``running``. Holding this record's offset meanwhile keeps the check across restarts.
+        """
+        deadline = _aware(running.at) + self._abandoned_after
+        while (remaining := (deadline - self._clock()).total_seconds()) > 0:
+            if self._ledger.still_running(running.action_id) is None:
+                return  # the other executor finished it
+            try:
+                await asyncio.wait_for(self._stopping.wait(), timeout=min(remaining, 5.0))
+                return  # stopping: the next owner of the partition checks again
+            except TimeoutError:
+                continue
+        if self._ledger.still_running(running.action_id) is None:
+            return
+        logger.warning("executor: %s (%s) was left running since %s; recording it as interrupted",
+                       running.action_id, running.name, running.at.isoformat(),
+                       extra={"action_id": running.action_id, "tenant": running.tenant})
+        await self._write(running.model_copy(update={
+            "state": ActionState.FAILED, "at": self._clock(),
+            "result": f"interrupted: the executor stopped while running this action (started "
+                      f"{running.at.isoformat()}) and never recorded an outcome; not run again - it may have "
+                      "taken effect, check the target"}))
 
     def _undo_for(self, action: ActionEvent, outcome: ExecutionOutcome) -> Rollback | None:
         """The inverse to run now: only for a real run that took effect and failed, when the policy allows it."""
@@ -331,3 +372,7 @@ class ExecutorService:
     async def _write(self, action: ActionEvent) -> None:
         self._ledger.see(action)
         await self._publisher.publish(ACTIONS, f"{action.tenant}:{action.action_id}", action)
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
