@@ -23,6 +23,7 @@ LAZY_COMMANDS: dict[str, str] = {
     "parse": "streams.commands.parse:parse",
     "policy": "streams.commands.policy:policy",
     "replay": "streams.commands.replay:replay",
+    "stats": "streams.commands.stats:stats",
     "rollback": "streams.commands.rollback:rollback",
 }
 
