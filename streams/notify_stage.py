@@ -25,6 +25,7 @@ from executors.approvals import LinkSigner
 from executors.notify import ApprovalChannel, MessageRef, NotifyError, RateLimitedError
 from schemas.records import ActionEvent, ActionState, Engine, RcaResult, Risk
 from streams.approvals.router import approval_links
+from streams.table_pruning import forget_older
 
 logger = logging.getLogger(__name__)
 
@@ -267,10 +268,6 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-
-
 def forget_stale(
     store: MutableMapping[str, Any],
     *,
@@ -284,21 +281,7 @@ def forget_stale(
     ``updated_at`` (written before rows had one) counts as stale. ``owned`` limits the sweep to
     the keys this caller may delete (a Faust worker: the keys of the partition it is handling).
     """
-    horizon = _aware(now) - keep
-    stale = []
-    for key, raw in list(store.items()):
-        if not owned(key):
-            continue
-        stamp = raw.get("updated_at") if isinstance(raw, Mapping) else None
-        try:
-            fresh = isinstance(stamp, str) and _aware(datetime.fromisoformat(stamp)) >= horizon
-        except ValueError:
-            fresh = False
-        if not fresh:
-            stale.append(key)
-    for key in stale:
-        del store[key]
-    return stale
+    return forget_older(store, field="updated_at", now=now, keep=keep, owned=owned)
 
 
 class Notifier:

@@ -24,6 +24,7 @@ from schemas.records import (
     DeadLetter,
     Decision,
 )
+from streams.table_pruning import forget_older
 
 
 class RejectionReason(StrEnum):
@@ -241,17 +242,4 @@ def forget_decisions(
     owned: Callable[[str], bool] = lambda _key: True,
 ) -> list[str]:
     """Delete remembered decisions older than ``keep``; a later duplicate is then refused as unknown."""
-    horizon = _aware(now) - keep
-    stale = []
-    for key, raw in list(store.items()):
-        if not owned(key):
-            continue
-        try:
-            fresh = isinstance(raw, Mapping) and _aware(datetime.fromisoformat(str(raw.get("at")))) >= horizon
-        except ValueError:
-            fresh = False
-        if not fresh:
-            stale.append(key)
-    for key in stale:
-        del store[key]
-    return stale
+    return forget_older(store, field="at", now=now, keep=keep, owned=owned)
