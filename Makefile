@@ -54,6 +54,7 @@ bench: $(TEST_STAMP) system-deps
 	$(BIN)/python -m benchmarks.webhook_bench --out benchmarks/results.json
 	$(BIN)/python -m benchmarks.rca_bench --out benchmarks/results.json
 	$(BIN)/python -m benchmarks.bench_imap --out benchmarks/results.json
+	$(BIN)/python -m benchmarks.bench_imap --server cyrus --out benchmarks/results.json
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
