@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
 from click.testing import CliRunner, Result
@@ -40,6 +42,25 @@ def _last(records: list[Record], action_id: str) -> ActionEvent:
     return [r for r in records if isinstance(r, ActionEvent) and r.action_id == action_id][-1]
 
 
+@asynccontextmanager
+async def executor_on(bootstrap: str, codec: Codec, prefix: str, cluster: K8sStandIn, *,
+                      confirm: ConfirmPolicy, stop_grace_s: float = 20.0) -> AsyncIterator[KafkaPublisher]:
+    """A real (not dry-run) executor on ``prefix`` acting on the stand-in cluster; yields a publisher for actions."""
+    api = k8s_api(cluster.app())
+    publisher = KafkaPublisher(bootstrap, codec, prefix)
+    service = ExecutorService(bootstrap=bootstrap, codec=codec, publisher=publisher,
+                              registry=ToolRegistry({"k8s": api}), topic_prefix=prefix, dry_run=False,
+                              confirm=confirm, stop_grace_s=stop_grace_s)
+    running = asyncio.create_task(service.run())
+    try:
+        yield publisher
+    finally:
+        service.stop()
+        await running
+        publisher.close_sync()
+        await api.aclose()
+
+
 def test_failed_restart_is_rolled_back_only_when_the_policy_says_undo(
     broker: object, codec: Codec, topic_prefix: str
 ) -> None:
@@ -56,13 +77,8 @@ def test_failed_restart_is_rolled_back_only_when_the_policy_says_undo(
     reader = TopicReader(bootstrap, codec, ACTIONS, topic_prefix)
 
     async def scenario() -> None:
-        api = k8s_api(cluster.app())
-        publisher = KafkaPublisher(bootstrap, codec, topic_prefix)
-        service = ExecutorService(bootstrap=bootstrap, codec=codec, publisher=publisher,
-                                  registry=ToolRegistry({"k8s": api}), topic_prefix=topic_prefix, dry_run=False,
-                                  confirm=ConfirmPolicy(within_s=1.0, every_s=0.05))
-        running = asyncio.create_task(service.run())
-        try:
+        quick = ConfirmPolicy(within_s=1.0, every_s=0.05)
+        async with executor_on(bootstrap, codec, topic_prefix, cluster, confirm=quick) as publisher:
             for action in (_restart(tenant, undo, "vmalert", "undo"), _restart(tenant, keep, "vmalert-b", "keep"),
                            _restart(tenant, fine, "vmalert-ok", "undo")):
                 await publisher.publish(ACTIONS, f"{tenant}:{action.action_id}", action)
@@ -73,11 +89,6 @@ def test_failed_restart_is_rolled_back_only_when_the_policy_says_undo(
 
             await asyncio.to_thread(reader.wait_for, finished, 60.0, "the three outcomes")
             await asyncio.to_thread(reader.poll, 1.0)  # anything wrong written after them shows up too
-        finally:
-            service.stop()
-            await running
-            publisher.close_sync()
-            await api.aclose()
 
     asyncio.run(scenario())
     records = reader.records
@@ -115,22 +126,12 @@ def test_an_action_cut_short_by_a_stop_is_recorded_as_interrupted(
     reader = TopicReader(bootstrap, codec, ACTIONS, topic_prefix)
 
     async def scenario() -> None:
-        api = k8s_api(cluster.app())
-        publisher = KafkaPublisher(bootstrap, codec, topic_prefix)
-        service = ExecutorService(bootstrap=bootstrap, codec=codec, publisher=publisher,
-                                  registry=ToolRegistry({"k8s": api}), topic_prefix=topic_prefix, dry_run=False,
-                                  confirm=ConfirmPolicy(within_s=600, every_s=0.05), stop_grace_s=0.2)
-        running = asyncio.create_task(service.run())
-        try:
+        quick = ConfirmPolicy(within_s=600, every_s=0.05)
+        async with executor_on(bootstrap, codec, topic_prefix, cluster, confirm=quick, stop_grace_s=0.2) as publisher:
             action = _restart(tenant, "act-1", "vmalert", "undo")
             await publisher.publish(ACTIONS, f"{tenant}:act-1", action)
             await asyncio.to_thread(reader.wait_for, lambda rs: ActionState.RUNNING in _states(rs, "act-1"), 60.0,
                                     "the restart to start")
-        finally:
-            service.stop()
-            await running
-            publisher.close_sync()
-            await api.aclose()
 
     asyncio.run(scenario())
     reader.wait_for(lambda rs: ActionState.FAILED in _states(rs, "act-1"), 30.0, "the interruption record")
@@ -157,13 +158,8 @@ def test_an_operator_rolls_back_a_scale_with_rcaflow_rollback(
     cli = ["--bootstrap", bootstrap, "--prefix", topic_prefix, "--by", "alice", "--yes"]
 
     async def scenario() -> tuple[Result, Result, Result]:
-        api = k8s_api(cluster.app())
-        publisher = KafkaPublisher(bootstrap, codec, topic_prefix)
-        service = ExecutorService(bootstrap=bootstrap, codec=codec, publisher=publisher,
-                                  registry=ToolRegistry({"k8s": api}), topic_prefix=topic_prefix, dry_run=False,
-                                  confirm=ConfirmPolicy(within_s=5.0, every_s=0.05))
-        running = asyncio.create_task(service.run())
-        try:
+        quick = ConfirmPolicy(within_s=5.0, every_s=0.05)
+        async with executor_on(bootstrap, codec, topic_prefix, cluster, confirm=quick) as publisher:
             too_early = await asyncio.to_thread(CliRunner().invoke, rollback, ["act-scale", *cli])
             await publisher.publish(ACTIONS, f"{tenant}:act-scale", scale)
             await asyncio.to_thread(reader.wait_for, lambda rs: ActionState.SUCCEEDED in _states(rs, "act-scale"),
@@ -172,11 +168,6 @@ def test_an_operator_rolls_back_a_scale_with_rcaflow_rollback(
             await asyncio.to_thread(reader.wait_for, lambda rs: ActionState.ROLLED_BACK in _states(rs, "act-scale"),
                                     60.0, "the rollback")
             again = await asyncio.to_thread(CliRunner().invoke, rollback, ["act-scale", *cli])
-        finally:
-            service.stop()
-            await running
-            publisher.close_sync()
-            await api.aclose()
         return too_early, requested, again
 
     too_early, requested, again = asyncio.run(scenario())
