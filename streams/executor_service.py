@@ -159,6 +159,9 @@ class ExecutorService:
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",
             "isolation.level": "read_committed",
+            # The loop stops polling while every slot watches a rollout (or waits out an abandoned run); a
+            # group that expels us then would only re-deliver to a peer that has to wait as long.
+            "max.poll.interval.ms": max(300_000, int((self._abandoned_after.total_seconds() * 2 + 60) * 1000)),
         }
         if fast_rebalance:
             config.update({"session.timeout.ms": 6000, "heartbeat.interval.ms": 500})
