@@ -5,13 +5,16 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import TypeVar
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
+from producers.publisher import KafkaPublisher
 from schemas.codec import Codec
-from schemas.records import Record
-from schemas.topics import TopicSpec
+from schemas.records import RawMail, Record, SourceKind
+from schemas.topics import RAW_MAIL, TopicSpec
 
 R = TypeVar("R", bound=Record)
 
@@ -60,3 +63,10 @@ class TopicReader:
 
     def close(self) -> None:
         self._consumer.close()
+
+
+def send_mail_file(publisher: KafkaPublisher, tenant: str, path: Path) -> None:
+    """Put one mail file on raw-mail for ``tenant``, as the IMAP producer would, with a fresh Message-ID."""
+    mail = RawMail(tenant=tenant, message_id=f"<{uuid.uuid4().hex}@t>", mailbox="t", source=SourceKind.FILE,
+                   received_at=datetime.now(UTC), raw=path.read_bytes())
+    publisher.publish_sync(RAW_MAIL, f"{tenant}:m", mail)

@@ -16,14 +16,12 @@ from schemas.records import (
     AuditRecord,
     DeadLetter,
     Decision,
-    RawMail,
     Record,
     Risk,
-    SourceKind,
 )
-from schemas.topics import ACTIONS, APPROVALS, AUDIT, DEAD_LETTER, RAW_MAIL
+from schemas.topics import ACTIONS, APPROVALS, AUDIT, DEAD_LETTER
 from streams.supervisor import Stack
-from tests.integration.flow.helpers import TopicReader
+from tests.integration.flow.helpers import TopicReader, send_mail_file
 
 
 def _actions(records: list[Record], tenant: str) -> list[ActionEvent]:
@@ -36,9 +34,7 @@ def test_approved_high_risk_action_runs_once_and_a_second_click_changes_nothing(
     tenant = f"t-{uuid.uuid4().hex[:6]}"
     prefix = stack.settings.kafka.topic_prefix
     publisher = KafkaPublisher(stack.bootstrap, codec, prefix)
-    mail = RawMail(tenant=tenant, message_id=f"<{uuid.uuid4().hex}@t>", mailbox="t", source=SourceKind.FILE,
-                   received_at=datetime.now(UTC), raw=(samples_dir / "jenkins_restart.eml").read_bytes())
-    publisher.publish_sync(RAW_MAIL, f"{tenant}:m", mail)
+    send_mail_file(publisher, tenant, samples_dir / "jenkins_restart.eml")
 
     reader = TopicReader(stack.bootstrap, codec, ACTIONS, prefix, alive=stack.check)
     records = reader.wait_for(

@@ -14,9 +14,10 @@ import pytest
 
 from producers.publisher import KafkaPublisher
 from schemas.codec import Codec
-from schemas.records import ApprovalDecision, Decision, RawMail, SourceKind
-from schemas.topics import APPROVALS, RAW_MAIL
+from schemas.records import ApprovalDecision, Decision
+from schemas.topics import APPROVALS
 from tests.integration.flow.conftest import stack_for
+from tests.integration.flow.helpers import send_mail_file
 from tests.support.loopback import serve
 from tests.unit.executors.notify.notify_helpers import BOT_TOKEN, SlackApiStandIn
 
@@ -49,9 +50,7 @@ def test_an_approval_edits_the_first_response_to_show_who_approved(
         with stack_for(broker.bootstrap, tmp_path) as stack:  # type: ignore[attr-defined]
             prefix = stack.settings.kafka.topic_prefix
             publisher = KafkaPublisher(stack.bootstrap, codec, prefix)
-            mail = RawMail(tenant=tenant, message_id=f"<{uuid.uuid4().hex}@t>", mailbox="t", source=SourceKind.FILE,
-                           received_at=datetime.now(UTC), raw=(samples_dir / "jenkins_restart.eml").read_bytes())
-            publisher.publish_sync(RAW_MAIL, f"{tenant}:m", mail)
+            send_mail_file(publisher, tenant, samples_dir / "jenkins_restart.eml")
 
             _, posted = wait_for_call(standin, lambda c: c[0] == "chat.postMessage", stack.check,
                                       "the first response")

@@ -19,13 +19,11 @@ from schemas.records import (
     AuditRecord,
     DeadLetter,
     Decision,
-    RawMail,
     Record,
-    SourceKind,
 )
-from schemas.topics import ACTIONS, APPROVALS, AUDIT, DEAD_LETTER, RAW_MAIL
+from schemas.topics import ACTIONS, APPROVALS, AUDIT, DEAD_LETTER
 from streams.supervisor import Stack
-from tests.integration.flow.helpers import TopicReader
+from tests.integration.flow.helpers import TopicReader, send_mail_file
 
 
 def test_an_approve_and_a_reject_from_two_replicas_run_the_action_once_and_refuse_the_second(
@@ -34,9 +32,7 @@ def test_an_approve_and_a_reject_from_two_replicas_run_the_action_once_and_refus
     tenant = f"t-{uuid.uuid4().hex[:6]}"
     prefix = stack.settings.kafka.topic_prefix
     publisher = KafkaPublisher(stack.bootstrap, codec, prefix)
-    mail = RawMail(tenant=tenant, message_id=f"<{uuid.uuid4().hex}@t>", mailbox="t", source=SourceKind.FILE,
-                   received_at=datetime.now(UTC), raw=(samples_dir / "jenkins_restart.eml").read_bytes())
-    publisher.publish_sync(RAW_MAIL, f"{tenant}:m", mail)
+    send_mail_file(publisher, tenant, samples_dir / "jenkins_restart.eml")
 
     actions = TopicReader(stack.bootstrap, codec, ACTIONS, prefix, alive=stack.check)
 
