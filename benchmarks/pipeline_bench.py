@@ -31,7 +31,7 @@ from schemas.codec import make_codec
 from schemas.records import RawMail, SourceKind
 from schemas.topics import ACTIONS, INCIDENTS, NORMALIZED, RAW_MAIL, RCA_RESULT, TopicSpec
 from streams.settings import KafkaSettings, Settings, producer_config
-from streams.supervisor import Stack
+from streams.wiring.supervisor import Stack
 
 ROOT = Path(__file__).resolve().parent.parent
 STAGES: list[tuple[str, TopicSpec, TopicSpec]] = [

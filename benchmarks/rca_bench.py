@@ -1,6 +1,6 @@
 """The RCA engine's numbers on the real broker and worker: triage with evidence, LLM throughput, dedup before the LLM.
 
-Three phases, each against a fresh worker process (streams.supervisor.Stack) on one embedded broker:
+Three phases, each against a fresh worker process (streams.wiring.supervisor.Stack) on one embedded broker:
 
 1. triage: classified alert events go in on the normalized topic (one tenant each, paced); the worker's
    evidence tools query a real Prometheus (Debian's binary scraping the integration tests' synthetic
@@ -52,7 +52,7 @@ from schemas.codec import Codec, make_codec
 from schemas.records import AlertEvent, AlertStatus, Engine, EventSource, Record, SourceKind
 from schemas.topics import INCIDENTS, NORMALIZED, RCA_RESULT, TopicSpec
 from streams.settings import KafkaSettings, Settings, producer_config
-from streams.supervisor import Stack
+from streams.wiring.supervisor import Stack
 from tests.integration.evidence.conftest import FIXTURES as PROM_FIXTURES
 from tests.integration.evidence.exporter import Exporter
 from tests.support.loopback import serve

@@ -26,7 +26,7 @@ import httpx
 
 from benchmarks.results import RESULTS, write_results
 from streams.settings import KafkaSettings, Settings
-from streams.supervisor import Stack
+from streams.wiring.supervisor import Stack
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "tests" / "fixtures" / "webhook" / "alertmanager-webhook-v4.json"

@@ -1,0 +1,1 @@
+"""rcaflow's composition root: settings, the stages, the processes that run them, and the `rcaflow` command."""

@@ -8,17 +8,15 @@ from __future__ import annotations
 
 import ipaddress
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import AliasChoices, BaseModel, Field, SecretStr
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from executors.tools.http_reload import ReloadTarget
 from producers.imap.config import ImapConfig
 from producers.msgraph.config import MsgraphConfig
-from streams.http_clients import HttpSettings
-from streams.notify_stage import NotifySettings
 
 STATE_HOME = Path.home() / ".local" / "state" / "rcaflow"
 CACHE_HOME = Path.home() / ".cache" / "rcaflow"
@@ -54,6 +52,63 @@ def producer_config(kafka: KafkaSettings) -> dict[str, str | int]:
     if kafka.single_record_batches:
         config.update({"batch.num.messages": 1, "linger.ms": 0})
     return config
+
+
+class HttpSettings(BaseModel):
+    #: e.g. http://proxy.corp:3128; applies to every outbound call rcaflow makes.
+    proxy: str | None = None
+    #: Hosts rcaflow may call (fnmatch patterns such as "*.aliyuncs.com"); empty means no restriction.
+    allowed_hosts: list[str] = Field(default_factory=list)
+    #: Hosts reached directly even when a proxy is set (fnmatch patterns, e.g. "*.svc", "10.0.0.1"): the
+    #: in-cluster Kubernetes API and Prometheus usually are.
+    no_proxy: list[str] = Field(default_factory=list)
+    timeout_s: float = 30.0
+
+
+class SlackTarget(BaseModel):
+    """A Slack bot (``chat:write``) and the channel it posts to."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    token: SecretStr
+    channel: Annotated[str, Field(pattern=r"^[A-Za-z0-9#_.-]{1,80}$")]
+    api_base: str = "https://slack.com/api"
+
+
+class DingTalkTarget(BaseModel):
+    """A DingTalk custom robot: its webhook URL (carries the access token) and its signing secret."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    webhook_url: SecretStr
+    secret: SecretStr
+
+
+class TenantNotifySettings(BaseModel):
+    """Where one tenant's first responses go; both channels may be set (each gets the message)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    slack: SlackTarget | None = None
+    dingtalk: DingTalkTarget | None = None
+
+
+class NotifySettings(BaseModel):
+    """Per-tenant notification channels. A tenant without an entry is not notified.
+
+    Env (nested into Settings as ``notify``):
+    ``RCAFLOW_NOTIFY__TENANTS__ACME__SLACK__TOKEN``, ``…__SLACK__CHANNEL``,
+    ``RCAFLOW_NOTIFY__TENANTS__ACME__DINGTALK__WEBHOOK_URL``, ``…__DINGTALK__SECRET``.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    tenants: dict[str, TenantNotifySettings] = Field(default_factory=dict)
+    #: How long the worker remembers an incident's message (and an action's decision) after its last
+    #: change; an older incident gets a new message instead of an update.
+    keep_hours: Annotated[float, Field(gt=0)] = 24.0
+    #: How often the worker forgets what is older than ``keep_hours``.
+    prune_interval_s: Annotated[float, Field(gt=0)] = 300.0
 
 
 class LlmSettings(BaseModel):

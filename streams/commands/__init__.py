@@ -1,0 +1,1 @@
+"""Every ``rcaflow`` subcommand, one module each, imported only when it is run."""

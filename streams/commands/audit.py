@@ -19,7 +19,7 @@ from schemas.codec import Codec, make_codec
 from schemas.errors import CodecError
 from schemas.records import AuditRecord
 from schemas.topics import AUDIT
-from streams.commands.topic_read import TopicReadError, read_to_end
+from streams.ops.topic_read import TopicReadError, read_to_end
 from streams.settings import Settings
 
 #: Kept for callers of this module: the topic could not be read.

@@ -15,9 +15,8 @@ from pydantic import ValidationError
 from producers.mail import MailParseError, parse_mail
 from producers.seed_event import SeedEvent, seed_to_event
 from schemas.records import ActionEvent, ActionState, AlertEvent, EventSource, Incident, RcaResult, SourceKind
-from streams.pipeline import Pipeline, Position
-from streams.runtime import build_pipeline
 from streams.settings import Settings
+from streams.wiring.runtime import Stages, build_stages
 
 _WOULD = {
     ActionState.APPROVED: "would run",
@@ -26,7 +25,7 @@ _WOULD = {
 }
 
 
-def _events(path: Path, tenant: str, pipeline: Pipeline, settings: Settings) -> list[AlertEvent]:
+def _events(path: Path, tenant: str, stages: Stages, settings: Settings) -> list[AlertEvent]:
     data = path.read_bytes()
     now = datetime.now(UTC)
     if path.suffix.lower() == ".json":
@@ -40,12 +39,12 @@ def _events(path: Path, tenant: str, pipeline: Pipeline, settings: Settings) -> 
         try:
             parsed = parse_mail(data, tenant=tenant, received_at=now,
                                 source=EventSource(kind=SourceKind.FILE, mailbox=str(path)),
-                                registry=pipeline.templates,
+                                registry=stages.templates,
                                 cluster_names=_cluster_names(settings, tenant))
         except MailParseError as exc:
             raise click.ClickException(f"{path}: no alert found: {exc.reason}") from exc
         events = parsed.events
-    return [pipeline.accept_event(e).record for e in events]  # type: ignore[misc]
+    return [stages.normalize.accept(e).record for e in events]  # type: ignore[misc]
 
 
 def _cluster_names(settings: Settings, tenant: str) -> dict[str, str] | None:
@@ -53,25 +52,24 @@ def _cluster_names(settings: Settings, tenant: str) -> dict[str, str] | None:
     return config.cluster_names if config else None
 
 
-async def _explain_event(pipeline: Pipeline, event: AlertEvent) -> dict[str, Any]:
-    codec = pipeline.codec
-    result, _state = pipeline.dedup(codec.encode(event, topic="normalized"), None, Position("explain"))
+async def _explain_event(stages: Stages, event: AlertEvent) -> dict[str, Any]:
+    result = stages.dedup(event, None)
     if not result.outputs:
         return {"alert": event.alert, "alert_class": event.alert_class, "status": event.status.value,
                 "diagnosis": "resolved with no open incident: nothing to analyse", "evidence": [], "actions": []}
     incident = result.outputs[0].record
     assert isinstance(incident, Incident)
-    triaged = (await pipeline.rca(codec.encode(incident, topic="incidents"), Position("explain"))).outputs
+    triaged = (await stages.rca(incident)).outputs
     final = triaged[0].record
     assert isinstance(final, RcaResult)
     llm_note = "off (no QWEN_API_KEY)"
-    if pipeline.llm is not None:
-        second = await pipeline.second_opinion(codec.encode(final, topic="rca-result"), Position("explain"))
+    if stages.second_opinion is not None:
+        second = await stages.second_opinion(final)
         answers = [o.record for o in second.outputs if isinstance(o.record, RcaResult)]
         llm_note = second.outcome
         if answers:
             final = answers[0]
-    decided = pipeline.decide(codec.encode(final, topic="rca-result"), Position("explain")).outputs
+    decided = stages.decide(final).outputs
     actions = [o.record for o in decided if isinstance(o.record, ActionEvent)]
     return {
         "alert": event.alert,
@@ -125,14 +123,14 @@ def explain(ctx: click.Context, files: tuple[Path, ...], tenant: str | None, as_
     """Parse, triage (with evidence and the LLM when configured) and decide, printing what would happen."""
     settings = ctx.find_root().obj
     assert isinstance(settings, Settings)
-    pipeline = build_pipeline(settings, engines=True)
+    stages = build_stages(settings, engines=True)
     tenant = tenant or settings.api.default_tenant
 
     async def run() -> list[tuple[Path, dict[str, Any]]]:
         reports = []
         for path in files:
-            for event in _events(path, tenant, pipeline, settings):
-                reports.append((path, await _explain_event(pipeline, event)))
+            for event in _events(path, tenant, stages, settings):
+                reports.append((path, await _explain_event(stages, event)))
         return reports
 
     for path, report in asyncio.run(run()):

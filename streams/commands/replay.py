@@ -1,4 +1,4 @@
-"""``rcaflow replay``: the CLI of :mod:`streams.replay` (what past alerts would produce today, acting on nothing)."""
+"""``rcaflow replay``: what past alerts would produce today, in a shadow run that acts on nothing."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import click
 
-from streams.replay import REPLAYABLE, Window, parse_offsets, run_replay
+from streams.ops.replay import REPLAYABLE, Window, parse_offsets, run_replay
 from streams.settings import Settings
 
 _AGO = re.compile(r"^(\d{1,5})([mhd])$")

@@ -24,8 +24,8 @@ from schemas.codec import make_codec
 from schemas.errors import CodecError
 from schemas.records import ActionEvent
 from schemas.topics import ACTIONS
-from streams.commands.topic_read import TopicReadError, read_to_end
-from streams.rollbacks import RollbackRefusedError, plan_rollback
+from streams.executor.rollbacks import RollbackRefusedError, plan_rollback
+from streams.ops.topic_read import TopicReadError, read_to_end
 from streams.settings import Settings
 
 

@@ -13,9 +13,9 @@ from schemas.errors import CodecError
 from schemas.records import ActionEvent, RcaResult, Record
 from schemas.topics import ACTIONS, RCA_RESULT, TopicSpec
 from streams.commands.replay import parse_since
-from streams.commands.topic_read import TopicReadError, read_to_end
+from streams.ops.stats import render, summarize
+from streams.ops.topic_read import TopicReadError, read_to_end
 from streams.settings import Settings
-from streams.stats import render, summarize
 
 
 def _records(bootstrap: str, codec: Codec, spec: TopicSpec, prefix: str, timeout: float) -> list[Record]:

@@ -19,7 +19,7 @@ from executors.llm import ClassBrief, LlmRca, analyse
 from policies import PolicySet, decide, incident_id_for, load_policies, triage
 from producers.fingerprint import alert_fingerprint, event_id
 from schemas.records import AlertEvent, AlertMetrics, AlertStatus, Incident, RcaResult
-from streams.rca_llm import brief_for
+from streams.stages.second_opinion import brief_for
 from tests.unit.executors.llm.standin import ChatStandIn, FakeClock, Reply, make_client
 
 CASES_DIR = Path(__file__).resolve().parent

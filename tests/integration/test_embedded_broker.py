@@ -17,7 +17,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from streams.broker import KafkaMavenBroker, RunningBroker, TansuBroker
 from streams.broker.base import metadata_ok, pid_alive, process_group_members
-from streams.broker.commands import broker as broker_cli
+from streams.commands.broker import broker as broker_cli
 
 FAST_GROUP = {"session.timeout.ms": 2000, "heartbeat.interval.ms": 500}
 
@@ -230,7 +230,7 @@ def test_tansu_round_trip(tmp_path: Path, topic_prefix: str) -> None:
 
 
 def _cli(*args: str) -> list[str]:
-    return [sys.executable, "-c", "from streams.broker.commands import broker; broker()", *args]
+    return [sys.executable, "-c", "from streams.commands.broker import broker; broker()", *args]
 
 
 def _wait_dead(pid: int, deadline_s: float = 30.0) -> bool:

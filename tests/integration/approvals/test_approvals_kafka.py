@@ -23,9 +23,10 @@ from producers.publisher import KafkaPublisher
 from schemas.codec import make_codec
 from schemas.records import ActionEvent, ActionState, ApprovalDecision, AuditKind, Decision, Risk
 from schemas.topics import ACTIONS, APPROVALS, AUDIT
-from streams.approvals import ActionsFeed, ApprovalsConfig, InMemoryPendingActions, build_approvals_router
+from streams.api.actions_view import ActionsFeed, InMemoryPendingActions
+from streams.api.approvals import ApprovalsConfig, build_approvals_router
 from streams.commands.audit import audit
-from streams.topics_admin import ensure_topics
+from streams.wiring.topics_admin import ensure_topics
 from tests.integration.flow.helpers import TopicReader
 
 SECRET = "integration-slack-signing-secret"

@@ -11,7 +11,7 @@ import pytest
 
 from schemas.codec import Codec, make_codec
 from streams.settings import KafkaSettings, Settings
-from streams.supervisor import Stack
+from streams.wiring.supervisor import Stack
 
 
 def stack_for(broker_bootstrap: str, tmp: Path, roles: tuple[str, ...] = ("worker", "executor")) -> Stack:

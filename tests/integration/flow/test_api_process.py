@@ -11,11 +11,11 @@ from pydantic import SecretStr
 from schemas.codec import make_codec
 from schemas.records import DeadLetter
 from schemas.topics import DEAD_LETTER
-from streams.api import TenantAuth
-from streams.api_process import build_api
-from streams.runtime import build_pipeline
+from streams.api.app import TenantAuth
+from streams.api.process import build_api
 from streams.settings import ApprovalSettings, KafkaSettings, Settings
-from streams.topics_admin import ensure_topics
+from streams.wiring.runtime import build_stages
+from streams.wiring.topics_admin import ensure_topics
 from tests.integration.flow.helpers import TopicReader
 
 
@@ -31,7 +31,7 @@ def test_api_process_serves_tools_and_approvals_once_its_view_has_caught_up(
                                    approvers={"acme": ["slack:U1"]}),
     )
     auth = TenantAuth({"acme": SecretStr("s3cret")}, "default")
-    app = build_api(settings, bootstrap, build_pipeline(settings), auth, registry=CollectorRegistry())
+    app = build_api(settings, bootstrap, build_stages(settings), auth, registry=CollectorRegistry())
     headers = {"Authorization": "Bearer s3cret"}
     with TestClient(app) as client:
         deadline = time.monotonic() + 30

@@ -22,7 +22,7 @@ from schemas.records import (
     Record,
 )
 from schemas.topics import ACTIONS, APPROVALS, AUDIT, DEAD_LETTER
-from streams.supervisor import Stack
+from streams.wiring.supervisor import Stack
 from tests.integration.flow.helpers import TopicReader, send_mail_file
 
 

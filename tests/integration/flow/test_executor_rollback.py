@@ -17,9 +17,9 @@ from schemas.codec import Codec
 from schemas.records import ActionEvent, ActionState, Record, Risk
 from schemas.topics import ACTIONS
 from streams.commands.rollback import rollback
-from streams.executor_service import ExecutorService
-from streams.rollbacks import rollback_id
-from streams.topics_admin import ensure_topics
+from streams.executor.rollbacks import rollback_id
+from streams.executor.service import ExecutorService
+from streams.wiring.topics_admin import ensure_topics
 from tests.integration.flow.helpers import TopicReader
 from tests.unit.executors.exec_helpers import k8s_api
 from tests.unit.executors.k8s_standin import K8sStandIn

@@ -27,10 +27,10 @@ from schemas.records import (
     SourceKind,
 )
 from schemas.topics import ACTIONS, AUDIT, DEAD_LETTER, INCIDENTS, NORMALIZED, RAW_MAIL, RCA_RESULT
-from streams.api import TenantAuth, create_app
-from streams.runtime import build_pipeline
+from streams.api.app import TenantAuth, create_app
 from streams.settings import KafkaSettings, Settings
-from streams.supervisor import Stack
+from streams.wiring.runtime import build_stages
+from streams.wiring.supervisor import Stack
 from tests.integration.flow.helpers import TopicReader
 
 
@@ -139,9 +139,9 @@ def test_poison_lands_in_dead_letter_and_the_stage_keeps_going(stack: Stack, cod
 def test_post_events_reaches_rca_result(stack: Stack, codec: Codec) -> None:
     prefix = stack.settings.kafka.topic_prefix
     settings = Settings(kafka_bootstrap_servers=stack.bootstrap, kafka=KafkaSettings(topic_prefix=prefix))
-    pipeline = build_pipeline(settings)
+    stages = build_stages(settings)
     publisher = KafkaPublisher(stack.bootstrap, codec, prefix)
-    app = create_app(pipeline=pipeline, publisher=publisher, auth=TenantAuth({}, "default"),
+    app = create_app(normalize=stages.normalize, publisher=publisher, auth=TenantAuth({}, "default"),
                      registry=CollectorRegistry())
     workload = f"prometheus-insight-agent-{uuid.uuid4().hex[:6]}"
     seed = {

@@ -10,7 +10,7 @@ from producers.publisher import KafkaPublisher
 from schemas.codec import Codec
 from schemas.records import ActionEvent, ActionState
 from schemas.topics import ACTIONS
-from streams.topics_admin import ensure_topics
+from streams.wiring.topics_admin import ensure_topics
 
 
 def test_publisher_partitions_keys_like_the_faust_worker(broker: object, topic_prefix: str, codec: Codec) -> None:

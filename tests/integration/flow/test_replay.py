@@ -19,8 +19,8 @@ from producers.publisher import KafkaPublisher
 from schemas.codec import Codec
 from schemas.records import AlertEvent, EventSource, SourceKind
 from schemas.topics import ACTIONS, NORMALIZED, RAW_MAIL
-from streams.demo import raw_mail_from_file
-from streams.topics_admin import ensure_topics
+from streams.ops.demo import raw_mail_from_file
+from streams.wiring.topics_admin import ensure_topics
 from tests.integration.flow.helpers import TopicReader
 from tests.support.loopback import serve
 

@@ -11,8 +11,8 @@ from producers.publisher import KafkaPublisher
 from schemas.codec import Codec
 from schemas.topics import ACTIONS, RCA_RESULT
 from streams.cli import cli
-from streams.topics_admin import ensure_topics
-from tests.unit.streams.test_stats import A, R, S, _action, _result
+from streams.wiring.topics_admin import ensure_topics
+from tests.unit.streams.ops.test_stats import A, R, S, _action, _result
 
 
 def test_stats_of_the_last_day_from_the_topics(broker: object, codec: Codec, topic_prefix: str) -> None:

@@ -20,8 +20,8 @@ from producers.publisher import KafkaPublisher
 from schemas.codec import Codec, make_codec
 from schemas.records import RawMail
 from schemas.topics import INGEST_CHECKPOINTS, RAW_MAIL
-from streams.msgraph_api import create_msgraph_router
-from streams.topics_admin import ensure_topics
+from streams.api.msgraph import create_msgraph_router
+from streams.wiring.topics_admin import ensure_topics
 from tests.integration.flow.helpers import TopicReader
 from tests.unit.producers.msgraph.conftest import STATE, USER, Sleeps, asgi_http, graph_client, mail, make_config
 from tests.unit.producers.msgraph.standin import GraphStandIn

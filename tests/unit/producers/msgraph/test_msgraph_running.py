@@ -10,7 +10,7 @@ import pytest
 
 from producers.msgraph import FileSpool
 from schemas.records import Checkpoint, RawMail
-from streams.msgraph_api import build_msgraph, msgraph_running
+from streams.api.msgraph import build_msgraph, msgraph_running
 from tests.unit.producers.msgraph.conftest import (
     USER,
     MemoryCheckpoints,

@@ -15,7 +15,7 @@ from fastapi import FastAPI
 
 from producers.msgraph import FileSpool, GraphIngest, MemorySpool, Spool
 from schemas.records import Checkpoint, DeadLetter, RawMail, SourceKind
-from streams.msgraph_api import create_msgraph_router
+from streams.api.msgraph import create_msgraph_router
 from tests.unit.producers.msgraph.conftest import (
     STATE,
     USER,

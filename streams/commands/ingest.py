@@ -1,0 +1,54 @@
+"""``rcaflow ingest imap``: the mail producers that publish incoming alert mails to raw-mail."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from streams.commands.context import settings_of
+
+
+@click.group()
+def ingest() -> None:
+    """Mail producers: publish incoming alert mails to raw-mail."""
+
+
+@ingest.command("imap")
+@click.option("--mailbox", default=None, help="Which configured mailbox (RCAFLOW_MAILBOXES__<name>__...).")
+@click.option("--metrics-port", default=9467, show_default=True, help="Prometheus /metrics port (0: off).")
+@click.option("--metrics-host", default="127.0.0.1", show_default=True)
+@click.pass_context
+def ingest_imap(ctx: click.Context, mailbox: str | None, metrics_port: int, metrics_host: str) -> None:
+    """IMAP IDLE producer for one mailbox; never loses or repeats a mail."""
+    import asyncio
+
+    from prometheus_client import REGISTRY, start_http_server
+
+    from producers.imap.run import ingest as run_ingest
+    from streams.settings import producer_config
+    from streams.wiring.runtime import require_bootstrap
+
+    settings = settings_of(ctx)
+    if not settings.mailboxes:
+        raise click.ClickException("no mailbox configured: set RCAFLOW_MAILBOXES__<name>__HOST, __USERNAME, ...")
+    if mailbox is None:
+        if len(settings.mailboxes) > 1:
+            raise click.ClickException(f"several mailboxes configured, pick one with --mailbox: "
+                                       f"{', '.join(sorted(settings.mailboxes))}")
+        mailbox = next(iter(settings.mailboxes))
+    if mailbox not in settings.mailboxes:
+        raise click.ClickException(f"no mailbox {mailbox!r}; configured: {', '.join(sorted(settings.mailboxes))}")
+    if metrics_port:
+        start_http_server(metrics_port, addr=metrics_host)
+    code = asyncio.run(
+        run_ingest(
+            settings.mailboxes[mailbox],
+            bootstrap=require_bootstrap(settings),
+            prefix=settings.kafka.topic_prefix,
+            kafka_extra=producer_config(settings.kafka),
+            schema_registry_url=settings.schema_registry_url,
+            metrics_registry=REGISTRY,
+        )
+    )
+    sys.exit(code)

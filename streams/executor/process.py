@@ -1,0 +1,58 @@
+"""``rcaflow executor``: the executor process, its tool backends, its metrics port, and a clean stop on SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+
+from executors import ConfirmPolicy
+from producers.publisher import KafkaPublisher
+from streams.executor.service import ExecutorService
+from streams.settings import Settings, producer_config
+from streams.wiring.runtime import build_codec, require_bootstrap
+from streams.wiring.topics_admin import ensure_topics
+
+logger = logging.getLogger(__name__)
+
+
+def run_executor(settings: Settings) -> None:
+    from prometheus_client import start_http_server
+
+    from streams.wiring.tools import build_tool_registry
+
+    bootstrap = require_bootstrap(settings)
+    ensure_topics(bootstrap, settings.kafka.topic_prefix)
+    if settings.executor.metrics_port:
+        start_http_server(settings.executor.metrics_port, addr=settings.executor.metrics_host)
+    codec = build_codec(settings)
+
+    async def main() -> None:
+        publisher = KafkaPublisher(bootstrap, codec, settings.kafka.topic_prefix, producer_config(settings.kafka))
+        registry = build_tool_registry(settings)
+        service = ExecutorService(
+            bootstrap=bootstrap,
+            codec=codec,
+            publisher=publisher,
+            registry=registry,
+            topic_prefix=settings.kafka.topic_prefix,
+            group_id=settings.executor.group_id,
+            dry_run=settings.executor.dry_run,
+            fast_rebalance=settings.kafka.fast_rebalance,
+            confirm=ConfirmPolicy(within_s=settings.executor.confirm_within_s,
+                                  every_s=settings.executor.confirm_every_s),
+            concurrency=settings.executor.concurrency,
+            stop_grace_s=settings.executor.stop_grace_s,
+        )
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError):
+                loop.add_signal_handler(sig, service.stop)
+        try:
+            await service.run()
+        finally:
+            await publisher.close()
+            await registry.aclose()
+
+    asyncio.run(main())

@@ -1,0 +1,1 @@
+"""The per-record logic of every pipeline stage, on typed records: no Faust, no FastAPI, no Kafka client."""

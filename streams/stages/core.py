@@ -1,0 +1,119 @@
+"""What every stage shares: where its input was read, what it wants sent, how it ended, and the dead letter.
+
+A stage never raises for bad input and never sees bytes: the agent edge decodes
+once, and a stage that finds its (decoded) input unusable says so with
+:meth:`StageResult.refuse`; the edge, which still holds the original bytes,
+keeps them in a dead-letter record with the reason.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from schemas.records import DeadLetter, Record
+from schemas.topics import DEAD_LETTER, TopicSpec
+from streams.stages.metrics import StageMetrics
+
+logger = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """Where the input record was read: for dead letters, event sources and the audit trail."""
+
+    topic: str
+    partition: int | None = None
+    offset: int | None = None
+    key: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Out:
+    """One record a stage wants on ``spec``'s topic under ``key``."""
+
+    spec: TopicSpec
+    key: str
+    record: Record
+
+
+@dataclass(slots=True)
+class StageResult:
+    outputs: list[Out] = field(default_factory=list)
+    outcome: str = "ok"
+    #: New table value for stages that keep state (None: leave the table as it is).
+    state: dict[str, Any] | None = None
+    #: The input, for follow-up work such as notifications.
+    subject: Record | None = None
+    #: Why the input cannot be used; the edge dead-letters it (with the original bytes) under ``tenant``.
+    refused: BaseException | None = None
+    tenant: str = ""
+
+    @classmethod
+    def refuse(cls, exc: BaseException, tenant: str = "") -> StageResult:
+        return cls(outcome="dead_letter", refused=exc, tenant=tenant)
+
+
+@dataclass(frozen=True, slots=True)
+class StageContext:
+    """What every stage may use besides its own inputs: the clock and the metrics (optional in tests)."""
+
+    metrics: StageMetrics | None = None
+    clock: Clock = utcnow
+
+    def now(self) -> datetime:
+        return self.clock()
+
+    def count(self, stage: str, outcome: str) -> None:
+        """One finished record of ``stage`` with ``outcome``, on the stage metrics."""
+        if self.metrics:
+            self.metrics.processed.labels(stage, outcome).inc()
+
+
+def dead_letter(
+    stage: str,
+    payload: bytes,
+    where: Position,
+    exc: BaseException,
+    *,
+    tenant: str = "",
+    context: StageContext,
+) -> Out:
+    """The dead-letter record of input ``stage`` could not use: the bytes as read, and why."""
+    reason = getattr(exc, "reason", None) or str(exc) or type(exc).__name__
+    logger.warning(
+        "%s: dead-lettered %s[%s]@%s: %s", stage, where.topic, where.partition, where.offset, reason,
+        extra={"stage": stage, "topic": where.topic, "offset": where.offset},
+    )
+    if context.metrics:
+        context.metrics.failed.labels(stage, type(exc).__name__).inc()
+    record = DeadLetter(
+        tenant=tenant or "unknown",
+        stage=stage,
+        source_topic=where.topic,
+        partition=where.partition,
+        offset=where.offset,
+        key=where.key,
+        payload=payload,
+        reason=str(reason)[:4000],
+        error_type=type(exc).__name__,
+        at=context.now(),
+    )
+    return Out(DEAD_LETTER, where.topic, record)
+
+
+def outputs(stage: str, result: StageResult, payload: bytes, where: Position, context: StageContext) -> list[Out]:
+    """What to send for ``result``: its outputs, plus the dead letter of a refused input."""
+    if result.refused is None:
+        return result.outputs
+    return [*result.outputs, dead_letter(stage, payload, where, result.refused, tenant=result.tenant,
+                                         context=context)]

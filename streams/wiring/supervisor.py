@@ -1,0 +1,174 @@
+"""`rcaflow run` and `rcaflow demo`: the broker (if embedded) and the three roles as one process group.
+
+Each role runs in its own child process, as it would in production, so one
+machine exercises the same code paths as a cluster. Children die with their
+parent (PR_SET_PDEATHSIG); Ctrl-C stops the roles first, then the broker.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+from streams.broker import EmbeddedBroker, choose_broker
+from streams.settings import Settings
+from streams.wiring.topics_admin import ensure_topics
+
+logger = logging.getLogger(__name__)
+
+ROLES: tuple[str, ...] = ("api", "worker", "executor")
+_PR_SET_PDEATHSIG = 1
+
+
+class SupervisorError(Exception):
+    retriable = False
+
+
+def _die_with_parent() -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+
+
+class Stack:
+    """A broker (embedded or given) plus the role processes; a context manager that cleans up."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        roles: Sequence[str] = ROLES,
+        env: Mapping[str, str] | None = None,
+        log_dir: Path | None = None,
+        data_dir: Path | None = None,
+    ) -> None:
+        self.settings = settings
+        self.roles = tuple(roles)
+        self.base_env = dict(env if env is not None else os.environ)
+        self.log_dir = log_dir
+        self.data_dir = data_dir
+        self.broker: EmbeddedBroker | None = None
+        self.bootstrap: str = settings.bootstrap or ""
+        self.children: dict[str, subprocess.Popen[bytes]] = {}
+
+    # ------------------------------------------------------------------ broker
+    def start_broker(self) -> str:
+        if self.bootstrap:
+            logger.info("using Kafka at %s", self.bootstrap)
+        else:
+            embedded = self.settings.kafka.embedded
+            self.broker = choose_broker(
+                embedded.prefer,
+                data_dir=self.data_dir or embedded.data_dir,
+                cache_dir=embedded.cache_dir,
+                port=embedded.port,
+            )
+            self.bootstrap = self.broker.start()
+            if self.broker.kind == "tansu":
+                self._use_single_record_batches()
+            logger.warning(
+                "no KAFKA_BOOTSTRAP_SERVERS: started an embedded %s broker on %s (data in %s)",
+                "Apache Kafka (KRaft)" if self.broker.kind == "kafka" else "Tansu", self.bootstrap,
+                self.data_dir or embedded.data_dir,
+            )
+        ensure_topics(self.bootstrap, self.settings.kafka.topic_prefix, partitions=self.settings.worker.partitions)
+        return self.bootstrap
+
+    def _use_single_record_batches(self) -> None:
+        kafka = self.settings.kafka.model_copy(update={"single_record_batches": True})
+        self.settings = self.settings.model_copy(update={"kafka": kafka})
+        self.base_env["RCAFLOW_KAFKA__SINGLE_RECORD_BATCHES"] = "true"
+
+    # ------------------------------------------------------------------ roles
+    def start_roles(self) -> None:
+        for role in self.roles:
+            self.start_role(role)
+
+    def start_role(self, role: str) -> subprocess.Popen[bytes]:
+        """Start (or restart) one role's process."""
+        env = {**self.base_env, "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap}
+        log = None
+        if self.log_dir is not None:
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+            log = (self.log_dir / f"{role}.log").open("ab")
+        try:
+            child = subprocess.Popen(
+                [sys.executable, "-m", "streams.cli", role],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT if log is not None else None,
+                preexec_fn=_die_with_parent,  # noqa: PLW1509 - only async-signal-safe work inside
+            )
+        finally:
+            if log is not None:
+                log.close()
+        self.children[role] = child
+        logger.info("started %s (pid %d)", role, child.pid)
+        return child
+
+    def check(self) -> None:
+        """Raise if a role died: a half-running pipeline must not look healthy."""
+        for role, child in self.children.items():
+            code = child.poll()
+            if code is not None:
+                hint = f"; see {self.log_dir / (role + '.log')}" if self.log_dir else ""
+                raise SupervisorError(f"{role} exited with code {code}{hint}")
+
+    def wait(self) -> None:
+        """Block until Ctrl-C/SIGTERM or until a role dies."""
+        stop = False
+
+        def on_signal(signum: int, frame: object) -> None:
+            nonlocal stop
+            stop = True
+
+        previous = signal.signal(signal.SIGTERM, on_signal)
+        try:
+            while not stop:
+                self.check()
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            logger.info("interrupted; stopping")
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+
+    def stop(self, timeout: float = 20.0) -> None:
+        for child in self.children.values():
+            if child.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    child.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for role, child in self.children.items():
+            try:
+                child.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                logger.warning("%s did not stop in %.0fs; killing it", role, timeout)
+                child.kill()
+                child.wait(5)
+        self.children.clear()
+        if self.broker is not None:
+            self.broker.stop()
+            self.broker = None
+
+    def __enter__(self) -> Self:
+        try:
+            self.start_broker()
+            self.start_roles()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()

@@ -1,0 +1,315 @@
+"""One registrar per agent: each reads one topic, decodes at the edge, calls its stage and sends what it returns.
+
+Agent names, ``group_by`` names and the timers' work are frozen (they name
+repartition topics and consumer state; see docs/architecture.md). Tables change
+only inside agents, and outputs are sent before a table is updated: a crash
+between the two re-delivers the input, and the deterministic ids make the
+re-sent records the same records.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import timedelta
+
+import faust
+from faust.types import EventT
+
+from schemas.records import ActionEvent, AlertEvent, ApprovalDecision, DeadLetter, Incident, RawMail, RcaResult
+from schemas.topics import ACTIONS, APPROVALS, DEAD_LETTER, INCIDENTS, NORMALIZED, RAW_MAIL, RCA_RESULT
+from streams.notify.notifier import Notifier, NotifyStageError, forget_stale
+from streams.notify.requests import (
+    PRUNE_TICK,
+    NotifyRequestError,
+    PruneTick,
+    decided_request,
+    parse_request,
+    result_request,
+    shows_outcome,
+)
+from streams.stages import approval as approval_stage
+from streams.stages import audit as audit_stage
+from streams.stages import decide as decide_stage
+from streams.stages import dedup as dedup_stage
+from streams.stages import normalize as normalize_stage
+from streams.stages import rca as rca_stage
+from streams.stages.approval import Approval, forget_decisions, pending_change, refusal_letter, refuse_decision
+from streams.stages.audit import AUDITED, Audit, Auditable, content_id, is_audited
+from streams.stages.core import Out, Position, StageContext, outputs
+from streams.stages.decide import UNKNOWN_GROUP, Decide, group_key
+from streams.stages.dedup import Dedup
+from streams.stages.normalize import Normalize
+from streams.stages.rca import Rca
+from streams.stages.second_opinion import SecondOpinion
+from streams.worker.app import WorkerApp, partition_of
+from streams.worker.edge import decode, decode_or_dead_letter, header, key_text, timed, values, where
+
+logger = logging.getLogger(__name__)
+
+#: A rate-limited chat robot must not hold up the notifications behind it forever.
+NOTIFY_TIMEOUT_S = 10.0
+#: The header that names the record type of an audit-input record.
+RECORD_HEADER = "rcaflow-record"
+
+
+class NotifyRequests:
+    """How agents ask the notify agent for a message: through its input topic, keyed by incident."""
+
+    def __init__(self, worker: WorkerApp, *, enabled: bool) -> None:
+        self._topic = worker.notify_input
+        self._enabled = enabled
+
+    async def send(self, tenant: str, incident_id: str, request: bytes) -> None:
+        if self._enabled:
+            await self._topic.send(key=Notifier.key(tenant, incident_id).encode("utf-8"), value=request, force=True)
+
+
+def register_normalize(worker: WorkerApp, stage: Normalize) -> None:
+    context = stage.context
+
+    @worker.app.agent(worker.topic(RAW_MAIL.name), name="normalize")
+    async def normalize(stream: faust.StreamT[bytes]) -> None:
+        async for value, pos in values(stream):
+            with timed(context, normalize_stage.STAGE):
+                mail = decode_or_dead_letter(worker.codec, value, RawMail, pos, normalize_stage.STAGE, context)
+                if isinstance(mail, Out):
+                    await worker.send([mail])
+                    continue
+                await worker.send(outputs(normalize_stage.STAGE, stage(mail, pos), value, pos, context))
+
+
+def register_dedup(worker: WorkerApp, stage: Dedup) -> None:
+    context, table = stage.context, worker.tables.dedup_state
+
+    @worker.app.agent(worker.topic(NORMALIZED.name), name="dedup")
+    async def dedup(stream: faust.StreamT[bytes]) -> None:
+        async for value, pos in values(stream):
+            key = key_text(pos)
+            with timed(context, dedup_stage.STAGE):
+                event = decode_or_dead_letter(worker.codec, value, AlertEvent, pos, dedup_stage.STAGE, context)
+                if isinstance(event, Out):
+                    await worker.send([event])
+                    continue
+                result = stage(event, table.get(key))
+                # Output first: a crash between the two re-delivers the event, and the
+                # deterministic incident id makes the re-sent incident the same incident.
+                await worker.send(outputs(dedup_stage.STAGE, result, value, pos, context))
+                if result.state is not None:
+                    table[key] = result.state
+
+
+def register_rca(worker: WorkerApp, stage: Rca) -> None:
+    context = stage.context
+
+    @worker.app.agent(worker.topic(INCIDENTS.name), name="rca")
+    async def rca(stream: faust.StreamT[bytes]) -> None:
+        async for value, pos in values(stream):
+            with timed(context, rca_stage.STAGE):
+                incident = decode_or_dead_letter(worker.codec, value, Incident, pos, rca_stage.STAGE, context)
+                if isinstance(incident, Out):
+                    await worker.send([incident])
+                    continue
+                await worker.send((await stage(incident)).outputs)
+
+
+def register_second_opinion(worker: WorkerApp, stage: SecondOpinion, *, concurrency: int) -> None:
+    @worker.app.agent(worker.topic(RCA_RESULT.name), name="llm", concurrency=concurrency)
+    async def second_opinion(stream: faust.StreamT[bytes]) -> None:
+        # Slow and optional: its own agent, so the triage path never waits for the model.
+        async for value, pos in values(stream):
+            with timed(stage.context, "llm"):
+                triaged = decode(worker.codec, value, RcaResult, pos)
+                if triaged is None:
+                    continue  # the decide agent dead-letters it once
+                await worker.send((await stage(triaged)).outputs)
+
+
+def register_decide(worker: WorkerApp, stage: Decide, notify: NotifyRequests) -> None:
+    context, cooldowns = stage.context, worker.tables.cooldowns
+
+    source = Position(worker.topic(RCA_RESULT.name).get_topic_name())
+
+    def fingerprint_of(value: bytes) -> bytes:
+        result = decode(worker.codec, value, RcaResult, source)
+        return (group_key(result) if result is not None else UNKNOWN_GROUP).encode("utf-8")
+
+    @worker.app.agent(worker.topic(RCA_RESULT.name), name="decide")
+    async def decide(stream: faust.StreamT[bytes]) -> None:
+        # Grouped by fingerprint so the cooldown memory of one target lives in one partition.
+        async for event in stream.group_by(fingerprint_of, name="fingerprint").events():
+            pos = where(event)
+            value = event.value if isinstance(event.value, bytes) else b""
+            with timed(context, decide_stage.STAGE):
+                result = decode_or_dead_letter(worker.codec, value, RcaResult, pos, decide_stage.STAGE, context)
+                if isinstance(result, Out):
+                    await worker.send([result])
+                    continue
+                key = group_key(result)
+                decided = stage(result, cooldowns.get(key))
+                await worker.send(decided.outputs)
+                if decided.state is not None:
+                    cooldowns[key] = decided.state
+            actions = [o.record for o in decided.outputs if isinstance(o.record, ActionEvent)]
+            await notify.send(result.tenant, result.incident_id, result_request(result, actions))
+
+
+def register_approvals(worker: WorkerApp, stage: Approval, notify: NotifyRequests) -> None:
+    """The pending agent keeps the awaiting table; the approvals agent applies decisions; a timer expires."""
+    context, awaiting, decided = stage.context, worker.tables.awaiting, worker.tables.decided
+
+    @worker.app.agent(worker.topic(ACTIONS.name), name="pending")
+    async def pending(stream: faust.StreamT[bytes]) -> None:
+        async for value, pos in values(stream):
+            action = decode(worker.codec, value, ActionEvent, pos)
+            change = pending_change(action) if action is not None else None
+            if action is None or change is None:
+                continue  # the audit agent reports undecodable actions
+            key = key_text(pos)
+            if change[0] == "set":
+                if key not in decided:  # a late re-read of the waiting record must not reopen a decision
+                    awaiting[key] = change[1]
+            elif key in awaiting:
+                del awaiting[key]
+                # Decided elsewhere (the expiry timer): remember it and show it, as the approvals agent does.
+                if key not in decided:
+                    decided[key] = approval_stage.remember_decision(action)
+                await notify.send(action.tenant, action.incident_id, decided_request(action))
+
+    @worker.app.agent(worker.topic(APPROVALS.name), name="approvals")
+    async def decide_approvals(stream: faust.StreamT[bytes]) -> None:
+        async for value, pos in values(stream):
+            key = key_text(pos)
+            with timed(context, approval_stage.STAGE):
+                decision = decode_or_dead_letter(worker.codec, value, ApprovalDecision, pos, approval_stage.STAGE,
+                                                 context)
+                if isinstance(decision, Out):
+                    await worker.send([decision])
+                    continue
+                # Once decided, never decided again: the stage sees nothing waiting and the refusal says why.
+                result = stage(decision, None if key in decided else awaiting.get(key))
+                await worker.send(outputs(approval_stage.STAGE, result, value, pos, context))
+                if result.outcome in approval_stage.DECIDED_OUTCOMES:
+                    action = next(o.record for o in result.outputs if isinstance(o.record, ActionEvent))
+                    # Decided now: a second decision (a double click, another API replica) arriving before
+                    # the pending agent sees the new state finds nothing to decide, and is told who did.
+                    decided[key] = approval_stage.remember_decision(action, decision)
+                    if key in awaiting:
+                        del awaiting[key]
+                    await notify.send(action.tenant, action.incident_id, decided_request(action))
+                elif result.refused is None:
+                    rejection = refuse_decision(decision, result.outcome, decided.get(key), context.now())
+                    logger.warning("approval refused: %s", rejection.message,
+                                   extra={"tenant": decision.tenant, "action_id": decision.action_id})
+                    letter = refusal_letter(rejection, source_topic=pos.topic)
+                    await worker.send([Out(DEAD_LETTER, pos.topic, letter)])
+
+    expiring: set[str] = set()
+
+    @worker.app.timer(interval=worker.settings.worker.expiry_check_seconds)  # type: ignore[untyped-decorator]
+    async def expire_approvals() -> None:
+        # Sends "expired"; the pending agent then drops the entry (tables change only inside agents).
+        due = [v for k, v in list(awaiting.items()) if v and k not in expiring and k not in decided]
+        outs = stage.expired(due)
+        for out in outs:
+            expiring.add(out.key)
+        await worker.send(outs)
+
+
+def register_notify(worker: WorkerApp, notifier: Notifier | None, notify: NotifyRequests,
+                    context: StageContext) -> None:
+    """The notify agent posts and edits the incidents' messages; a timer makes it forget old rows."""
+    notified, decided, partitions = worker.tables.notified, worker.tables.decided, worker.partitions
+    keep = timedelta(hours=worker.settings.notify.keep_hours)
+
+    @worker.app.agent(worker.notify_input, name="notify")
+    async def notify_agent(stream: faust.StreamT[bytes]) -> None:
+        async for value, pos in values(stream):
+            try:
+                request = parse_request(value)
+            except NotifyRequestError as exc:
+                logger.warning("notify: skipping %s[%s]@%s: %s", pos.topic, pos.partition, pos.offset, exc)
+                continue
+            if isinstance(request, PruneTick):
+                # Tables change through the partition that owns the key: forget only this partition's rows.
+                def owned(key: str, partition: int | None = pos.partition) -> bool:
+                    return partition_of(key, partitions) == partition
+
+                now = context.now()
+                gone = len(forget_stale(notified, now=now, keep=keep, owned=owned))
+                gone += len(forget_decisions(decided, now=now, keep=keep, owned=owned))
+                if gone:
+                    logger.info("forgot %d notified incidents / decisions older than %s", gone, keep)
+                continue
+            if notifier is None:
+                continue
+            try:
+                async with asyncio.timeout(NOTIFY_TIMEOUT_S):
+                    if isinstance(request, ActionEvent):
+                        await notifier.decided(request)
+                    else:
+                        await notifier.handle(*request)
+            except (NotifyStageError, TimeoutError) as exc:
+                context.count("notify", type(exc).__name__)
+                logger.warning("notification for %s not sent: %s", key_text(pos), exc)
+
+    @worker.app.agent(worker.topic(ACTIONS.name), name="notify-outcomes")
+    async def notify_outcomes(stream: faust.StreamT[bytes]) -> None:
+        # How it ended (a rollback included) shows on the incident's message, so the loop is visible in chat.
+        async for value, pos in values(stream):
+            action = decode(worker.codec, value, ActionEvent, pos)
+            if action is not None and shows_outcome(action):
+                await notify.send(action.tenant, action.incident_id, decided_request(action))
+
+    @worker.app.timer(interval=worker.settings.notify.prune_interval_s, on_leader=True)  # type: ignore[untyped-decorator]
+    async def prune_tick() -> None:
+        # Timers cannot change tables; one tick per partition lets the owner of each partition prune it.
+        for partition in range(partitions):
+            await worker.notify_input.send(key=b"prune", value=PRUNE_TICK, partition=partition, force=True)
+
+
+def register_audit(worker: WorkerApp, stage: Audit) -> None:
+    """Three agents route what is audited into the audit-input topic, keyed by tenant; one agent chains it."""
+    context, heads = stage.context, worker.tables.audit_head
+
+    def router(spec_name: str, agent_name: str, record_type: type[Auditable]) -> None:
+        @worker.app.agent(worker.topic(spec_name), name=agent_name)
+        async def route(stream: faust.StreamT[bytes]) -> None:
+            async for value, pos in values(stream):
+                record = decode(worker.codec, value, record_type, pos)
+                if record is not None and is_audited(record):
+                    await worker.audit_input.send(key=record.tenant.encode("utf-8"), value=value, force=True,
+                                                  headers=[(RECORD_HEADER, record_type.__name__.encode())])
+
+    router(NORMALIZED.name, "audit-ingest", AlertEvent)  # every alert that came in, duplicates included
+    router(ACTIONS.name, "audit-actions", ActionEvent)
+    router(DEAD_LETTER.name, "audit-refusals", DeadLetter)  # only refused approvals are audited
+
+    @worker.app.agent(worker.audit_input, name="audit")
+    async def auditor(stream: faust.StreamT[bytes]) -> None:
+        async for event in stream.events():
+            pos = where(event)
+            value = event.value if isinstance(event.value, bytes) else b""
+            tenant = key_text(pos)
+            with timed(context, audit_stage.STAGE):
+                record = _audited_record(worker, event, value)
+                if record is None:
+                    logger.info("audit: %s[%s]@%s is not an auditable record; skipped", pos.topic, pos.partition,
+                                pos.offset)
+                    context.count(audit_stage.STAGE, "skipped")
+                    continue
+                result = stage(record, heads.get(tenant), content_id(value))
+                await worker.send(result.outputs)
+                if result.state is not None:
+                    heads[tenant] = result.state
+
+
+def _audited_record(worker: WorkerApp, event: EventT[bytes], value: bytes) -> Auditable | None:
+    """The record the header names; records routed before headers existed are tried as each audited type."""
+    pos = where(event)
+    named = AUDITED.get(header(event, RECORD_HEADER) or "")
+    for record_type in [named] if named is not None else AUDITED.values():
+        record = decode(worker.codec, value, record_type, pos)
+        if record is not None:
+            return record
+    return None

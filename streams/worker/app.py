@@ -1,0 +1,138 @@
+"""The Faust app of the worker: its topics, its tables, and how agents send what stages return.
+
+Names here are frozen: the app id, table names and internal topic names name
+changelog and repartition topics on the cluster, so renaming one loses its
+state (docs/architecture.md lists them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import faust
+from aiokafka.partitioner import DefaultPartitioner
+from faust.types import TableT
+
+from schemas.codec import Codec
+from schemas.topics import ACTIONS, APPROVALS, AUDIT, DEAD_LETTER, INCIDENTS, NORMALIZED, RAW_MAIL, RCA_RESULT
+from streams.settings import Settings
+from streams.stages.core import Out
+
+#: Table names (frozen: each names its changelog topic ``<app id>-<name>-changelog``).
+DEDUP_STATE = "dedup-state"
+AUDIT_HEAD = "audit-head"
+AWAITING_APPROVAL = "awaiting-approval"
+ACTION_COOLDOWNS = "action-cooldowns"
+NOTIFIED = "notified"
+APPROVAL_DECISIONS = "approval-decisions"
+#: Internal topics (frozen), after ``<prefix><app id>``.
+NOTIFY_INPUT_SUFFIX = "-notify-input"
+AUDIT_INPUT_SUFFIX = "-audit-input"
+
+_PARTITIONER = DefaultPartitioner()
+
+
+def partition_of(key: str, partitions: int) -> int:
+    """The partition a record keyed ``key`` goes to (the producers' murmur2), so the table row's owner."""
+    every = list(range(partitions))
+    return int(_PARTITIONER(key.encode("utf-8"), every, every))
+
+
+def faust_broker_urls(bootstrap: str) -> list[str]:
+    return [f"kafka://{host.strip()}" for host in bootstrap.split(",") if host.strip()]
+
+
+@dataclass(frozen=True, slots=True)
+class Tables:
+    """The worker's state; every table is keyed like the topic whose agent writes it."""
+
+    #: The open incident and window per tenant:fingerprint.
+    dedup_state: TableT[str, Any]
+    #: The audit chain head per tenant.
+    audit_head: TableT[str, Any]
+    #: Actions awaiting approval, keyed tenant:action-id like actions and approvals, so all three meet in one
+    #: partition.
+    awaiting: TableT[str, Any]
+    #: When each action last went ahead per tenant:fingerprint, for the policy's cooldowns.
+    cooldowns: TableT[str, Any]
+    #: Message references per tenant:incident, so the LLM's answer and the approvals update the first message.
+    #: Written only by the notify agent, whose input is keyed tenant:incident, so one partition owns a row.
+    notified: TableT[str, Any]
+    #: The first decision per tenant:action-id, so a second one (another API replica, a replay) is refused with
+    #: who decided what and when.
+    decided: TableT[str, Any]
+
+
+class WorkerApp:
+    """The Faust app with rcaflow's topics and tables; agents are added by :mod:`streams.worker.agents`."""
+
+    def __init__(self, settings: Settings, bootstrap: str, codec: Codec) -> None:
+        prefix = settings.kafka.topic_prefix
+        self.settings = settings
+        self.codec = codec
+        self.partitions = settings.worker.partitions
+        fast: dict[str, Any] = {}
+        if settings.kafka.fast_rebalance:
+            fast = {
+                "broker_session_timeout": 2.0,
+                "broker_heartbeat_interval": 0.5,
+                "broker_rebalance_timeout": 2.0,
+                "broker_commit_interval": 0.5,
+            }
+        if settings.kafka.single_record_batches:
+            fast["producer_max_batch_size"] = 1  # aiokafka still takes one record per batch
+        self.app = faust.App(
+            f"{prefix}{settings.worker.app_id}",
+            broker=faust_broker_urls(bootstrap),
+            store=settings.worker.store,
+            datadir=str(settings.worker.data_dir),
+            key_serializer="raw",
+            value_serializer="raw",
+            topic_partitions=self.partitions,
+            topic_allow_declare=True,
+            web_enabled=False,
+            producer_linger_ms=5,
+            # A dead-lettered mail carries the whole mail (raw-mail allows 11 MiB records).
+            producer_max_request_size=12 * 1024 * 1024,
+            consumer_auto_offset_reset="earliest",
+            table_cleanup_interval=60.0,
+            **fast,
+        )
+        self.topics: Mapping[str, faust.TopicT] = {
+            spec.name: self.app.topic(spec.full_name(prefix), key_type=bytes, value_type=bytes,
+                                      partitions=spec.partitions, internal=False)
+            for spec in (RAW_MAIL, NORMALIZED, INCIDENTS, RCA_RESULT, ACTIONS, AUDIT, APPROVALS, DEAD_LETTER)
+        }
+        base = f"{prefix}{settings.worker.app_id}"
+        self.notify_input = self.app.topic(f"{base}{NOTIFY_INPUT_SUFFIX}", key_type=bytes, value_type=bytes,
+                                           partitions=self.partitions, internal=True)
+        # Each tenant's audit chain needs a single writer: every audited record is routed, keyed by tenant,
+        # into this topic, and one agent appends to the chains from there.
+        self.audit_input = self.app.topic(f"{base}{AUDIT_INPUT_SUFFIX}", key_type=bytes, value_type=bytes,
+                                          partitions=self.partitions, internal=True)
+
+        def table(name: str) -> TableT[str, Any]:
+            # Table changelogs use the app's table serializers (json), not the raw topic serializers.
+            return self.app.Table(name, default=None, partitions=self.partitions)
+
+        self.tables = Tables(
+            dedup_state=table(DEDUP_STATE),
+            audit_head=table(AUDIT_HEAD),
+            awaiting=table(AWAITING_APPROVAL),
+            cooldowns=table(ACTION_COOLDOWNS),
+            notified=table(NOTIFIED),
+            decided=table(APPROVAL_DECISIONS),
+        )
+
+    def topic(self, name: str) -> faust.TopicT:
+        return self.topics[name]
+
+    async def send(self, outs: Iterable[Out]) -> None:
+        """Encode and send each output now; Faust flushes the producer before it commits the input offset,
+        so a crash re-delivers input rather than losing output."""
+        for out in outs:
+            target = self.topics[out.spec.name]
+            value = self.codec.encode(out.record, topic=target.get_topic_name())
+            await target.send(key=out.key.encode("utf-8"), value=value, force=True)

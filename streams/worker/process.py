@@ -1,0 +1,57 @@
+"""``rcaflow worker``: the Faust worker process, every agent registered, its metrics on their own port."""
+
+from __future__ import annotations
+
+import logging
+
+from streams.settings import Settings
+from streams.wiring.runtime import Stages, build_codec, build_stages, require_bootstrap
+from streams.worker.agents import (
+    NotifyRequests,
+    register_approvals,
+    register_audit,
+    register_decide,
+    register_dedup,
+    register_normalize,
+    register_notify,
+    register_rca,
+    register_second_opinion,
+)
+from streams.worker.app import WorkerApp
+
+logger = logging.getLogger(__name__)
+
+
+def build_worker(settings: Settings, bootstrap: str, stages: Stages) -> WorkerApp:
+    """The Faust app with every agent and timer of the pipeline; ``app.main()`` or a ``faust.Worker`` runs it."""
+    from streams.wiring.notify import build_notifier
+
+    worker = WorkerApp(settings, bootstrap, build_codec(settings))
+    notifier = build_notifier(settings, worker.tables.notified)
+    notify = NotifyRequests(worker, enabled=notifier is not None)
+    register_normalize(worker, stages.normalize)
+    register_dedup(worker, stages.dedup)
+    register_rca(worker, stages.rca)
+    register_notify(worker, notifier, notify, stages.context)
+    register_decide(worker, stages.decide, notify)
+    if stages.second_opinion is not None:
+        register_second_opinion(worker, stages.second_opinion, concurrency=settings.llm.concurrency)
+    register_approvals(worker, stages.approval, notify)
+    register_audit(worker, stages.audit)
+    return worker
+
+
+def run_worker(settings: Settings) -> None:
+    import faust
+    from prometheus_client import start_http_server
+
+    from streams.stages.metrics import StageMetrics
+    from streams.wiring.topics_admin import ensure_topics
+
+    bootstrap = require_bootstrap(settings)
+    ensure_topics(bootstrap, settings.kafka.topic_prefix)
+    if settings.worker.metrics_port:
+        start_http_server(settings.worker.metrics_port, addr=settings.worker.metrics_host)
+    worker = build_worker(settings, bootstrap, build_stages(settings, StageMetrics(), engines=True))
+    logger.info("worker %s starting on %s", worker.app.conf.id, bootstrap)
+    faust.Worker(worker.app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False).execute_from_commandline()

@@ -1,0 +1,56 @@
+"""`rcaflow explain` without services: the seed JSON, a mail, and clear errors for bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from streams.cli import cli
+
+SAMPLES = Path(__file__).resolve().parents[4] / "samples"
+
+
+def _run(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(cli, ["explain", *args], env={"QWEN_API_KEY": ""})
+    return result.exit_code, result.output
+
+
+def test_explain_a_seed_event(tmp_path: Path) -> None:
+    event = tmp_path / "event.json"
+    event.write_text(json.dumps({
+        "alert": "ConfigurationReloadFailure", "severity": "P3",
+        "labels": {"cluster": "HK-DCE5-PLATFORM", "namespace": "insight-system", "workload": "vmalert-insight-0",
+                   "component": "vmalert"},
+    }))
+    code, out = _run("--json", str(event))
+    assert code == 0, out
+    report = json.loads(out.splitlines()[0])
+    assert report["alert_class"] == "vmalert_config_reload_failure"
+    assert report["llm"].startswith("off")
+    by_name = {a["name"]: a["would"] for a in report["actions"]}
+    assert by_name["reload_vmalert"] == "would run"
+    assert by_name["restart_vmalert"] == "would wait for approval"
+
+
+def test_explain_a_mail_prints_one_block_per_alert() -> None:
+    code, out = _run(str(SAMPLES / "vminsert_write_errors.eml"))
+    assert code == 0, out
+    assert out.count("→ vminsert_write_errors") == 2
+
+
+def test_bad_event_json_names_the_field(tmp_path: Path) -> None:
+    event = tmp_path / "event.json"
+    event.write_text(json.dumps({"alert": "X", "severity": "P7"}))
+    code, out = _run(str(event))
+    assert code != 0
+    assert "severity" in out
+
+
+def test_a_mail_without_alerts_says_why(tmp_path: Path) -> None:
+    mail = tmp_path / "empty.eml"
+    mail.write_bytes(b"Subject: hello\r\n\r\njust text, no alert here\r\n")
+    code, out = _run(str(mail))
+    assert code != 0
+    assert "no alert found" in out
