@@ -79,7 +79,7 @@ def hostile(raw: bytes) -> dict[str, object]:
     try:
         outcome = f"{len(parse_mail(raw, tenant='t', received_at=NOW, source=SOURCE).events)} events"
     except MailParseError as exc:
-        outcome = "MailParseError: " + exc.reason[:80]
+        outcome = "MailParseError: " + exc.message[:80]
     seconds = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return {

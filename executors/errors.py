@@ -2,24 +2,15 @@
 
 from __future__ import annotations
 
+from schemas.errors import RcaflowError
 
-class ExecutorError(Exception):
+
+class ExecutorError(RcaflowError):
     """Base of every error raised by ``executors``; ``retriable`` tells the consumer whether to retry.
 
     Messages are written for the on-call reader and end up in ``ActionEvent.result``,
     so they never contain secrets (tokens, signing keys, authorization headers).
     """
-
-    retriable: bool = False
-
-    def __init__(self, message: str, *, retriable: bool | None = None) -> None:
-        super().__init__(message)
-        if retriable is not None:
-            self.retriable = retriable
-
-    @property
-    def message(self) -> str:
-        return str(self.args[0]) if self.args else ""
 
 
 class UnknownToolError(ExecutorError):

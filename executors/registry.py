@@ -1,4 +1,4 @@
-"""A lazy name → "module:Class" registry, so adding a tool is one file plus one entry here.
+"""A lazy name → "module:Class" registry, so adding a tool is one file plus one entry in ``schemas.operations``.
 
 Like faust's ``FactoryMapping``: nothing is imported until an action names the
 operation, so an optional SDK missing for one tool cannot break the others.
@@ -13,22 +13,22 @@ from typing import Any
 
 from executors.base import ActionSpec, Executor
 from executors.errors import ToolNotConfiguredError, UnknownToolError
+from schemas.operations import ACTIONS
 
 logger = logging.getLogger(__name__)
 
-#: The fixed operation names the policy file, the executors and the executor consumer agree on.
-DEFAULT_TOOLS: Mapping[str, str] = {
-    "k8s.rollout_restart": "executors.tools.k8s:RolloutRestart",
-    "k8s.undo_restart": "executors.tools.k8s:UndoRestart",
-    "k8s.delete_pod": "executors.tools.k8s:DeletePod",
-    "k8s.scale": "executors.tools.k8s:Scale",
-    "k8s.annotate_pod": "executors.tools.k8s:AnnotatePod",
-    "k8s.remove_pod_annotation": "executors.tools.k8s:RemovePodAnnotation",
-    "http.reload": "executors.tools.http_reload:Reload",
-    "alertmanager.silence": "executors.tools.alertmanager:Silence",
-    "alertmanager.expire_silence": "executors.tools.alertmanager:ExpireSilence",
-    "diagnostics.collect": "executors.tools.diagnostics:Collect",
-}
+#: The actions (``tool.operation`` → ``"module:Class"``) the policy file, the executors and the executor
+#: consumer agree on, read from the one catalogue in ``schemas.operations``.
+DEFAULT_TOOLS: Mapping[str, str] = {op.name: op.implementation for op in ACTIONS}
+
+
+def resolve(target: str) -> object:
+    """The attribute a ``"module:Class"`` string names, importing its module now (``None`` if it has no such name).
+
+    Raises ImportError when the module (or an optional SDK it needs) is not installed.
+    """
+    module_name, _, attr = target.partition(":")
+    return getattr(importlib.import_module(module_name), attr, None)
 
 
 class ToolRegistry:
@@ -63,12 +63,10 @@ class ToolRegistry:
             raise UnknownToolError(
                 f"no tool registered for {name!r}; known: {', '.join(self.names())}"
             ) from None
-        module_name, _, attr = target.partition(":")
         try:
-            module = importlib.import_module(module_name)
+            cls = resolve(target)
         except ImportError as exc:
             raise ToolNotConfiguredError(f"{name} is not available in this installation: {exc}") from exc
-        cls = getattr(module, attr, None)
         if not (isinstance(cls, type) and issubclass(cls, Executor)):
             raise UnknownToolError(f"registry entry {name!r} -> {target!r} is not an Executor")
         if cls.spec.name != name:

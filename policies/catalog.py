@@ -1,59 +1,43 @@
-"""The fixed table of tools and operations the policy file may name, and the format of each parameter.
+"""The tools and operations a policy file may name, and the format of each parameter, as policies look them up.
 
-The executors implement exactly these; a policy cannot invent a tool, a parameter, or a weaker
-format for a parameter than the one given here.
+Derived from ``schemas.operations`` (the one catalogue the executors implement and a
+test ties to their classes), so a policy cannot invent a tool, a parameter, or a
+weaker format for a parameter than the one given there.
 """
 
 from __future__ import annotations
 
 from typing import Final
 
-ACTION_PARAMS: Final[dict[tuple[str, str], dict[str, str]]] = {
-    ("k8s", "rollout_restart"): {"namespace": "dns1123_label", "kind": "dns1123_label", "name": "dns1123_subdomain"},
-    ("k8s", "delete_pod"): {"namespace": "dns1123_label", "pod": "dns1123_subdomain"},
-    ("k8s", "scale"): {
-        "namespace": "dns1123_label",
-        "kind": "dns1123_label",
-        "name": "dns1123_subdomain",
-        "replicas": "small_int",
-    },
-    ("k8s", "annotate_pod"): {
-        "namespace": "dns1123_label",
-        "pod": "dns1123_subdomain",
-        "key": "annotation_key",
-        "value": "safe_text",
-    },
-    ("http", "reload"): {"target": "dns1123_label"},
-    ("alertmanager", "silence"): {
-        "alertname": "alert_name",
-        "cluster": "label_value",
-        "namespace": "dns1123_label",
-        "workload": "dns1123_subdomain",
-        "duration": "duration",
-        "comment": "safe_text",
-    },
-    ("diagnostics", "collect"): {"namespace": "dns1123_label", "workload": "dns1123_subdomain"},
-}
-"""(tool, operation) -> {param name: format name in policies.validate.FORMATS}; every param is required."""
+from schemas.operations import ACTIONS, EVIDENCE, QueryForm, by_family
+
+_NAMEABLE_ACTIONS: Final = tuple(op for op in ACTIONS if op.policy_nameable)
+
+ACTION_PARAMS: Final[dict[tuple[str, str], dict[str, str]]] = {op.key: op.formats for op in _NAMEABLE_ACTIONS}
+"""(tool, operation) -> {param name: format name in policies.validate.FORMATS}; a policy must give every param."""
 
 KIND_VALUES: Final[dict[tuple[str, str], frozenset[str]]] = {
-    ("k8s", "rollout_restart"): frozenset({"deployment", "statefulset", "daemonset"}),
-    ("k8s", "scale"): frozenset({"deployment", "statefulset"}),
+    op.key: op.params["kind"].values for op in _NAMEABLE_ACTIONS if "kind" in op.params and op.params["kind"].values
 }
 """Allowed values of the ``kind`` parameter per operation."""
 
-UNDOABLE_OPERATIONS: Final = frozenset({("k8s", "rollout_restart"), ("k8s", "scale")})
+UNDOABLE_OPERATIONS: Final[frozenset[tuple[str, str]]] = frozenset(op.key for op in _NAMEABLE_ACTIONS if op.undoable)
 """Operations whose executor checks the effect and records an inverse, so ``on_failure: undo`` can roll them back."""
 
-RESTART_OPERATIONS: Final = frozenset({("k8s", "rollout_restart"), ("k8s", "delete_pod")})
+RESTART_OPERATIONS: Final[frozenset[tuple[str, str]]] = frozenset(
+    op.key for op in _NAMEABLE_ACTIONS if op.restarts_workload
+)
 """Operations that restart a workload; restarting etcd or Prometheus with them is always high risk."""
 
 EVIDENCE_OPERATIONS: Final[dict[str, frozenset[str]]] = {
-    "prom": frozenset({"query", "query_range"}),
-    "k8s": frozenset({"pods", "events", "logs", "describe"}),
-    "es": frozenset({"search", "count"}),
+    family: frozenset(operations) for family, operations in by_family(EVIDENCE).items()
 }
-"""Read-only evidence tools (served by ``/tools/{prom,k8s,es}``) and their operations."""
+"""Read-only evidence tools (served by ``/tools/{family}``) and their operations."""
+
+EVIDENCE_QUERY_FORMS: Final[dict[tuple[str, str], QueryForm]] = {
+    op.key: op.query for op in EVIDENCE if op.query is not None
+}
+"""How each evidence step's query is written: it decides escaping (PromQL) and which variables may appear."""
 
 CONTEXT_NAMES: Final = frozenset({"alert", "status", "severity", "labels", "count", "times"})
 """Names a precondition or threshold may read besides evidence ids (from the incident's event)."""

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from policies.catalog import (
     ACTION_PARAMS,
     CONTEXT_NAMES,
-    EVIDENCE_OPERATIONS,
+    EVIDENCE_QUERY_FORMS,
     KIND_VALUES,
     RESTART_OPERATIONS,
     UNDOABLE_OPERATIONS,
@@ -24,11 +24,12 @@ from policies.model import ActionSpec, ClassPolicy, Matcher, PolicyDocument, Var
 from policies.render import check_promql_placement, check_source, parse_template
 from policies.validate import FORMATS, is_valid
 from policies.yamlsource import PathKey
+from schemas.operations import QueryForm
 from schemas.records import Approval, Risk
 
 UNCLASSIFIED = "unclassified"
 
-#: Formats safe to place in a k8s/es evidence query without escaping (no spaces, quotes or operators).
+#: Formats safe to place in an unescaped (k8s, es, netprobe) evidence query: no spaces, quotes or operators.
 _NAME_FORMATS = frozenset({"dns1123_label", "dns1123_subdomain", "label_value", "instance", "prom_label_name"})
 
 #: Restarting these is always high risk, whatever the file says (DESIGN.md safety rules).
@@ -159,13 +160,18 @@ def _compile_class(
         if step.id in evidence_ids:
             problems.append(Problem((*step_path, "id"), f"duplicate evidence id {step.id!r}"))
         evidence_ids.add(step.id)
-        if step.operation not in EVIDENCE_OPERATIONS.get(step.tool, frozenset()):
+        form = EVIDENCE_QUERY_FORMS.get((step.tool, step.operation))
+        if form is None:
             problems.append(
                 Problem((*step_path, "operation"), f"unknown evidence tool/operation {step.tool}.{step.operation}")
             )
-        problems += _check_template(step.query, variables, (*step_path, "query"), promql=step.tool == "prom")
-        if step.tool != "prom":
+        promql = form is QueryForm.PROMQL
+        problems += _check_template(step.query, variables, (*step_path, "query"), promql=promql)
+        if form is not None and not promql:
             problems += _check_name_vars(step.query, variables, (*step_path, "query"))
+        if form is QueryForm.TARGET and len(step.query.split()) != 1:
+            problems.append(Problem((*step_path, "query"), f"a {step.tool}.{step.operation} query is one target "
+                                    "(a configured name, host:port or one ${var}), without spaces"))
 
     thresholds: dict[str, Expression] = {}
     for i, th in enumerate(cls.thresholds):

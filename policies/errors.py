@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+from schemas.errors import RcaflowError
 
-class PolicyError(Exception):
+
+class PolicyError(RcaflowError):
     """Base of policy errors; ``retriable`` is False because retrying the same input cannot help.
 
-    When the error is about the policy file, ``file``, ``line`` and ``field`` say where, so
-    ``str(err)`` reads ``remediation_policies.yaml:42: classes[3].actions[0].risk: ...``.
+    ``message`` is the bare problem (callers re-locate it); when the error is about the
+    policy file, ``file``, ``line`` and ``field`` say where, so ``str(err)`` reads
+    ``remediation_policies.yaml:42: classes[3].actions[0].risk: ...``.
     """
-
-    retriable: bool = False
 
     def __init__(
         self,
@@ -20,11 +21,13 @@ class PolicyError(Exception):
         line: int | None = None,
         field: str | None = None,
     ) -> None:
-        self.message = message
         self.file = file
         self.line = line
         self.field = field
-        super().__init__(self._render())
+        super().__init__(message)
+
+    def __str__(self) -> str:
+        return self._render()
 
     def _render(self) -> str:
         where = ""

@@ -7,12 +7,14 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+from policies.catalog import EVIDENCE_QUERY_FORMS
 from policies.compiled import CompiledClass
 from policies.errors import LabelValidationError
 from policies.loader import PolicySet
 from policies.model import DiagnosisSpec
 from policies.params import action_id_for, context_for, render_params, variables_for
 from policies.render import ResolvedVars, parse_template, render
+from schemas.operations import QueryForm
 from schemas.records import Engine, Evidence, EvidenceStatus, Incident, ProposedAction, RcaResult
 
 logger = logging.getLogger(__name__)
@@ -129,7 +131,8 @@ def _evidence_for(index: int, cls: CompiledClass, variables: ResolvedVars, value
             summary=f"{step.id}: not run, the query could not be rendered safely",
             error=variables.problems.get(needed[0], f"no value for {needed[0]}"),
         )
-    query = render(step.query, variables.values, promql=step.tool == "prom")
+    query = render(step.query, variables.values,
+                   promql=EVIDENCE_QUERY_FORMS.get((step.tool, step.operation)) is QueryForm.PROMQL)
     if step.id in values:
         return Evidence(
             tool=step.tool,

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
+from producers.errors import ProducerError
 from schemas.codec import Codec
 from schemas.records import Record
 from schemas.topics import TopicSpec
@@ -22,13 +23,12 @@ from schemas.topics import TopicSpec
 logger = logging.getLogger(__name__)
 
 
-class PublishError(Exception):
+class PublishError(ProducerError):
     """The broker did not take the record; ``retriable`` says whether a retry can help."""
 
     def __init__(self, message: str, *, topic: str, retriable: bool) -> None:
-        super().__init__(message)
+        super().__init__(message, retriable=retriable)
         self.topic = topic
-        self.retriable = retriable
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,18 +1,31 @@
-"""Errors of the schemas package: one small tree, each saying whether a retry can help."""
+"""The root of every rcaflow error, and the schemas package's own small tree under it."""
 
 from __future__ import annotations
 
 
-class SchemaError(Exception):
-    """Base of every error raised by ``schemas``; ``retriable`` tells callers whether to retry."""
+class RcaflowError(Exception):
+    """Root of every error rcaflow raises on purpose, so a boundary can tell "ours" from a bug by type.
+
+    It lives here because ``schemas`` is the bottom layer every package may import.
+    ``message`` is the one text callers read (``str(err)`` is the same); it is written
+    for the on-call reader and never holds a secret. ``retriable`` says whether trying
+    again later can help: a class default, overridable per instance.
+    """
 
     retriable: bool = False
 
-    def __init__(self, reason: str, *, retriable: bool | None = None) -> None:
-        super().__init__(reason)
-        self.reason = reason
+    def __init__(self, message: str, *, retriable: bool | None = None) -> None:
+        super().__init__(message)
+        self.message = message
         if retriable is not None:
             self.retriable = retriable
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class SchemaError(RcaflowError):
+    """Base of every error raised by ``schemas``; ``retriable`` tells callers whether to retry."""
 
 
 class SchemaLoadError(SchemaError):

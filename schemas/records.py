@@ -276,6 +276,8 @@ class ActionEvent(Record):
     #: The inverse recorded by the executor before the effect ("tool.operation" and its params).
     undo_action: str | None = None
     undo_params: dict[str, str] = Field(default_factory=dict)
+    #: The verified approver of a human decision (or the operator of a requested rollback); None otherwise.
+    approver: str | None = None
 
 
 class ApprovalDecision(Record):

@@ -9,43 +9,68 @@ from pathlib import Path
 
 import click
 
-from streams.settings import load_settings
-from streams.wiring.logging_setup import setup_logging
+from schemas.errors import RcaflowError
 
 logger = logging.getLogger("rcaflow")
 
-#: Subcommands that live in their own modules, imported on use ("module:attribute").
-LAZY_COMMANDS: dict[str, str] = {
-    "api": "streams.commands.processes:api",
-    "audit": "streams.commands.audit:audit",
-    "broker": "streams.commands.broker:broker",
-    "demo": "streams.commands.demo:demo",
-    "executor": "streams.commands.processes:executor",
-    "explain": "streams.commands.explain:explain",
-    "ingest": "streams.commands.ingest:ingest",
-    "msgraph": "streams.commands.msgraph:msgraph",
-    "parse": "streams.commands.parse:parse",
-    "policy": "streams.commands.policy:policy",
-    "replay": "streams.commands.replay:replay",
-    "rollback": "streams.commands.rollback:rollback",
-    "run": "streams.commands.processes:run",
-    "stats": "streams.commands.stats:stats",
-    "worker": "streams.commands.processes:worker",
+#: Every subcommand: where it lives ("module:attribute", imported on use) and the line `rcaflow --help` shows for
+#: it without importing it (a test keeps the line equal to the command's own help).
+LAZY_COMMANDS: dict[str, tuple[str, str]] = {
+    "api": ("streams.commands.processes:api",
+            "The HTTP API: POST /events, POST /webhook, /healthz, /readyz, /metrics."),
+    "audit": ("streams.commands.audit:audit", "Work with the tamper-evident audit trail."),
+    "broker": ("streams.commands.broker:broker",
+               "Run the embedded single-node broker (for when there is no KAFKA_BOOTSTRAP_SERVERS)."),
+    "demo": ("streams.commands.demo:demo",
+             "Feed the sample mails through the whole pipeline and print what happened to each."),
+    "executor": ("streams.commands.processes:executor",
+                 "The executor: runs approved actions (dry-run unless configured otherwise)."),
+    "explain": ("streams.commands.explain:explain",
+                "Parse, triage (with evidence and the LLM when configured) and decide, printing what would happen."),
+    "ingest": ("streams.commands.ingest:ingest", "Mail producers: publish incoming alert mails to raw-mail."),
+    "msgraph": ("streams.commands.msgraph:msgraph", "Microsoft Graph mail subscriptions (Exchange Online)."),
+    "parse": ("streams.commands.parse:parse",
+              'Print each mail\'s AlertEvents as JSON lines; a mail without alerts prints {"file", "error"}.'),
+    "policy": ("streams.commands.policy:policy", "Work with remediation policy files."),
+    "replay": ("streams.commands.replay:replay", "Run past alerts through today's parsers and policy in a shadow run: "
+               "no real action, no chat message."),
+    "rollback": ("streams.commands.rollback:rollback",
+                 "Roll back action ACTION_ID with the inverse the executor recorded before running it."),
+    "run": ("streams.commands.processes:run",
+            "Run everything (embedded broker when KAFKA_BOOTSTRAP_SERVERS is unset) until Ctrl-C."),
+    "stats": ("streams.commands.stats:stats",
+              "Incidents, time to a root cause, actions (auto / approved / how they ended) per alert class."),
+    "worker": ("streams.commands.processes:worker",
+               "The Faust worker: normalize, dedup, rca, decide and audit agents."),
 }
 
 
 class RcaflowGroup(click.Group):
-    """Imports a subcommand's module only when it is used, so `rcaflow --help` stays fast."""
+    """Imports a subcommand's module only when it runs, and lists them all from the table: `rcaflow --help`
+    loads no subcommand, no framework and not even the settings."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted([*super().list_commands(ctx), *LAZY_COMMANDS])
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name in LAZY_COMMANDS:
-            module, _, attr = LAZY_COMMANDS[cmd_name].partition(":")
+            module, _, attr = LAZY_COMMANDS[cmd_name][0].partition(":")
             command: click.Command = getattr(importlib.import_module(module), attr)
             return command
         return super().get_command(ctx, cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        names = [name for name in self.list_commands(ctx) if name in LAZY_COMMANDS]
+        if not names:
+            return
+        limit = formatter.width - 6 - max(len(name) for name in names)  # as click.Group lays it out
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, short_help(name, limit)) for name in names])
+
+
+def short_help(name: str, limit: int = 45) -> str:
+    """What ``rcaflow --help`` shows for a subcommand, from the table."""
+    return click.utils.make_default_short_help(LAZY_COMMANDS[name][1], limit)
 
 
 @click.group(cls=RcaflowGroup)
@@ -57,6 +82,9 @@ class RcaflowGroup(click.Group):
 @click.pass_context
 def cli(ctx: click.Context, config_file: Path | None, secrets_dir: Path | None, log_level: str | None) -> None:
     """rcaflow: alert e-mails in, root-cause analyses and safe, audited remediation out."""
+    from streams.settings import load_settings
+    from streams.wiring.logging_setup import setup_logging
+
     settings = load_settings(config_file, secrets_dir)
     if log_level:
         settings = settings.model_copy(update={"log_level": log_level})
@@ -65,14 +93,17 @@ def cli(ctx: click.Context, config_file: Path | None, secrets_dir: Path | None, 
 
 
 def main() -> None:
+    """The process boundary: an error of ours is one line and exit code 2; anything else is a bug.
+
+    Ours is decided by type (``RcaflowError``), never by name, so a foreign ``KeyError``
+    or ``ValidationError`` keeps its traceback instead of passing for a clean refusal.
+    """
     try:
         cli(standalone_mode=True)
-    except Exception as exc:  # the process boundary: one clear line, details in the debug log
-        if getattr(exc, "retriable", None) is not None or type(exc).__name__.endswith("Error"):
-            logger.debug("fatal", exc_info=True)
-            click.echo(f"rcaflow: {type(exc).__name__}: {exc}", err=True)
-            sys.exit(2)
-        raise
+    except RcaflowError as exc:
+        logger.debug("rcaflow: %s (retriable=%s)", type(exc).__name__, exc.retriable, exc_info=True)
+        click.echo(f"rcaflow: {exc}", err=True)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -11,12 +11,13 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
-from executors.tools.http_reload import ReloadTarget
+from executors.tools.reload_targets import ReloadTarget
 from producers.imap.config import ImapConfig
 from producers.msgraph.config import MsgraphConfig
+from streams.errors import ConfigurationError
 
 STATE_HOME = Path.home() / ".local" / "state" / "rcaflow"
 CACHE_HOME = Path.home() / ".cache" / "rcaflow"
@@ -115,6 +116,9 @@ class LlmSettings(BaseModel):
     """The asynchronous LLM second opinion; on when an API key is configured (QWEN_API_KEY)."""
 
     enabled: bool | None = None
+    #: A name in ``executors.llm.provider.PROVIDERS`` ("openai_compat", "qwen", ...); adding a provider is one
+    #: module and one entry there.
+    provider: str = "openai_compat"
     base_url: str = "https://dashscope.aliyuncs.com/compatible-mode/v1"
     model: str = "qwen-plus"
     timeout_s: float = 60.0
@@ -125,6 +129,16 @@ class LlmSettings(BaseModel):
     max_concurrency_per_tenant: int = 32
     rate_per_tenant_per_s: float = 20.0
     burst_per_tenant: float = 5.0
+
+
+class MailSettings(BaseModel):
+    """Where the mail templates come from: the bundled ones and the deployment's own folders or files."""
+
+    #: Template YAML files or folders of them, loaded after the bundled ones (a template with a bundled
+    #: template's id replaces it). Mount a ConfigMap here to add a customer layout without a release.
+    templates: list[Path] = Field(default_factory=list)
+    #: Whether the bundled templates are loaded at all (false: only ``templates``).
+    bundled_templates: bool = True
 
 
 class EvidenceSettings(BaseModel):
@@ -245,6 +259,7 @@ class Settings(BaseSettings):
         default=None, validation_alias=AliasChoices("QWEN_API_KEY", "RCAFLOW_LLM_API_KEY")
     )
     llm: LlmSettings = Field(default_factory=LlmSettings)
+    mail: MailSettings = Field(default_factory=MailSettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
     evidence: EvidenceSettings = Field(default_factory=EvidenceSettings)
     approvals: ApprovalSettings = Field(default_factory=ApprovalSettings)
@@ -286,16 +301,52 @@ class Settings(BaseSettings):
 
 
 def load_settings(config_file: Path | None = None, secrets_dir: Path | None = None) -> Settings:
-    """Environment wins over the YAML file; secrets may come from mounted files."""
+    """Environment wins over the YAML file; secrets may come from mounted files.
+
+    Every way the configuration can be wrong ends as one :class:`ConfigurationError`
+    naming the file or the field, so the CLI can print one line; no value is echoed,
+    since any of them may be a secret.
+    """
     init: dict[str, Any] = {}
     if config_file is not None:
+        init = _read_yaml(config_file)
+    try:
+        if secrets_dir is not None:
+            return _with_secrets_dir(secrets_dir)(**init)
+        return Settings(**init)
+    except ValidationError as exc:
+        where = f" (environment or {config_file})" if config_file is not None else " (environment)"
+        raise ConfigurationError(f"invalid settings{where}: {_summary(exc)}") from exc
+    except SettingsError as exc:  # a complex value (JSON in an env var or secret file) that does not parse
+        raise ConfigurationError(f"invalid settings: {exc}") from exc
+
+
+def _read_yaml(config_file: Path) -> dict[str, Any]:
+    try:
         loaded = yaml.safe_load(config_file.read_text(encoding="utf-8")) or {}
-        if not isinstance(loaded, dict):
-            raise ValueError(f"{config_file}: top level must be a mapping")
-        init = loaded
-    if secrets_dir is not None:
-        return _with_secrets_dir(secrets_dir)(**init)
-    return Settings(**init)
+    except OSError as exc:
+        raise ConfigurationError(f"{config_file}: cannot read the settings file: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigurationError(f"{config_file}: the settings file is not UTF-8 (byte {exc.start})") from exc
+    except yaml.YAMLError as exc:
+        # str(exc) quotes the offending line, which may hold a secret: keep only the problem and the position.
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or type(exc).__name__
+        raise ConfigurationError(f"{config_file}: not valid YAML{at}: {problem}") from exc
+    if not isinstance(loaded, dict):
+        raise ConfigurationError(f"{config_file}: top level must be a mapping, not a {type(loaded).__name__}")
+    return loaded
+
+
+def _summary(exc: ValidationError, limit: int = 5) -> str:
+    """``api.port: Input should be a valid integer; ...``: field paths and pydantic's words, never the input."""
+    problems = [
+        f"{'.'.join(str(part) for part in error['loc']) or '(top level)'}: {error['msg']}"
+        for error in exc.errors(include_input=False, include_url=False)
+    ]
+    more = f" (and {len(problems) - limit} more)" if len(problems) > limit else ""
+    return "; ".join(problems[:limit]) + more
 
 
 def _with_secrets_dir(secrets_dir: Path) -> type[Settings]:

@@ -13,14 +13,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from executors.llm.gate import AllowedAction
 from executors.llm.provider import ChatMessage
+from schemas.operations import EVIDENCE, by_family
 from schemas.records import AlertEvent, Evidence
 
-DEFAULT_EVIDENCE_TOOLS: dict[str, tuple[str, ...]] = {
-    "prom": ("query", "query_range"),
-    "k8s": ("pods", "events", "logs", "describe"),
-    "es": ("search", "count"),
-}
-"""Read-only tools the model may ask for (mirrors ``policies.catalog.EVIDENCE_OPERATIONS``)."""
+DEFAULT_EVIDENCE_TOOLS: dict[str, tuple[str, ...]] = by_family(op for op in EVIDENCE if op.offered_to_llm)
+"""Read-only tools the model may ask for: the catalogue's evidence offered to the LLM (``schemas.operations``)."""
 
 _MAX_FIELD = 4000
 

@@ -19,45 +19,22 @@ import logging
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Self
 
 import httpx
-from pydantic import BaseModel, ConfigDict
 
 from executors.base import ActionSpec, Executor, RunContext, ToolResult
 from executors.errors import InvalidParamsError, ToolNotConfiguredError, UnavailableError, UpstreamError
 from executors.params import EndpointName, Params
 from executors.tools._http import MAX_BODY, check, safe_base_url
+from executors.tools.reload_targets import ReloadKind, ReloadTarget
 from schemas.records import Risk
 
 logger = logging.getLogger(__name__)
 
 
-class ReloadKind(StrEnum):
-    """What kind of server sits behind an endpoint, i.e. how its reload can be confirmed."""
-
-    #: Unknown server: the HTTP status is all we learn.
-    PLAIN = "plain"
-    #: vmalert: /-/reload only sends itself SIGHUP; the outcome is in its metrics a moment later.
-    VMALERT = "vmalert"
-    #: Prometheus (needs --web.enable-lifecycle): reloads before answering.
-    PROMETHEUS = "prometheus"
-    #: Alertmanager: reloads before answering.
-    ALERTMANAGER = "alertmanager"
-
-
 #: Servers that finish the reload before answering the POST: one metrics read after it is enough.
 _SYNCHRONOUS = frozenset({ReloadKind.PROMETHEUS, ReloadKind.ALERTMANAGER})
-
-
-class ReloadTarget(BaseModel):
-    """One configured endpoint: its base URL and, to have the reload confirmed, the server kind."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    url: str
-    kind: ReloadKind = ReloadKind.PLAIN
 
 
 @dataclass(frozen=True, slots=True)

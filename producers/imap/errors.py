@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
+from producers.errors import ProducerError
 
-class ImapProducerError(Exception):
-    """Base of the IMAP producer's errors."""
 
-    retriable: bool = True
+class ImapProducerError(ProducerError):
+    """Base of the IMAP producer's errors; most are a server that may come back, hence retriable."""
 
-    def __init__(self, message: str, *, retriable: bool | None = None) -> None:
-        super().__init__(message)
-        if retriable is not None:
-            self.retriable = retriable
+    retriable = True
 
 
 class ImapConnectionError(ImapProducerError):

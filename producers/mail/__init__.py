@@ -2,7 +2,7 @@
 
 from producers.mail.errors import MailParseError
 from producers.mail.parse import ParsedMail, ParseLimits, load_templates, parse_mail
-from producers.mail.registry import Template, TemplateConfigError, TemplateRegistry
+from producers.mail.registry import Template, TemplateConfigError, TemplateRegistry, bundled_templates_dir
 
 __all__ = [
     "MailParseError",
@@ -11,6 +11,7 @@ __all__ = [
     "Template",
     "TemplateConfigError",
     "TemplateRegistry",
+    "bundled_templates_dir",
     "load_templates",
     "parse_mail",
 ]

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
+from producers.errors import ProducerError
 
-class MailParseError(Exception):
+
+class MailParseError(ProducerError):
     """The mail holds no alert we can read; retrying the same bytes cannot help.
 
-    ``reason`` is meant for a human reading the dead-letter topic: it names the
+    ``message`` is meant for a human reading the dead-letter topic: it names the
     templates that were tried and why each one did not yield an alert.
     """
 
     retriable = False
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason

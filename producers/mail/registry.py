@@ -18,13 +18,17 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from producers.errors import ProducerError
 from schemas.records import AlertStatus
 
 EngineName = Literal["html_table", "kv_lines"]
 
 
-class TemplateConfigError(ValueError):
-    """A template file is malformed; raised at load time, so a bad file never reaches a mail."""
+class TemplateConfigError(ProducerError, ValueError):
+    """A template file is malformed; raised at load time, so a bad file never reaches a mail.
+
+    Still a ``ValueError`` for callers that caught it as one before it joined the tree.
+    """
 
     retriable = False
 
@@ -245,7 +249,8 @@ def _yaml_files(paths: Iterable[Path]) -> list[Path]:
     return files
 
 
-def _bundled_dir() -> Path:
+def bundled_templates_dir() -> Path:
+    """The folder of the templates shipped with rcaflow (also the home of ``_defaults.yaml``)."""
     return Path(str(resources.files("producers.mail") / "templates"))
 
 
@@ -255,7 +260,7 @@ def load_templates(paths: Iterable[Path] | None = None) -> TemplateRegistry:
     Given paths are loaded on top of the bundled ``_defaults.yaml`` unless they
     bring their own ``defaults:``; a later template with an existing id replaces it.
     """
-    bundled = _bundled_dir()
+    bundled = bundled_templates_dir()
     files = _yaml_files([bundled] if paths is None else list(paths))
     parsed: list[tuple[Path, RegistryFile]] = []
     for path in files:

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
+from producers.errors import ProducerError
 
-class GraphError(Exception):
-    """Base of the Graph producer's errors."""
 
-    retriable: bool = True
+class GraphError(ProducerError):
+    """Base of the Graph producer's errors; ``status`` is Graph's HTTP status when there was one."""
+
+    retriable = True
 
     def __init__(self, message: str, *, retriable: bool | None = None, status: int | None = None) -> None:
-        super().__init__(message)
-        if retriable is not None:
-            self.retriable = retriable
+        super().__init__(message, retriable=retriable)
         self.status = status
 
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
+from streams.errors import StreamsError
 from streams.stages.approval import Rejection
 
 
-class ApprovalsError(Exception):
+class ApprovalsError(StreamsError):
     """Base of errors raised by the approval callbacks; ``retriable`` says whether the caller may retry."""
-
-    retriable: bool = False
 
 
 class RefusedError(ApprovalsError):

@@ -29,15 +29,17 @@ from executors.errors import ExecutorError
 from executors.evidence.base import EvidenceTool, Observation
 from executors.execute import execute
 from executors.registry import ToolRegistry
+from schemas.operations import evidence_families
 from schemas.records import ActionEvent, ActionState, Evidence, EvidenceStatus, Risk
 from streams.api.actions_view import PendingActions
 from streams.api.app import Tenant
 from streams.api.claims import ClaimStore, InMemoryClaims
+from streams.errors import StreamsError
 
 logger = logging.getLogger(__name__)
 
-#: Families of the read-only evidence tools (DESIGN.md: /tools/{prom,k8s,es,netprobe}).
-EVIDENCE_FAMILIES = frozenset({"prom", "k8s", "es", "netprobe"})
+#: Families of the read-only evidence tools (DESIGN.md: /tools/{prom,k8s,es,netprobe}), from the catalogue.
+EVIDENCE_FAMILIES = evidence_families()
 _ACTION_ID = r"^[A-Za-z0-9._:-]{1,200}$"
 _OPERATION = r"^[a-z][a-z0-9_]{0,63}$"
 #: How long a real run stays claimed, so two requests (or two clicks) cannot run one approval twice.
@@ -60,20 +62,17 @@ class ToolRequest(BaseModel):
         return {k: (str(v).lower() if isinstance(v, bool) else str(v)) for k, v in self.params.items()}
 
 
-class ToolRefusedError(Exception):
+class ToolRefusedError(StreamsError):
     """A request this router answers with a 4xx; ``reason`` is a stable word clients may switch on."""
-
-    retriable = False
 
     def __init__(self, status: int, reason: str, detail: str, errors: list[dict[str, str]] | None = None) -> None:
         super().__init__(detail)
         self.status = status
         self.reason = reason
-        self.detail = detail
         self.errors = errors
 
     def response(self) -> JSONResponse:
-        body: dict[str, Any] = {"detail": self.detail, "reason": self.reason}
+        body: dict[str, Any] = {"detail": self.message, "reason": self.reason}
         if self.errors is not None:
             body["errors"] = self.errors
         return JSONResponse(body, status_code=self.status)
@@ -311,7 +310,7 @@ def build_tools_router(
             return JSONResponse(await core.handle(family, body, tenant))
         except ToolRefusedError as refused:
             logger.info("tools api refused %s.%s: %s (%s)", family, body.operation, refused.reason,
-                        refused.detail, extra={"tenant": tenant, "action_id": body.action_id})
+                        refused.message, extra={"tenant": tenant, "action_id": body.action_id})
             return refused.response()
 
     return router

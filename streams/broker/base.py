@@ -16,24 +16,23 @@ from pathlib import Path
 from types import TracebackType
 from typing import ClassVar, Protocol, Self
 
+from streams.errors import StreamsError
+
 logger = logging.getLogger(__name__)
 
 DEFAULT_STARTUP_TIMEOUT = 90.0
 _PR_SET_PDEATHSIG = 1
 
 
-class BrokerError(Exception):
+class BrokerError(StreamsError):
     """Starting, probing or stopping the embedded broker failed.
 
     ``retriable`` is True when trying again may help (a port race, a slow
     machine), False when the environment must change first (no Java, bad jars).
     """
 
-    retriable: bool
-
     def __init__(self, message: str, *, retriable: bool = False) -> None:
-        super().__init__(message)
-        self.retriable = retriable
+        super().__init__(message, retriable=retriable)
 
 
 class RunningBroker(Protocol):

@@ -42,7 +42,7 @@ def _events(path: Path, tenant: str, stages: Stages, settings: Settings) -> list
                                 registry=stages.templates,
                                 cluster_names=_cluster_names(settings, tenant))
         except MailParseError as exc:
-            raise click.ClickException(f"{path}: no alert found: {exc.reason}") from exc
+            raise click.ClickException(f"{path}: no alert found: {exc.message}") from exc
         events = parsed.events
     return [stages.normalize.accept(e).record for e in events]  # type: ignore[misc]
 

@@ -11,6 +11,9 @@ import click
 
 from producers.mail import MailParseError, TemplateConfigError, load_templates, parse_mail
 from schemas.records import EventSource, SourceKind
+from streams.commands.context import settings_or_none
+from streams.settings import Settings
+from streams.wiring.runtime import build_templates
 
 
 def _cluster_names(ctx: click.Context, tenant: str, given: tuple[str, ...]) -> dict[str, str]:
@@ -32,7 +35,8 @@ def _cluster_names(ctx: click.Context, tenant: str, given: tuple[str, ...]) -> d
 @click.option("--tenant", default="default", show_default=True, help="Tenant the mails belong to.")
 @click.option("--templates", "template_paths", multiple=True,
               type=click.Path(exists=True, path_type=Path),
-              help="Template YAML file or folder (repeatable); default: the bundled templates.")  # fmt: skip
+              help="Template YAML file or folder (repeatable); default: the configured templates "
+                   "(the bundled ones plus mail.templates).")  # fmt: skip
 @click.option("--cluster-name", "cluster_names", multiple=True, metavar="UUID=NAME",
               help="Readable name for a cluster id (repeatable); adds to the tenant's settings.")  # fmt: skip
 @click.pass_context
@@ -48,7 +52,8 @@ def parse(
     Exits 1 at the end when any mail failed, so scripts can check a whole folder.
     """
     try:
-        registry = load_templates(list(template_paths) or None)
+        settings = settings_or_none(ctx) or Settings()
+        registry = load_templates(list(template_paths)) if template_paths else build_templates(settings)
     except TemplateConfigError as exc:
         raise click.ClickException(str(exc)) from exc
     names = _cluster_names(ctx, tenant, cluster_names)
@@ -67,7 +72,7 @@ def parse(
             )
         except MailParseError as exc:
             failed += 1
-            click.echo(json.dumps({"file": str(path), "error": exc.reason}, ensure_ascii=False))
+            click.echo(json.dumps({"file": str(path), "error": exc.message}, ensure_ascii=False))
             continue
         for event in parsed.events:
             click.echo(event.model_dump_json())

@@ -13,15 +13,14 @@ import hashlib
 from datetime import datetime
 
 from schemas.records import ActionEvent, ActionState
+from streams.errors import StreamsError
 
 #: Suffix of a rollback's name: "<policy action>:rollback".
 ROLLBACK_SUFFIX = ":rollback"
 
 
-class RollbackRefusedError(Exception):
+class RollbackRefusedError(StreamsError):
     """This action cannot be rolled back (unknown, not finished, nothing recorded to undo, already undone)."""
-
-    retriable = False
 
 
 def rollback_id(action_id: str) -> str:
@@ -30,7 +29,7 @@ def rollback_id(action_id: str) -> str:
 
 
 def rollback_action(original: ActionEvent, *, state: ActionState, reason: str, at: datetime,
-                    result: str | None = None) -> ActionEvent:
+                    result: str | None = None, approver: str | None = None) -> ActionEvent:
     """The rollback of ``original``, whose finished record holds the inverse in ``undo_action``/``undo_params``."""
     if not original.undo_action:
         raise RollbackRefusedError(f"{original.action_id} recorded nothing to undo")
@@ -39,7 +38,7 @@ def rollback_action(original: ActionEvent, *, state: ActionState, reason: str, a
         tenant=original.tenant, action_id=rollback_id(original.action_id), incident_id=original.incident_id,
         alert_class=original.alert_class, name=f"{original.name}{ROLLBACK_SUFFIX}", tool=tool, operation=operation,
         params=dict(original.undo_params), risk=original.risk, state=state, dry_run=False, reason=reason,
-        result=result, at=at, rollback_of=original.action_id,
+        result=result, at=at, rollback_of=original.action_id, approver=approver,
         undo_action=f"{original.tool}.{original.operation}", undo_params=dict(original.params),
     )
 
@@ -87,4 +86,4 @@ def plan_rollback(history: list[ActionEvent], action_id: str, *, by: str, at: da
         raise RollbackRefusedError("say who asks for the rollback (--by)")
     return rollback_action(latest, state=ActionState.APPROVED, at=at,
                            reason=f"rollback of {action_id} ({latest.name}) requested by {who}",
-                           result=f"approved by {who} via rcaflow rollback")
+                           result=f"approved by {who} via rcaflow rollback", approver=who)

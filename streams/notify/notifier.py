@@ -23,6 +23,7 @@ from pydantic import ValidationError
 from executors.approvals import LinkSigner
 from executors.notify import ApprovalChannel, MessageRef, NotifyError, RateLimitedError
 from schemas.records import ActionEvent, ActionState, Engine, RcaResult, Risk
+from streams.errors import StreamsError
 from streams.notify.links import approval_links
 from streams.stages.table_pruning import forget_older
 
@@ -46,13 +47,13 @@ class NotificationRef:
     unchanged: tuple[str, ...] = ()
 
 
-class NotifyStageError(Exception):
+class NotifyStageError(StreamsError):
     """One or more channels failed; what did reach a channel is remembered, so a retry sends only the rest."""
 
     def __init__(self, failures: Mapping[str, NotifyError]) -> None:
-        super().__init__("; ".join(f"{name}: {exc.message}" for name, exc in sorted(failures.items())))
+        super().__init__("; ".join(f"{name}: {exc.message}" for name, exc in sorted(failures.items())),
+                         retriable=all(exc.retriable for exc in failures.values()))
         self.failures = dict(failures)
-        self.retriable = all(exc.retriable for exc in failures.values())
         waits = [exc.retry_after for exc in failures.values()
                  if isinstance(exc, RateLimitedError) and exc.retry_after is not None]
         self.retry_after: float | None = max(waits) if waits else None

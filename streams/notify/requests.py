@@ -14,10 +14,11 @@ from dataclasses import dataclass
 from pydantic import ValidationError
 
 from schemas.records import ActionEvent, ActionState, RcaResult
+from streams.errors import StreamsError
 from streams.notify.notifier import remembered_result
 
 
-class NotifyRequestError(Exception):
+class NotifyRequestError(StreamsError):
     """A notify-input record that is not one of ours (nothing to retry: it is skipped and logged)."""
 
     retriable = False

@@ -35,6 +35,7 @@ from schemas.codec import Codec
 from schemas.errors import CodecError
 from schemas.records import AlertEvent, RawMail
 from schemas.topics import ALL_TOPICS, NORMALIZED, RAW_MAIL, TopicSpec
+from streams.errors import StreamsError
 from streams.ops.demo import Follower, Row, Sent, event_row, print_rows, rows_for, wait_rows
 from streams.settings import Settings
 from streams.wiring.runtime import build_codec
@@ -49,8 +50,11 @@ _SCRUBBED_PREFIXES = ("RCAFLOW_NOTIFY__", "RCAFLOW_APPROVALS__")
 _LLM_KEYS = ("QWEN_API_KEY", "RCAFLOW_LLM_API_KEY")
 
 
-class ReplayError(click.ClickException):
-    """The window could not be read or copied; the message says which and why."""
+class ReplayError(click.ClickException, StreamsError):
+    """The window could not be read or copied; the message says which and why.
+
+    A ``ClickException`` first, so click still prints it as the command's usage-level failure.
+    """
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,10 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
 
+from streams.errors import StreamsError
 
-class TopicReadError(Exception):
+
+class TopicReadError(StreamsError):
     """The topic could not be read at all (broker unreachable, topic missing, too slow)."""
 
     retriable = True

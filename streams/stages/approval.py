@@ -152,6 +152,7 @@ def apply_approval(action: ActionEvent, decision: ApprovalDecision, now: datetim
         action,
         state=ActionState.APPROVED if decision.decision is Decision.APPROVE else ActionState.REJECTED,
         at=now,
+        approver=decision.approver,
         result=f"{verb} by {decision.approver} via {decision.channel}{why}",
     )
 

@@ -109,6 +109,7 @@ def _action_step(chain: AuditChain, action: ActionEvent, source_id: str, context
             "params": ",".join(f"{k}={v}" for k, v in sorted(action.params.items()))[:500],
             "source": source_id,
             **({"rollback_of": action.rollback_of} if action.rollback_of else {}),
+            **({"approver": action.approver[:200]} if action.approver else {}),
         },
         at=context.now(),
     )
@@ -151,17 +152,16 @@ def _ingest_detail(event: AlertEvent, source_id: str) -> dict[str, str]:
 
 
 def _who(action: ActionEvent) -> tuple[AuditKind, str]:
-    """Which kind of step an action record is, and who took it (the approver for human decisions)."""
-    result = action.result or ""
+    """Which kind of step an action record is, and who took it (the verified approver for human decisions)."""
+    human = (action.approver or "")[:200]
     if action.state is ActionState.ROLLED_BACK or action.rollback_of is not None:
-        if action.state is ActionState.APPROVED and result.startswith("approved by "):
-            return AuditKind.ROLLBACK, result.removeprefix("approved by ").split(" via ", 1)[0][:200]
+        if action.state is ActionState.APPROVED and human:
+            return AuditKind.ROLLBACK, human
         return AuditKind.ROLLBACK, "executor"
     if action.state.value in _EXECUTION_STATES:
         return AuditKind.EXECUTION, "executor"
-    for verb in ("approved by ", "rejected by "):
-        if action.state in (ActionState.APPROVED, ActionState.REJECTED) and result.startswith(verb):
-            return AuditKind.APPROVAL, result[len(verb):].split(" via ", 1)[0][:200]
+    if action.state in (ActionState.APPROVED, ActionState.REJECTED) and human:
+        return AuditKind.APPROVAL, human
     if action.state is ActionState.EXPIRED:
         return AuditKind.APPROVAL, "approval-timer"
     return AuditKind.DECISION, "decide"

@@ -89,7 +89,7 @@ def dead_letter(
     context: StageContext,
 ) -> Out:
     """The dead-letter record of input ``stage`` could not use: the bytes as read, and why."""
-    reason = getattr(exc, "reason", None) or str(exc) or type(exc).__name__
+    reason = str(exc) or type(exc).__name__
     logger.warning(
         "%s: dead-lettered %s[%s]@%s: %s", stage, where.topic, where.partition, where.offset, reason,
         extra={"stage": stage, "topic": where.topic, "offset": where.offset},

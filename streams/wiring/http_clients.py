@@ -7,11 +7,17 @@ import ssl
 
 import httpx
 
+from streams.errors import StreamsError
 from streams.settings import HttpSettings
 
 
-class HostNotAllowedError(httpx.RequestError):
-    """The configured allow-list does not include this host; the request was never sent."""
+class HostNotAllowedError(httpx.RequestError, StreamsError):
+    """The configured allow-list does not include this host; the request was never sent.
+
+    An ``httpx.RequestError`` first, so every client maps it as the transport failure it
+    looks like from outside; a ``StreamsError`` too, so it is ours at the process boundary.
+    Not retriable: the allow-list will not change between two attempts.
+    """
 
 
 def make_async_client(

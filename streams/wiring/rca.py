@@ -38,6 +38,7 @@ def build_second_opinion(settings: Settings, policies: PolicySet, context: Stage
 
     key = settings.qwen_api_key
     config = LlmConfig(
+        provider=settings.llm.provider,
         base_url=settings.llm.base_url,
         model=settings.llm.model,
         api_key=key if key is not None else LlmConfig().api_key,

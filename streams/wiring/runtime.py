@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 
 from policies import PolicySet, load_policies
-from producers.mail import TemplateRegistry, load_templates
+from producers.mail import TemplateRegistry, bundled_templates_dir, load_templates
 from schemas.codec import Codec, make_codec
+from streams.errors import ConfigurationError
 from streams.settings import Settings
 from streams.stages.approval import Approval
 from streams.stages.audit import Audit
@@ -22,9 +22,7 @@ from streams.stages.second_opinion import SecondOpinion
 
 logger = logging.getLogger(__name__)
 
-
-class ConfigurationError(Exception):
-    retriable = False
+__all__ = ["ConfigurationError"]  # defined in streams.errors; importers reach it here too
 
 
 def require_bootstrap(settings: Settings) -> str:
@@ -45,7 +43,12 @@ def build_policies(settings: Settings) -> PolicySet:
     return load_policies(settings.policies_file)
 
 
-def build_templates(paths: list[Path] | None = None) -> TemplateRegistry:
+def build_templates(settings: Settings) -> TemplateRegistry:
+    """The bundled templates (unless turned off) and then the deployment's own, in the configured order."""
+    mail = settings.mail
+    paths = [*([bundled_templates_dir()] if mail.bundled_templates else []), *mail.templates]
+    if not paths:
+        raise ConfigurationError("mail.bundled_templates is false and mail.templates names no template file")
     return load_templates(paths)
 
 
@@ -72,7 +75,7 @@ def build_stages(
     """``engines``: also build the evidence tools and the LLM client (only the worker and explain call them)."""
     context = StageContext(metrics=metrics, clock=clock)
     policies = build_policies(settings)
-    templates = build_templates()
+    templates = build_templates(settings)
     evidence = second_opinion = None
     if engines:
         from streams.wiring.rca import build_evidence_runner, build_second_opinion

@@ -21,6 +21,7 @@ from types import TracebackType
 from typing import Self
 
 from streams.broker import EmbeddedBroker, choose_broker
+from streams.errors import StreamsError
 from streams.settings import Settings
 from streams.wiring.topics_admin import ensure_topics
 
@@ -30,8 +31,8 @@ ROLES: tuple[str, ...] = ("api", "worker", "executor")
 _PR_SET_PDEATHSIG = 1
 
 
-class SupervisorError(Exception):
-    retriable = False
+class SupervisorError(StreamsError):
+    """A role process could not be started or died during start-up: the log says why, a blind retry will not."""
 
 
 def _die_with_parent() -> None:

@@ -10,11 +10,14 @@ from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
 from schemas.topics import ALL_TOPICS, TopicSpec
+from streams.errors import StreamsError
 
 logger = logging.getLogger(__name__)
 
 
-class TopicSetupError(Exception):
+class TopicSetupError(StreamsError):
+    """The topics could not be listed or created; the broker may still be starting, so a retry can help."""
+
     retriable = True
 
 

@@ -12,11 +12,21 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import timedelta
+from typing import TypeVar
 
 import faust
 from faust.types import EventT
 
-from schemas.records import ActionEvent, AlertEvent, ApprovalDecision, DeadLetter, Incident, RawMail, RcaResult
+from schemas.records import (
+    ActionEvent,
+    AlertEvent,
+    ApprovalDecision,
+    DeadLetter,
+    Incident,
+    RawMail,
+    RcaResult,
+    Record,
+)
 from schemas.topics import ACTIONS, APPROVALS, DEAD_LETTER, INCIDENTS, NORMALIZED, RAW_MAIL, RCA_RESULT
 from streams.notify.notifier import Notifier, NotifyStageError, forget_stale
 from streams.notify.requests import (
@@ -47,10 +57,22 @@ from streams.worker.edge import decode, decode_or_dead_letter, header, key_text,
 
 logger = logging.getLogger(__name__)
 
+R = TypeVar("R", bound=Record)
+
 #: A rate-limited chat robot must not hold up the notifications behind it forever.
 NOTIFY_TIMEOUT_S = 10.0
 #: The header that names the record type of an audit-input record.
 RECORD_HEADER = "rcaflow-record"
+
+
+async def _decoded(worker: WorkerApp, value: bytes, record_type: type[R], pos: Position, stage: str,
+                   context: StageContext) -> R | None:
+    """The record, or None once the undecodable bytes are kept in dead-letter."""
+    record = decode_or_dead_letter(worker.codec, value, record_type, pos, stage, context)
+    if isinstance(record, Out):
+        await worker.send([record])
+        return None
+    return record
 
 
 class NotifyRequests:
@@ -72,9 +94,8 @@ def register_normalize(worker: WorkerApp, stage: Normalize) -> None:
     async def normalize(stream: faust.StreamT[bytes]) -> None:
         async for value, pos in values(stream):
             with timed(context, normalize_stage.STAGE):
-                mail = decode_or_dead_letter(worker.codec, value, RawMail, pos, normalize_stage.STAGE, context)
-                if isinstance(mail, Out):
-                    await worker.send([mail])
+                mail = await _decoded(worker, value, RawMail, pos, normalize_stage.STAGE, context)
+                if mail is None:
                     continue
                 await worker.send(outputs(normalize_stage.STAGE, stage(mail, pos), value, pos, context))
 
@@ -87,9 +108,8 @@ def register_dedup(worker: WorkerApp, stage: Dedup) -> None:
         async for value, pos in values(stream):
             key = key_text(pos)
             with timed(context, dedup_stage.STAGE):
-                event = decode_or_dead_letter(worker.codec, value, AlertEvent, pos, dedup_stage.STAGE, context)
-                if isinstance(event, Out):
-                    await worker.send([event])
+                event = await _decoded(worker, value, AlertEvent, pos, dedup_stage.STAGE, context)
+                if event is None:
                     continue
                 result = stage(event, table.get(key))
                 # Output first: a crash between the two re-delivers the event, and the
@@ -106,9 +126,8 @@ def register_rca(worker: WorkerApp, stage: Rca) -> None:
     async def rca(stream: faust.StreamT[bytes]) -> None:
         async for value, pos in values(stream):
             with timed(context, rca_stage.STAGE):
-                incident = decode_or_dead_letter(worker.codec, value, Incident, pos, rca_stage.STAGE, context)
-                if isinstance(incident, Out):
-                    await worker.send([incident])
+                incident = await _decoded(worker, value, Incident, pos, rca_stage.STAGE, context)
+                if incident is None:
                     continue
                 await worker.send((await stage(incident)).outputs)
 
@@ -141,9 +160,8 @@ def register_decide(worker: WorkerApp, stage: Decide, notify: NotifyRequests) ->
             pos = where(event)
             value = event.value if isinstance(event.value, bytes) else b""
             with timed(context, decide_stage.STAGE):
-                result = decode_or_dead_letter(worker.codec, value, RcaResult, pos, decide_stage.STAGE, context)
-                if isinstance(result, Out):
-                    await worker.send([result])
+                result = await _decoded(worker, value, RcaResult, pos, decide_stage.STAGE, context)
+                if result is None:
                     continue
                 key = group_key(result)
                 decided = stage(result, cooldowns.get(key))
@@ -181,10 +199,8 @@ def register_approvals(worker: WorkerApp, stage: Approval, notify: NotifyRequest
         async for value, pos in values(stream):
             key = key_text(pos)
             with timed(context, approval_stage.STAGE):
-                decision = decode_or_dead_letter(worker.codec, value, ApprovalDecision, pos, approval_stage.STAGE,
-                                                 context)
-                if isinstance(decision, Out):
-                    await worker.send([decision])
+                decision = await _decoded(worker, value, ApprovalDecision, pos, approval_stage.STAGE, context)
+                if decision is None:
                     continue
                 # Once decided, never decided again: the stage sees nothing waiting and the refusal says why.
                 result = stage(decision, None if key in decided else awaiting.get(key))

@@ -7,7 +7,7 @@ state (docs/architecture.md lists them).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,13 +65,25 @@ class Tables:
     decided: TableT[str, Any]
 
 
+#: How encoded records leave the worker: (topic, key, value). Faust's producer by default; tests of a single
+#: agent pass their own and read what would have gone to Kafka.
+Deliver = Callable[[faust.TopicT, bytes, bytes], Awaitable[object]]
+
+
+async def _to_kafka(topic: faust.TopicT, key: bytes, value: bytes) -> object:
+    # force: send now rather than at commit time; Faust still flushes the producer before it commits the input
+    # offset, so a crash re-delivers input rather than losing output.
+    return await topic.send(key=key, value=value, force=True)
+
+
 class WorkerApp:
     """The Faust app with rcaflow's topics and tables; agents are added by :mod:`streams.worker.agents`."""
 
-    def __init__(self, settings: Settings, bootstrap: str, codec: Codec) -> None:
+    def __init__(self, settings: Settings, bootstrap: str, codec: Codec, *, deliver: Deliver = _to_kafka) -> None:
         prefix = settings.kafka.topic_prefix
         self.settings = settings
         self.codec = codec
+        self._deliver = deliver
         self.partitions = settings.worker.partitions
         fast: dict[str, Any] = {}
         if settings.kafka.fast_rebalance:
@@ -130,9 +142,8 @@ class WorkerApp:
         return self.topics[name]
 
     async def send(self, outs: Iterable[Out]) -> None:
-        """Encode and send each output now; Faust flushes the producer before it commits the input offset,
-        so a crash re-delivers input rather than losing output."""
+        """Encode each output and send it now, in order."""
         for out in outs:
             target = self.topics[out.spec.name]
             value = self.codec.encode(out.record, topic=target.get_topic_name())
-            await target.send(key=out.key.encode("utf-8"), value=value, force=True)
+            await self._deliver(target, out.key.encode("utf-8"), value)

@@ -85,7 +85,7 @@ def test_zone_less_times_are_china_time_and_times_count_is_read() -> None:
 def test_error_reason_names_every_template_tried() -> None:
     with pytest.raises(MailParseError) as info:
         parse_mail(_mail("<p>hello</p>", subject="hi"), tenant="acme", received_at=NOW, source=SOURCE)
-    reason = info.value.reason
+    reason = info.value.message
     assert info.value.retriable is False
     for template in load_templates():
         assert template.parser_id in reason

@@ -31,8 +31,8 @@ def _check(raw: bytes) -> None:
     try:
         result = parse_mail(raw, tenant="t", received_at=NOW, source=EventSource())
     except MailParseError as exc:
-        assert exc.reason
-        assert not exc.reason.startswith("parser error"), exc.reason  # no internal bug was hit
+        assert exc.message
+        assert not exc.message.startswith("parser error"), exc.message  # no internal bug was hit
     else:
         assert isinstance(result, ParsedMail) and result.events
 

@@ -86,6 +86,19 @@ def test_the_audit_trail_names_the_approver_of_a_human_decision() -> None:
     assert record.detail["result"].startswith("approved by slack:U1")
 
 
+def test_the_approver_comes_from_the_record_field_never_from_the_result_text() -> None:
+    approval = _approval(T0 + timedelta(minutes=5))
+    (approved,) = _apply(approval, _decision(), _awaiting())
+    assert approved.approver == "slack:U1"
+    # The result is prose for people; an approver named only there (or contradicted there) is not believed.
+    spoofed = approved.model_copy(update={"result": "approved by slack:UBOSS via slack"})
+    (record,), _head = _audit(spoofed)
+    assert (record.kind, record.actor, record.detail["approver"]) == (AuditKind.APPROVAL, "slack:U1", "slack:U1")
+    unattributed = approved.model_copy(update={"approver": None})
+    (record,), _head = _audit(unattributed)
+    assert (record.kind, record.actor) == (AuditKind.DECISION, "decide")
+
+
 def _letter(stage: str, payload: bytes) -> DeadLetter:
     return DeadLetter(tenant="acme", stage=stage, source_topic="approvals", payload=payload,
                       reason="unknown_approver: slack:U9 may not decide for acme", error_type="ApprovalRefused", at=T0)

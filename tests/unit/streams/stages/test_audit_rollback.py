@@ -39,6 +39,6 @@ def test_a_rollback_an_operator_asked_for_names_the_operator() -> None:
                         name="scale_vminsert:rollback", tool="k8s", operation="scale", risk=Risk.HIGH,
                         state=ActionState.APPROVED, at=T0, rollback_of="a-1",
                         reason="rollback of a-1 (scale_vminsert) requested by alice",
-                        result="approved by alice via rcaflow rollback")
+                        result="approved by alice via rcaflow rollback", approver="alice")
     record = _audit(asked, 4)
     assert record.kind is AuditKind.ROLLBACK and record.actor == "alice"

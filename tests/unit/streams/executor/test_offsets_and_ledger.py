@@ -1,0 +1,58 @@
+"""The executor's bookkeeping on its own: offsets move only past a handled prefix; a started action never restarts."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from confluent_kafka import TopicPartition
+
+from schemas.records import ActionEvent, ActionState, Risk
+from streams.executor.ledger import ActionLedger
+from streams.executor.offsets import OffsetTracker
+
+T0 = datetime(2026, 11, 25, 3, 0, tzinfo=UTC)
+
+
+def _committable(tracker: OffsetTracker) -> dict[tuple[str, int], int]:
+    return {(tp.topic, tp.partition): tp.offset for tp in tracker.take()}
+
+
+def test_a_slow_action_holds_its_partitions_offset_until_it_is_done() -> None:
+    tracker = OffsetTracker()
+    slow = tracker.start("actions", 0, 10)  # a restart watched for minutes
+    quick = tracker.start("actions", 0, 11)  # a silence, done at once
+    other = tracker.start("actions", 1, 5)
+    tracker.done("actions", 0, quick)
+    tracker.done("actions", 1, other)
+    # Partition 1 moves; partition 0 must not move past 10 while 10 still runs, or a crash would lose it.
+    assert _committable(tracker) == {("actions", 1): 6}
+    assert tracker.busy == 2  # both records of partition 0 still wait for their commit
+    tracker.done("actions", 0, slow)
+    assert _committable(tracker) == {("actions", 0): 12}  # past both, in one step
+    assert _committable(tracker) == {}  # nothing moved since
+
+
+def test_revoked_partitions_are_forgotten_so_the_next_owner_decides() -> None:
+    tracker = OffsetTracker()
+    entry = tracker.start("actions", 2, 40)
+    tracker.forget([TopicPartition("actions", 2)])
+    tracker.done("actions", 2, entry)  # finishing after the revoke commits nothing for the old owner
+    assert _committable(tracker) == {} and tracker.busy == 0
+
+
+def _action(state: ActionState) -> ActionEvent:
+    return ActionEvent(tenant="acme", action_id="a-1", incident_id="i-1", alert_class="etcd_latency",
+                       name="restart_etcd_member", tool="k8s", operation="delete_pod", risk=Risk.HIGH,
+                       state=state, at=T0)
+
+
+def test_an_action_that_started_stays_started_even_when_its_approval_is_read_again() -> None:
+    ledger = ActionLedger()
+    ledger.see(_action(ActionState.APPROVED))
+    assert not ledger.already_started("a-1")
+    ledger.see(_action(ActionState.RUNNING))
+    ledger.see(_action(ActionState.APPROVED))  # the approval re-delivered after a crash
+    assert ledger.already_started("a-1")
+    assert ledger.still_running("a-1") is not None  # no outcome yet: a run to settle, never to repeat
+    ledger.see(_action(ActionState.SUCCEEDED))
+    assert ledger.already_started("a-1") and ledger.still_running("a-1") is None
