@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import timedelta
-from typing import TypeVar
 
 import faust
 from faust.types import EventT
@@ -25,7 +24,6 @@ from schemas.records import (
     Incident,
     RawMail,
     RcaResult,
-    Record,
 )
 from schemas.topics import ACTIONS, APPROVALS, DEAD_LETTER, INCIDENTS, NORMALIZED, RAW_MAIL, RCA_RESULT
 from streams.notify.notifier import Notifier, NotifyStageError, forget_stale
@@ -53,26 +51,15 @@ from streams.stages.normalize import Normalize
 from streams.stages.rca import Rca
 from streams.stages.second_opinion import SecondOpinion
 from streams.worker.app import WorkerApp, partition_of
-from streams.worker.edge import decode, decode_or_dead_letter, header, key_text, timed, values, where
+from streams.worker.edge import decode, decoded, header, key_text, timed, values, where
 
 logger = logging.getLogger(__name__)
 
-R = TypeVar("R", bound=Record)
 
 #: A rate-limited chat robot must not hold up the notifications behind it forever.
 NOTIFY_TIMEOUT_S = 10.0
 #: The header that names the record type of an audit-input record.
 RECORD_HEADER = "rcaflow-record"
-
-
-async def _decoded(worker: WorkerApp, value: bytes, record_type: type[R], pos: Position, stage: str,
-                   context: StageContext) -> R | None:
-    """The record, or None once the undecodable bytes are kept in dead-letter."""
-    record = decode_or_dead_letter(worker.codec, value, record_type, pos, stage, context)
-    if isinstance(record, Out):
-        await worker.send([record])
-        return None
-    return record
 
 
 class NotifyRequests:
@@ -94,7 +81,7 @@ def register_normalize(worker: WorkerApp, stage: Normalize) -> None:
     async def normalize(stream: faust.StreamT[bytes]) -> None:
         async for value, pos in values(stream):
             with timed(context, normalize_stage.STAGE):
-                mail = await _decoded(worker, value, RawMail, pos, normalize_stage.STAGE, context)
+                mail = await decoded(worker, value, RawMail, pos, normalize_stage.STAGE, context)
                 if mail is None:
                     continue
                 await worker.send(outputs(normalize_stage.STAGE, stage(mail, pos), value, pos, context))
@@ -108,7 +95,7 @@ def register_dedup(worker: WorkerApp, stage: Dedup) -> None:
         async for value, pos in values(stream):
             key = key_text(pos)
             with timed(context, dedup_stage.STAGE):
-                event = await _decoded(worker, value, AlertEvent, pos, dedup_stage.STAGE, context)
+                event = await decoded(worker, value, AlertEvent, pos, dedup_stage.STAGE, context)
                 if event is None:
                     continue
                 result = stage(event, table.get(key))
@@ -126,7 +113,7 @@ def register_rca(worker: WorkerApp, stage: Rca) -> None:
     async def rca(stream: faust.StreamT[bytes]) -> None:
         async for value, pos in values(stream):
             with timed(context, rca_stage.STAGE):
-                incident = await _decoded(worker, value, Incident, pos, rca_stage.STAGE, context)
+                incident = await decoded(worker, value, Incident, pos, rca_stage.STAGE, context)
                 if incident is None:
                     continue
                 await worker.send((await stage(incident)).outputs)
@@ -160,7 +147,7 @@ def register_decide(worker: WorkerApp, stage: Decide, notify: NotifyRequests) ->
             pos = where(event)
             value = event.value if isinstance(event.value, bytes) else b""
             with timed(context, decide_stage.STAGE):
-                result = await _decoded(worker, value, RcaResult, pos, decide_stage.STAGE, context)
+                result = await decoded(worker, value, RcaResult, pos, decide_stage.STAGE, context)
                 if result is None:
                     continue
                 key = group_key(result)
@@ -199,7 +186,7 @@ def register_approvals(worker: WorkerApp, stage: Approval, notify: NotifyRequest
         async for value, pos in values(stream):
             key = key_text(pos)
             with timed(context, approval_stage.STAGE):
-                decision = await _decoded(worker, value, ApprovalDecision, pos, approval_stage.STAGE, context)
+                decision = await decoded(worker, value, ApprovalDecision, pos, approval_stage.STAGE, context)
                 if decision is None:
                     continue
                 # Once decided, never decided again: the stage sees nothing waiting and the refusal says why.

@@ -13,7 +13,8 @@ from pydantic import ValidationError
 from schemas.codec import Codec
 from schemas.errors import CodecError
 from schemas.records import Record
-from streams.stages.core import Out, Position, StageContext, dead_letter
+from streams.stages.core import Position, StageContext, dead_letter
+from streams.worker.app import WorkerApp
 
 R = TypeVar("R", bound=Record)
 
@@ -53,15 +54,16 @@ def decode(codec: Codec, value: bytes, record_type: type[R], where: Position) ->
         return None
 
 
-def decode_or_dead_letter(
-    codec: Codec, value: bytes, record_type: type[R], where: Position, stage: str, context: StageContext
-) -> R | Out:
-    """The record, or the dead letter that keeps the undecodable bytes with the reason."""
+async def decoded(
+    worker: WorkerApp, value: bytes, record_type: type[R], where: Position, stage: str, context: StageContext
+) -> R | None:
+    """The record, or None once the undecodable bytes are kept in dead-letter with the reason."""
     try:
-        return codec.decode(value, record_type, topic=where.topic)
+        return worker.codec.decode(value, record_type, topic=where.topic)
     except (CodecError, ValidationError) as exc:
         context.count(stage, "dead_letter")
-        return dead_letter(stage, value, where, exc, context=context)
+        await worker.send([dead_letter(stage, value, where, exc, context=context)])
+        return None
 
 
 @contextmanager
