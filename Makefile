@@ -20,8 +20,10 @@ $(TEST_STAMP): pyproject.toml | $(BIN)/python
 	touch $@ $(RUN_STAMP)
 
 ## run: create .venv, install, run rcaflow on the embedded broker until Ctrl-C
+# The default tenant is read-only until it has namespaces (docs/policies.md); on a laptop, with the
+# executor's dry run, it may act on every namespace unless you set its namespaces yourself.
 run: $(RUN_STAMP)
-	$(BIN)/rcaflow run
+	RCAFLOW_TENANTS__DEFAULT__NAMESPACES="$${RCAFLOW_TENANTS__DEFAULT__NAMESPACES:-[\"*\"]}" $(BIN)/rcaflow run
 
 ## demo: feed the bundled sample mails through the whole pipeline and print what happened
 demo: $(RUN_STAMP)

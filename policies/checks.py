@@ -293,6 +293,9 @@ def _check_risk(cls: ClassPolicy, action: ActionSpec, path: PathKey) -> list[Pro
     problems: list[Problem] = []
     if action.risk is Risk.HIGH and action.approval is not Approval.REQUIRED:
         problems.append(Problem((*path, "approval"), "a high-risk action must have approval: required"))
+    if action.risk is Risk.HIGH and action.anonymous_approval:
+        problems.append(Problem((*path, "anonymous_approval"),
+                                "a high-risk action needs a named approver; remove anonymous_approval"))
     if action.risk is Risk.HIGH:
         return problems
     if (action.tool, action.operation) in RESTART_OPERATIONS:

@@ -13,6 +13,7 @@ from typing import Final, NamedTuple
 
 from policies.catalog import ACTION_PARAMS, RESTART_OPERATIONS
 from policies.loader import PolicySet
+from policies.model import ActionSpec
 from policies.params import action_id_for, context_for, param_problem, rejected_action_id, variables_for
 from policies.validate import is_valid
 from schemas.records import ActionEvent, ActionState, Approval, ProposedAction, RcaResult, Risk
@@ -35,6 +36,20 @@ class Decisions(NamedTuple):
 def cooldown_key(tenant: str, fingerprint: str, action_name: str) -> str:
     """Key of the "last run" table the caller keeps, so one target is not acted on again too soon."""
     return f"{tenant}:{fingerprint}:{action_name}"
+
+
+def effective_risk(spec: ActionSpec, params: Mapping[str, str]) -> Risk:
+    """The policy's risk of ``spec`` with ``params``: restarting etcd or a Prometheus is always high."""
+    if (spec.tool, spec.operation) in RESTART_OPERATIONS and any(
+        _ALWAYS_HIGH_TARGET.search(value) for value in params.values()
+    ):
+        return Risk.HIGH
+    return spec.risk
+
+
+def approval_needed(spec: ActionSpec, risk: Risk) -> bool:
+    """Whether a human must approve: high risk, or the policy requires it."""
+    return risk is Risk.HIGH or spec.approval is Approval.REQUIRED
 
 
 def decide(
@@ -89,12 +104,8 @@ def decide(
             continue
         seen.add(action.name)
 
-        risk = spec.risk
-        if (spec.tool, spec.operation) in RESTART_OPERATIONS and any(
-            _ALWAYS_HIGH_TARGET.search(value) for value in action.params.values()
-        ):
-            risk = Risk.HIGH
-        needs_approval = risk is Risk.HIGH or spec.approval is Approval.REQUIRED
+        risk = effective_risk(spec, action.params)
+        needs_approval = approval_needed(spec, risk)
         accepted.append(
             ActionEvent(
                 tenant=incident.tenant,

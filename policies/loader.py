@@ -14,7 +14,7 @@ from policies.compiled import CompiledClass
 from policies.errors import PolicyError, PolicyFileError
 from policies.model import PolicyDocument
 from policies.yamlsource import LineMap, format_path, load_yaml
-from schemas.records import AlertEvent
+from schemas.records import AlertEvent, Risk
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +56,12 @@ class PolicySet:
         if action is not None and action.approval_ttl is not None:
             return action.approval_ttl
         return self.document.defaults.approval_ttl
+
+    def allows_anonymous_approval(self, alert_class: str, action_name: str) -> bool:
+        """Whether a link naming nobody may decide this action (``anonymous_approval: true``; default no)."""
+        cls = self._classes.get(alert_class)
+        action = cls.action(action_name) if cls is not None else None
+        return action is not None and action.anonymous_approval and action.risk is not Risk.HIGH
 
     def severity(self, event: AlertEvent, alert_class: str | None = None) -> str:
         """The event's priority (P1..P4) by the class's severity map, then the default map.

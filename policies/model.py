@@ -105,6 +105,8 @@ class ActionSpec(_Model):
     preconditions: list[NonEmpty] = Field(default_factory=list)
     cooldown: Duration = timedelta(minutes=30)
     approval_ttl: Duration | None = None
+    #: May a link that names nobody (no SSO identity, not a per-approver link) decide it? Never for high risk.
+    anonymous_approval: bool = False
     #: How an operator undoes it (shown to approvers and in the RCA).
     rollback: str | None = None
     #: "undo": when the action took effect but its check fails (new pods never ready), the executor runs the

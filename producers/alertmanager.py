@@ -7,7 +7,9 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from producers.errors import ProducerError
 from producers.fingerprint import alert_fingerprint, event_id
+from schemas.limits import ANNOTATION_TRUNCATED_MARKER, MAX_LABEL_VALUE_BYTES
 from schemas.records import AlertEvent, AlertMetrics, AlertStatus, EventSource, RawRef, SourceKind
 
 #: Alertmanager severities (label values) to rcaflow's P1-P4.
@@ -56,6 +58,50 @@ class WebhookBody(BaseModel):
     truncatedAlerts: int = 0  # noqa: N815
 
 
+class WebhookRefusedError(ProducerError):
+    """A webhook body that can never be accepted as sent (not retriable); ``status`` is the HTTP answer."""
+
+    status: int = 422
+
+
+class LabelTooLargeError(WebhookRefusedError):
+    """A label value over ``MAX_LABEL_VALUE_BYTES``. Labels are the alert's identity (fingerprint, the
+    namespace and workload actions act on), so a cut value could merge two alerts: refused, not cut."""
+
+    status = 413
+
+    def __init__(self, index: int, alertname: str, label: str, size: int, limit: int) -> None:
+        super().__init__(
+            f"alert {index} ({alertname[:80] or 'no alertname'}): label {label[:80]!r} has a {size}-byte value, "
+            f"over the {limit}-byte limit per label value"
+        )
+        self.index = index
+        self.label = label
+
+
+def capped_annotations(annotations: Mapping[str, str], limit: int = MAX_LABEL_VALUE_BYTES) -> dict[str, str]:
+    """Annotations are prose (summary, description): an over-long value is cut at ``limit`` UTF-8 bytes
+    and ends with a marker saying how much was cut, so the alert stays useful and the cut is visible."""
+    out: dict[str, str] = {}
+    for name, value in annotations.items():
+        data = value.encode("utf-8")
+        if len(data) <= limit:
+            out[name] = value
+            continue
+        marker_room = len(ANNOTATION_TRUNCATED_MARKER.encode()) + 24
+        kept = data[: max(0, limit - marker_room)].decode("utf-8", errors="ignore")
+        cut = len(data) - len(kept.encode("utf-8"))
+        out[name] = f"{kept}{ANNOTATION_TRUNCATED_MARKER}{cut} bytes]"
+    return out
+
+
+def _check_labels(index: int, labels: Mapping[str, str], limit: int) -> None:
+    for name, value in labels.items():
+        size = len(value.encode("utf-8"))
+        if size > limit:
+            raise LabelTooLargeError(index, labels.get("alertname", ""), name, size, limit)
+
+
 def _component(labels: Mapping[str, str]) -> str | None:
     if labels.get("component"):
         return labels["component"]
@@ -69,13 +115,17 @@ def webhook_to_events(
     tenant: str,
     received_at: datetime,
     severity_map: Mapping[str, str] = DEFAULT_SEVERITY_MAP,
+    max_label_value_bytes: int = MAX_LABEL_VALUE_BYTES,
 ) -> list[AlertEvent]:
+    """One AlertEvent per alert. Raises :class:`WebhookRefusedError` (a label over the cap, no alertname)
+    naming the alert; annotations over the cap are cut with a marker (:func:`capped_annotations`)."""
     events: list[AlertEvent] = []
-    for alert in body.alerts:
+    for index, alert in enumerate(body.alerts):
         labels = dict(alert.labels)
+        _check_labels(index, labels, max_label_value_bytes)
         name = labels.get("alertname", "")
         if not name:
-            raise ValueError("every alert needs labels.alertname")
+            raise WebhookRefusedError(f"alert {index}: every alert needs labels.alertname")
         if "workload" not in labels:
             workload = next((labels[k] for k in _WORKLOAD_LABELS if labels.get(k)), "")
             if workload:
@@ -97,7 +147,7 @@ def webhook_to_events(
                 severity=severity_map.get(labels.get("severity", "").lower(), "P3"),
                 status=status,
                 labels=labels,
-                annotations=dict(alert.annotations),
+                annotations=capped_annotations(alert.annotations, max_label_value_bytes),
                 metrics=AlertMetrics(times=1, first_occur=alert.startsAt),
                 raw=RawRef(mail_subject=None, mail_id=None),
                 source=EventSource(kind=SourceKind.ALERTMANAGER),

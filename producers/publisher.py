@@ -17,18 +17,72 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from producers.errors import ProducerError
 from schemas.codec import Codec
+from schemas.limits import PRODUCER_MAX_REQUEST_BYTES
 from schemas.records import Record
 from schemas.topics import TopicSpec
 
 logger = logging.getLogger(__name__)
 
 
-class PublishError(ProducerError):
-    """The broker did not take the record; ``retriable`` says whether a retry can help."""
+#: librdkafka errors that say "not now" rather than "never" for this record: the broker is away, slow or
+#: electing a leader, or the local queue is full. librdkafka flags few of them ``retriable()`` (a message
+#: that waited out ``delivery.timeout.ms`` while the broker was down is ``_MSG_TIMED_OUT``, not retriable),
+#: so this set completes its flag. Everything else (``MSG_SIZE_TOO_LARGE``, ``INVALID_RECORD``,
+#: ``*_AUTHORIZATION_FAILED``, ``_FATAL`` …) is a permanent refusal.
+TRANSIENT_KAFKA_CODES: frozenset[int] = frozenset({
+    KafkaError._MSG_TIMED_OUT,
+    KafkaError._TIMED_OUT,
+    KafkaError._TIMED_OUT_QUEUE,
+    KafkaError._TRANSPORT,
+    KafkaError._ALL_BROKERS_DOWN,
+    KafkaError._QUEUE_FULL,
+    KafkaError._RESOLVE,
+    KafkaError._NODE_UPDATE,
+    # Not created yet, or not in the metadata of a broker that just restarted: an operator can fix it,
+    # dead-lettering the record cannot (dead-letter is usually missing too).
+    KafkaError._UNKNOWN_TOPIC,
+    KafkaError.UNKNOWN_TOPIC_OR_PART,
+    KafkaError.REQUEST_TIMED_OUT,
+    KafkaError.NETWORK_EXCEPTION,
+    KafkaError.BROKER_NOT_AVAILABLE,
+    KafkaError.LEADER_NOT_AVAILABLE,
+    KafkaError.NOT_LEADER_FOR_PARTITION,  # NOT_LEADER_OR_FOLLOWER in newer Kafka: the same code, 6
+    KafkaError.NOT_ENOUGH_REPLICAS,
+    KafkaError.NOT_ENOUGH_REPLICAS_AFTER_APPEND,
+    KafkaError.KAFKA_STORAGE_ERROR,
+    KafkaError.THROTTLING_QUOTA_EXCEEDED,
+})
 
-    def __init__(self, message: str, *, topic: str, retriable: bool) -> None:
+
+def is_transient(err: KafkaError) -> bool:
+    """True when the same record may be taken later: librdkafka's ``retriable()`` or a code of the set above.
+
+    A fatal error (the idempotent producer lost its guarantee) is never transient: this producer is done.
+    """
+    if err.fatal():
+        return False
+    return bool(err.retriable()) or err.code() in TRANSIENT_KAFKA_CODES
+
+
+class PublishError(ProducerError):
+    """The broker did not take the record; ``retriable`` says whether a retry can help.
+
+    ``retriable`` comes from :func:`is_transient` (the one place that classifies librdkafka errors):
+    True for an outage (broker down, message timed out in the local queue, no leader, not enough
+    replicas, queue full), which callers retry and never dead-letter; False for a permanent refusal of
+    this record (too large, invalid, not authorized). ``code`` is librdkafka's error code when there is
+    one, so callers can tell the permanent refusals apart (``MSG_SIZE_TOO_LARGE``: the record can never fit).
+    """
+
+    def __init__(self, message: str, *, topic: str, retriable: bool, code: int | None = None) -> None:
         super().__init__(message, retriable=retriable)
         self.topic = topic
+        self.code = code
+
+    @classmethod
+    def from_kafka(cls, message: str, err: KafkaError, *, topic: str) -> PublishError:
+        """The error for a librdkafka refusal, classified transient or permanent by :func:`is_transient`."""
+        return cls(message, topic=topic, retriable=is_transient(err), code=err.code())
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,8 +123,8 @@ class KafkaPublisher:
             # Same key, same partition as Faust/aiokafka and the Java clients (murmur2), so records
             # written here co-partition with the worker's tables and with each other.
             "partitioner": "murmur2_random",
-            # Room for whole alert mails (raw-mail allows 11 MiB per record).
-            "message.max.bytes": 12 * 1024 * 1024,
+            # Room for whole alert mails (raw-mail allows 11 MiB per record; schemas/limits.py).
+            "message.max.bytes": PRODUCER_MAX_REQUEST_BYTES,
         }
         config.update(extra or {})
         self._producer = Producer(config)
@@ -95,9 +149,7 @@ class KafkaPublisher:
 
         def on_delivery(err: KafkaError | None, msg: Message) -> None:
             if err is not None:
-                exc = PublishError(
-                    f"broker refused record for {topic}: {err.str()}", topic=topic, retriable=err.retriable()
-                )
+                exc = PublishError.from_kafka(f"broker refused record for {topic}: {err.str()}", err, topic=topic)
                 loop.call_soon_threadsafe(_settle_exc, future, exc)
             else:
                 delivery = Delivery(topic, msg.partition() or 0, msg.offset() or 0)
@@ -106,11 +158,13 @@ class KafkaPublisher:
         try:
             self._producer.produce(topic, value=value, key=key.encode("utf-8"), on_delivery=on_delivery)
         except BufferError as exc:
-            raise PublishError(f"local producer queue full for {topic}", topic=topic, retriable=True) from exc
+            raise PublishError(f"local producer queue full for {topic}", topic=topic, retriable=True,
+                               code=KafkaError._QUEUE_FULL) from exc
         except KafkaException as exc:
             err = exc.args[0] if exc.args else None
-            retriable = bool(err.retriable()) if isinstance(err, KafkaError) else False
-            raise PublishError(f"cannot produce to {topic}: {exc}", topic=topic, retriable=retriable) from exc
+            if isinstance(err, KafkaError):
+                raise PublishError.from_kafka(f"cannot produce to {topic}: {exc}", err, topic=topic) from exc
+            raise PublishError(f"cannot produce to {topic}: {exc}", topic=topic, retriable=False) from exc
         return await future
 
     def publish_sync(self, spec: TopicSpec, key: str, record: Record, timeout: float = 30.0) -> Delivery:
@@ -121,7 +175,7 @@ class KafkaPublisher:
 
         def on_delivery(err: KafkaError | None, msg: Message) -> None:
             if err is not None:
-                result.append(PublishError(err.str(), topic=topic, retriable=err.retriable()))
+                result.append(PublishError.from_kafka(err.str(), err, topic=topic))
             else:
                 result.append(Delivery(topic, msg.partition() or 0, msg.offset() or 0))
             done.set()

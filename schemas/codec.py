@@ -23,7 +23,7 @@ from fastavro import schemaless_reader, schemaless_writer
 from fastavro.read import SchemaResolutionError
 from pydantic import ValidationError
 
-from schemas.errors import CodecError, SchemaLoadError
+from schemas.errors import CodecError, RegistryUnavailableError, SchemaLoadError
 from schemas.records import Record
 from schemas.registry import SchemaCatalog, SchemaVersion, default_catalog
 
@@ -195,7 +195,8 @@ class ConfluentCodec:
     Uses confluent-kafka's own AvroSerializer/AvroDeserializer against a Schema
     Registry (subject ``<topic>-value``, auto-registered on first encode), so the
     bytes are what every Confluent-speaking consumer expects. Registry outages are
-    raised as retriable :class:`CodecError`; undecodable data as non-retriable.
+    raised as :class:`RegistryUnavailableError` (a retriable CodecError and a TransientError,
+    so the worker waits instead of dead-lettering); undecodable data as non-retriable CodecError.
     """
 
     def __init__(
@@ -289,9 +290,11 @@ def _registry_errors(what: str) -> Iterator[None]:
     except SchemaRegistryError as exc:
         # 404/422: the id or subject does not exist or the schema is refused; 5xx/408/429: try later.
         status = exc.http_status_code
-        raise CodecError(f"{what}: {_describe(exc)}", retriable=status >= 500 or status in (408, 429)) from exc
+        if status >= 500 or status in (408, 429):
+            raise RegistryUnavailableError(f"{what}: {_describe(exc)}") from exc
+        raise CodecError(f"{what}: {_describe(exc)}") from exc
     except _transport_errors() as exc:
-        raise CodecError(f"{what}: schema registry unreachable: {_describe(exc)}", retriable=True) from exc
+        raise RegistryUnavailableError(f"{what}: schema registry unreachable: {_describe(exc)}") from exc
     except (SerializationError, *_READ_ERRORS, *_WRITE_ERRORS) as exc:
         raise CodecError(f"{what}: {_describe(exc)}") from exc
 

@@ -40,3 +40,19 @@ class CodecError(SchemaError):
     (marker, fingerprint in hex, schema, field). Only a failure to reach the
     schema registry is retriable.
     """
+
+
+class TransientError(RcaflowError):
+    """A dependency is down or busy (broker, schema registry, LLM): the same input may succeed later.
+
+    The worker retries these with capped backoff and never dead-letters or skips the
+    input for them; everything else that stops a record is permanent and dead-lettered.
+    """
+
+    retriable = True
+
+
+class RegistryUnavailableError(CodecError, TransientError):
+    """The schema registry did not answer (unreachable, 5xx, 408, 429): the bytes may be fine."""
+
+    retriable = True

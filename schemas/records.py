@@ -278,6 +278,11 @@ class ActionEvent(Record):
     undo_params: dict[str, str] = Field(default_factory=dict)
     #: The verified approver of a human decision (or the operator of a requested rollback); None otherwise.
     approver: str | None = None
+    #: When the decision letting this action run was taken, and after when the executor refuses to start it.
+    decided_at: datetime | None = None
+    not_after: datetime | None = None
+    #: ``rcf1.<key id>.<hmac>`` by whoever decided (policies.decision_signature); the executor verifies it.
+    signature: str | None = None
 
 
 class ApprovalDecision(Record):
@@ -290,6 +295,9 @@ class ApprovalDecision(Record):
     channel: str
     decided_at: datetime
     reason: str = ""
+    #: Digest of the single-use credential the decision spent (link nonce, Slack request, DingTalk callback):
+    #: the approvals topic is the replay memory every API replica and the worker read. Empty: none.
+    claim_id: str = ""
 
 
 # --------------------------------------------------------------------------- audit / dead-letter / checkpoints
@@ -327,6 +335,10 @@ class DeadLetter(Record):
     reason: str
     error_type: str
     at: datetime
+    #: Size and SHA-256 of the whole input, so a ``truncated`` payload still names what it was cut from.
+    payload_size: int | None = None
+    payload_sha256: str | None = None
+    truncated: bool = False
 
 
 class Checkpoint(Record):

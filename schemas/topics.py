@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from schemas import limits as _limits
 from schemas.records import (
     ActionEvent,
     AlertEvent,
@@ -38,9 +39,9 @@ class TopicSpec:
         return f"{prefix}{self.name}"
 
 
-#: Alert mails with attachments or long HTML tables exceed Kafka's 1 MiB default; the IMAP producer's
-#: size limit (10 MiB) must fit, plus the record's own fields.
-MAX_MAIL_RECORD_BYTES = 11 * 1024 * 1024
+#: Alert mails with attachments or long HTML tables exceed Kafka's 1 MiB default; the per-mail limit
+#: (10 MiB) must fit, plus the record's own fields. The value lives in schemas/limits.py (re-exported here).
+MAX_MAIL_RECORD_BYTES = _limits.MAX_MAIL_RECORD_BYTES
 
 RAW_MAIL = TopicSpec(
     "raw-mail",

@@ -82,13 +82,13 @@ def short_help(name: str, limit: int = 45) -> str:
 @click.pass_context
 def cli(ctx: click.Context, config_file: Path | None, secrets_dir: Path | None, log_level: str | None) -> None:
     """rcaflow: alert e-mails in, root-cause analyses and safe, audited remediation out."""
-    from streams.settings import load_settings
+    from streams.settings import load_settings, secret_values
     from streams.wiring.logging_setup import setup_logging
 
     settings = load_settings(config_file, secrets_dir)
     if log_level:
         settings = settings.model_copy(update={"log_level": log_level})
-    setup_logging(settings.log_level, settings.log_json)
+    setup_logging(settings.log_level, settings.log_json, secret_values(settings))
     ctx.obj = settings
 
 

@@ -20,3 +20,12 @@ class ConfigurationError(StreamsError):
     Messages name the setting (``api.port``, ``KAFKA_BOOTSTRAP_SERVERS``) and the problem,
     never the value, because the value may be a secret.
     """
+
+
+class KafkaAuthError(StreamsError):
+    """The Kafka cluster refused this client's credentials or security protocol: fix ``kafka.security``.
+
+    Retrying cannot help, so processes exit at once (the CLI prints the one line, exit code 2) and the
+    ``rcaflow run`` supervisor does not restart them. The message names the broker, the protocol, the
+    mechanism and the user, never the password.
+    """

@@ -7,12 +7,30 @@ module reads ``os.environ`` (STYLE.md §6).
 from __future__ import annotations
 
 import ipaddress
+import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from types import UnionType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, ValidationError
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import (
+    BaseSettings,
+    NestedSecretsSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
 
 from executors.tools.reload_targets import ReloadTarget
 from producers.imap.config import ImapConfig
@@ -30,12 +48,90 @@ class EmbeddedBrokerSettings(BaseModel):
     port: int | None = None
 
 
+KafkaProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+
+
+class KafkaSecuritySettings(BaseModel):
+    """How every Kafka client of rcaflow authenticates and encrypts: one section for all of them.
+
+    Env: ``RCAFLOW_KAFKA__SECURITY__PROTOCOL``, ``…__SASL_MECHANISM``, ``…__USERNAME``, ``…__PASSWORD``,
+    ``…__CA_FILE``, ``…__CERT_FILE``, ``…__KEY_FILE``, ``…__KEY_PASSWORD`` (or mounted secret files
+    ``kafka/security/password``). Translated for librdkafka by :func:`librdkafka_security` and for Faust by
+    ``streams.worker.kafka_auth``; ``kafka.client`` stays the raw escape hatch on top.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    protocol: KafkaProtocol = "PLAINTEXT"
+    sasl_mechanism: SaslMechanism = "SCRAM-SHA-512"
+    username: str | None = None
+    password: SecretStr | None = None
+    #: PEM file of the CA(s) that signed the brokers' certificates; None: the system's trust store.
+    ca_file: Path | None = None
+    #: Client certificate and key (PEM) for mutual TLS; both or neither.
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    key_password: SecretStr | None = None
+
+    @property
+    def sasl(self) -> bool:
+        return self.protocol.startswith("SASL_")
+
+    @property
+    def tls(self) -> bool:
+        return self.protocol.endswith("SSL")
+
+    @model_validator(mode="after")
+    def _complete(self) -> KafkaSecuritySettings:
+        # Contradictions are refused here, at start-up, rather than found as a hung client later.
+        if self.sasl and (not self.username or self.password is None):
+            raise ValueError(f"protocol {self.protocol} needs username and password")
+        if not self.sasl and (self.username or self.password is not None):
+            raise ValueError(f"username/password are set but protocol {self.protocol} does not use SASL: "
+                             "set protocol to SASL_PLAINTEXT or SASL_SSL")
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file go together (mutual TLS needs both)")
+        if not self.tls and (self.ca_file or self.cert_file or self.key_file):
+            raise ValueError(f"TLS files are set but protocol {self.protocol} does not use TLS: "
+                             "set protocol to SSL or SASL_SSL")
+        return self
+
+    def describe(self) -> str:
+        """``SASL_SSL SCRAM-SHA-512 as user alice``: for error lines; never the password."""
+        if self.sasl:
+            return f"{self.protocol} {self.sasl_mechanism} as user {self.username}"
+        return self.protocol
+
+
+def librdkafka_security(security: KafkaSecuritySettings) -> dict[str, str]:
+    """The security section as librdkafka properties (confluent-kafka producers, consumers, admin clients)."""
+    config: dict[str, str] = {"security.protocol": security.protocol.lower()}
+    if security.sasl:
+        config["sasl.mechanism"] = security.sasl_mechanism
+        config["sasl.username"] = security.username or ""
+        config["sasl.password"] = security.password.get_secret_value() if security.password else ""
+    if security.ca_file is not None:
+        config["ssl.ca.location"] = str(security.ca_file)
+    elif security.tls:
+        config["ssl.ca.location"] = "probe"  # the system's trust store, wherever this OS keeps it
+    if security.cert_file is not None and security.key_file is not None:
+        config["ssl.certificate.location"] = str(security.cert_file)
+        config["ssl.key.location"] = str(security.key_file)
+    if security.key_password is not None:
+        config["ssl.key.password"] = security.key_password.get_secret_value()
+    return config
+
+
 class KafkaSettings(BaseModel):
     bootstrap_servers: str | None = None
     topic_prefix: str = ""
     #: Short session/heartbeat/commit timings (MEASURED.md): right for one machine and tests;
     #: on a shared production cluster set to false to use the clients' defaults.
     fast_rebalance: bool = True
+    #: Authentication and encryption of every client (confluent-kafka and Faust alike).
+    security: KafkaSecuritySettings = Field(default_factory=KafkaSecuritySettings)
+    #: Raw librdkafka properties on top of everything else (the escape hatch; Faust does not read them).
     client: dict[str, str] = Field(default_factory=dict)
     #: One record per produce batch. Tansu under-reports the high watermark after multi-record
     #: batches (MEASURED.md), so consumers would stall; set automatically on the Tansu fallback.
@@ -49,10 +145,16 @@ def producer_config(kafka: KafkaSettings) -> dict[str, str | int]:
     (The murmur2 partitioner that keeps keys co-partitioned with the Faust worker is a
     KafkaPublisher default, so every publisher has it, configured here or not.)
     """
-    config: dict[str, str | int] = dict(kafka.client)
+    config: dict[str, str | int] = {**librdkafka_security(kafka.security), **kafka.client}
     if kafka.single_record_batches:
         config.update({"batch.num.messages": 1, "linger.ms": 0})
     return config
+
+
+def client_config(kafka: KafkaSettings, bootstrap: str) -> dict[str, str | int]:
+    """What every confluent-kafka consumer and admin client gets: where the cluster is, how to authenticate
+    (``kafka.security``) and the raw ``kafka.client`` properties. The one way such a client is configured."""
+    return {"bootstrap.servers": bootstrap, **librdkafka_security(kafka.security), **kafka.client}
 
 
 class HttpSettings(BaseModel):
@@ -167,28 +269,85 @@ class ApprovalSettings(BaseModel):
     #: tenant -> identities: "slack:<user id>", "dingtalk:<staff id>", "link:<identity>".
     approvers: dict[str, list[str]] = Field(default_factory=dict)
     slack_signing_secret: SecretStr | None = None
+    #: Refused when set alone: the robot's timestamp ``sign`` authenticates no payload (docs/approvals.md).
     dingtalk_app_secret: SecretStr | None = None
+    #: DingTalk's encrypted event callback (all three, as registered with DingTalk): the token, the
+    #: 43-character EncodingAESKey, and the app key (or corp id) the plaintext must end with.
+    dingtalk_callback_token: SecretStr | None = None
+    dingtalk_aes_key: SecretStr | None = None
+    dingtalk_owner_key: str | None = None
     #: Signs the one-time approval links (at least 32 bytes); links are off without it.
     link_secret: SecretStr | None = None
-    link_ttl_minutes: int = 60
-    #: Header an authenticating proxy sets with the approver's identity; without it a link is a bearer credential.
+    link_ttl_minutes: int = Field(default=60, ge=1, le=7 * 24 * 60)
+    #: Header an authenticating proxy sets with the approver's identity. Without it a link names its
+    #: approver itself (one link per ``link:`` approver); a link naming nobody decides only actions the
+    #: policy marks ``anonymous_approval: true``.
     link_identity_header: str | None = None
     #: Where approvers reach the API, for links in notifications (e.g. https://rcaflow.example.com).
     public_base_url: str | None = None
 
+    @model_validator(mode="after")
+    def _dingtalk_callback_complete(self) -> ApprovalSettings:
+        """A half-configured DingTalk channel would vanish silently (404); say what is missing instead."""
+        trio = {"dingtalk_callback_token": self.dingtalk_callback_token, "dingtalk_aes_key": self.dingtalk_aes_key,
+                "dingtalk_owner_key": self.dingtalk_owner_key}
+        missing = [name for name, value in trio.items() if not value]
+        if self.dingtalk_app_secret is not None and missing:
+            raise ValueError("dingtalk_app_secret no longer authenticates DingTalk decisions (its sign covers only "
+                             "the timestamp); configure DingTalk's encrypted event callback: "
+                             + ", ".join(missing))
+        if 0 < len(missing) < len(trio):
+            raise ValueError("DingTalk's encrypted event callback needs all of dingtalk_callback_token, "
+                             f"dingtalk_aes_key and dingtalk_owner_key; missing {', '.join(missing)}")
+        if self.dingtalk_aes_key is not None and len(self.dingtalk_aes_key.get_secret_value()) != 43:
+            raise ValueError("dingtalk_aes_key must be DingTalk's 43-character EncodingAESKey")
+        return self
+
+
+_Pattern = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=253)]
+
 
 class TenantSettings(BaseModel):
+    """One tenant: its API token and its scope (policies.tenant_scope; docs/policies.md "Tenant scope")."""
+
     #: Bearer token for POST /events and /webhook; None means no token configured for the tenant.
     token: SecretStr | None = None
     cluster_names: dict[str, str] = Field(default_factory=dict)
-    #: Namespaces (fnmatch patterns) this tenant's token may name on /tools; empty: unrestricted.
-    namespaces: list[str] = Field(default_factory=list)
+    #: Namespaces (fnmatch patterns) the tenant's actions may change and its evidence may read; empty: the
+    #: tenant is read-only (no action is approved or sent for approval). "*": every namespace, and
+    #: cluster-wide actions (http.reload, a silence without a namespace).
+    namespaces: list[_Pattern] = Field(default_factory=list)
+    #: Clusters (fnmatch patterns on the alert's cluster label) the tenant's alerts may name; empty: any.
+    clusters: list[_Pattern] = Field(default_factory=list)
+    #: Mail From addresses (fnmatch patterns, case-insensitive, e.g. "*@alerts.acme.com") that may speak for
+    #: the tenant; a mail from anyone else is dead-lettered. Empty: any sender (one tenant only).
+    senders: list[_Pattern] = Field(default_factory=list)
+
+
+def tenant_scope_problems(tenants: dict[str, TenantSettings]) -> list[str]:
+    """What makes a set of tenants unsafe to share one deployment: with two or more, a tenant without
+    senders would accept anyone's mail and one without namespaces would read every tenant's pods."""
+    if len(tenants) < 2:
+        return []
+    problems = []
+    for name, tenant in sorted(tenants.items()):
+        missing = [field for field in ("senders", "namespaces") if not getattr(tenant, field)]
+        if missing:
+            problems.append(f"tenant {name} needs {' and '.join(missing)} because more than one tenant is "
+                            "configured")
+    return problems
 
 
 class ApiSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = 8080
     default_tenant: str = "default"
+    #: Background loops (actions feed, Graph maintenance) restart after a failure with backoff doubling
+    #: up to this; /healthz turns 503 when one stays down longer than ``unhealthy_after_s``.
+    loop_backoff_max_s: float = Field(default=30.0, gt=0)
+    unhealthy_after_s: float = Field(default=300.0, gt=0)
+    #: How long POST /tools waits for the executor's outcome of a write before answering 202 + where to follow.
+    tools_wait_s: float = Field(default=20.0, gt=0)
 
     def is_loopback(self) -> bool:
         try:
@@ -237,6 +396,35 @@ class ExecutorSettings(BaseModel):
     stop_grace_s: float = Field(default=20.0, ge=0)
 
 
+#: Shortest decision key accepted: HMAC-SHA256 gains nothing from more, and a short one can be guessed.
+DECISION_KEY_MIN_BYTES = 32
+
+
+class SecuritySettings(BaseModel):
+    """The decision key the worker signs approved actions with and the executor verifies them with.
+
+    Env ``RCAFLOW_SECURITY__DECISION_KEY`` (or the secret file ``security/decision_key``). To rotate:
+    configure the new key and move the old one to ``decision_previous_keys`` (JSON list in
+    ``RCAFLOW_SECURITY__DECISION_PREVIOUS_KEYS``) until every action signed with it is past its not-after.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    decision_key: SecretStr | None = None
+    decision_previous_keys: list[SecretStr] = Field(default_factory=list)
+    #: How long an action the policy approved by itself may wait for the executor before it is refused as
+    #: expired (a human approval stays valid for the action's approval TTL instead).
+    auto_approval_valid_minutes: int = Field(default=60, ge=1, le=24 * 60)
+
+    @field_validator("decision_key", "decision_previous_keys")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | list[SecretStr] | None) -> SecretStr | list[SecretStr] | None:
+        keys = value if isinstance(value, list) else [value] if value is not None else []
+        if any(len(key.get_secret_value().encode("utf-8")) < DECISION_KEY_MIN_BYTES for key in keys):
+            raise ValueError(f"a decision key needs at least {DECISION_KEY_MIN_BYTES} bytes")
+        return value
+
+
 class Settings(BaseSettings):
     """All of rcaflow's configuration. Env: ``RCAFLOW_`` prefix, ``__`` for nesting."""
 
@@ -272,10 +460,20 @@ class Settings(BaseSettings):
     api: ApiSettings = Field(default_factory=ApiSettings)
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     executor: ExecutorSettings = Field(default_factory=ExecutorSettings)
+    #: The decision key that signs approved actions (worker) and verifies them (executor).
+    security: SecuritySettings = Field(default_factory=SecuritySettings)
     #: IMAP mailboxes by name; `rcaflow ingest imap --mailbox NAME` runs one of them.
     mailboxes: dict[str, ImapConfig] = Field(default_factory=dict)
     log_level: str = "INFO"
     log_json: bool = False
+
+    @field_validator("tenants")
+    @classmethod
+    def _tenants_are_scoped(cls, tenants: dict[str, TenantSettings]) -> dict[str, TenantSettings]:
+        problems = tenant_scope_problems(tenants)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return tenants
 
     @property
     def llm_enabled(self) -> bool:
@@ -330,9 +528,11 @@ def _read_yaml(config_file: Path) -> dict[str, Any]:
         raise ConfigurationError(f"{config_file}: the settings file is not UTF-8 (byte {exc.start})") from exc
     except yaml.YAMLError as exc:
         # str(exc) quotes the offending line, which may hold a secret: keep only the problem and the position.
+        # The problem itself can quote the value too ("found undefined alias 'k3y...'" for a password that
+        # starts with '*'), so quoted text in it is blanked.
         mark = getattr(exc, "problem_mark", None)
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or type(exc).__name__
+        problem = _QUOTED.sub("'…'", getattr(exc, "problem", None) or type(exc).__name__)
         raise ConfigurationError(f"{config_file}: not valid YAML{at}: {problem}") from exc
     if not isinstance(loaded, dict):
         raise ConfigurationError(f"{config_file}: top level must be a mapping, not a {type(loaded).__name__}")
@@ -350,7 +550,109 @@ def _summary(exc: ValidationError, limit: int = 5) -> str:
 
 
 def _with_secrets_dir(secrets_dir: Path) -> type[Settings]:
+    """Secret files name a setting the way env vars do, without the prefix.
+
+    ``qwen_api_key`` (top level), ``approvals__link_secret`` (a Kubernetes Secret key cannot hold ``/``) and
+    ``approvals/link_secret`` (a projected volume's ``items.path``) all work. A path under a known section that
+    names no setting is refused rather than silently ignored: a typo in a mounted secret must not leave a
+    channel unsigned.
+    """
+    _refuse_unknown_secret_paths(secrets_dir)
+
     class _Settings(Settings):
         model_config = SettingsConfigDict(**{**Settings.model_config, "secrets_dir": str(secrets_dir)})
 
+        @classmethod
+        def settings_customise_sources(
+            cls,
+            settings_cls: type[BaseSettings],
+            init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource,
+            dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+        ) -> tuple[PydanticBaseSettingsSource, ...]:
+            subdirs = NestedSecretsSettingsSource(file_secret_settings, secrets_prefix="", secrets_nested_subdir=True)
+            flat = NestedSecretsSettingsSource(file_secret_settings, secrets_prefix="",
+                                               secrets_nested_delimiter=SECRET_NESTING)
+            return (env_settings, init_settings, subdirs, flat)
+
     return _Settings
+
+
+#: Nesting inside one secret file name, as in the environment: ``approvals__link_secret``.
+SECRET_NESTING = "__"
+_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
+
+
+def _refuse_unknown_secret_paths(secrets_dir: Path) -> None:
+    """Every nested secret file must land on a field; top-level files that name nothing are left alone.
+
+    A mounted Secret often carries other files (a CA bundle, a kubeconfig); only a name that says it is nested
+    (a subdirectory or ``__``) and misses is a mistake worth stopping for.
+    """
+    for path in sorted(secrets_dir.rglob("*")):
+        relative = path.relative_to(secrets_dir)
+        if path.is_dir() or any(part.startswith(".") for part in relative.parts):
+            continue
+        parts = [piece for part in relative.parts for piece in part.split(SECRET_NESTING)]
+        if len(parts) < 2:
+            continue
+        problem = _field_path_problem(Settings, [p.lower() for p in parts])
+        if problem is not None:
+            raise ConfigurationError(
+                f"secrets dir {secrets_dir}: {relative} does not name a setting ({problem}); nest with "
+                f"subdirectories or '{SECRET_NESTING}', e.g. approvals/link_secret or approvals__link_secret")
+
+
+def _field_path_problem(model: type[BaseModel], parts: list[str]) -> str | None:
+    """Why ``parts`` does not lead to one field of ``model`` (None when it does)."""
+    annotation: Any = model
+    walked: list[str] = []
+    for part in parts:
+        annotation = _unwrap_optional(annotation)
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            names = {name.lower(): name for name in annotation.model_fields}
+            if part not in names:
+                where = ".".join(walked) or "the top level"
+                return f"{where} has no {part!r}; it has {', '.join(sorted(names))}"
+            annotation = annotation.model_fields[names[part]].annotation
+        elif get_origin(annotation) is dict:
+            annotation = get_args(annotation)[1]
+        else:
+            return f"{'.'.join(walked)} is a single value, not a section"
+        walked.append(part)
+    return None
+
+
+def _unwrap_optional(annotation: Any) -> Any:
+    args = [a for a in get_args(annotation) if a is not type(None)]
+    if get_origin(annotation) in (Union, UnionType) and len(args) == 1:
+        return args[0]
+    return annotation
+
+
+#: ``kafka.client`` keys whose values are credentials (librdkafka names).
+_CREDENTIAL_KEYS = ("password", "secret", "token", "sasl.oauthbearer.config", "ssl.key.pem")
+
+
+def secret_values(settings: BaseModel) -> list[str]:
+    """Every secret the configuration holds, so the log formatter can blank them wherever they turn up."""
+    found: list[str] = []
+
+    def walk(value: Any) -> None:
+        if isinstance(value, SecretStr):
+            found.append(value.get_secret_value())
+        elif isinstance(value, BaseModel):
+            for name in type(value).model_fields:
+                walk(getattr(value, name))
+        elif isinstance(value, dict):
+            for item in value.values():
+                walk(item)
+        elif isinstance(value, (list, tuple)):
+            for item in value:
+                walk(item)
+
+    walk(settings)
+    if isinstance(settings, Settings):
+        found += [v for k, v in settings.kafka.client.items() if any(word in k.lower() for word in _CREDENTIAL_KEYS)]
+    return [value for value in found if value]

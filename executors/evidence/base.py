@@ -103,6 +103,13 @@ class EvidenceTool(ABC, Generic[P]):
         """A plan step's query text → params; tools whose params are not just ``query`` override this."""
         return {"query": query}
 
+    def namespaces_in(self, query: str) -> tuple[str, ...] | None:
+        """The Kubernetes namespaces a plan step's query reads, so a tenant's scope can be checked before it
+        runs: None for a tool whose reads are not about namespaces (the default), ``()`` for a read over
+        every namespace. Parsed exactly as the tool itself will parse it; raises InvalidParamsError or
+        ValueError for a query the tool would refuse too."""
+        return None
+
     def validate(self, raw: Mapping[str, str]) -> P:
         try:
             return self.spec.params.model_validate(dict(raw))  # type: ignore[return-value]

@@ -53,6 +53,8 @@ class EsConfig(BaseModel):
     index: str = "insight-es-k8s-logs-*"
     timeout_s: float = 10.0
     pod_field: str = "kubernetes.pod_name"
+    #: The term that confines a query to one namespace; a query without it reads every namespace's logs.
+    namespace_field: str = "kubernetes.namespace_name"
     container_field: str = "kubernetes.container_name"
     message_field: str = "log"
     time_field: str = "@timestamp"
@@ -213,6 +215,10 @@ def _buckets(data: dict[str, Any], name: str) -> list[tuple[str, int]]:
 class EsTool(EvidenceTool[Any]):
     def __init__(self, api: EsApi) -> None:
         self.api = api
+
+    def namespaces_in(self, query: str) -> tuple[str, ...] | None:
+        field = self.api.config.namespace_field
+        return tuple(sorted({value for name, value in parse_filter(query).terms if name == field}))
 
 
 class Count(EsTool):

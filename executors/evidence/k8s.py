@@ -156,6 +156,10 @@ class K8sEvidence(EvidenceTool[Any]):
     def parse_query(self, query: str) -> dict[str, str]:
         return parse_pairs(query)
 
+    def namespaces_in(self, query: str) -> tuple[str, ...] | None:
+        namespace = parse_pairs(query).get("namespace")
+        return (namespace,) if namespace else ()
+
     async def get(self, path: str, log: RequestLog, params: dict[str, str] | None = None) -> dict[str, Any]:
         log.sent("GET", path, params)
         return await self.api.json("GET", path, params=params)

@@ -12,8 +12,9 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
+from executors.errors import InvalidParamsError
 from executors.evidence.base import EvidenceTool, Observation
 from schemas.records import Evidence, EvidenceStatus
 
@@ -56,6 +57,43 @@ def plan_from_triage(step_ids: Sequence[str], evidence: Sequence[Evidence]) -> l
     ]
 
 
+class ReadScope(Protocol):
+    """What the runner asks before a read (``policies.tenant_scope.TenantScope`` is one): why the tenant may
+    not read ``namespace`` (None: every namespace) of ``cluster`` (None: the configured one), or None."""
+
+    def why_not_read(self, *, cluster: str | None, namespace: str | None) -> str | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ReadTarget:
+    """Whose analysis a plan serves: the tenant's scope and the cluster and namespace the alert names.
+
+    Backends are shared by every tenant, so with a target a step runs only when the alert's
+    namespace is the tenant's to read (else no step runs, Prometheus included: the queries are
+    written around that namespace) and every namespace the step itself reads is too.
+    """
+
+    scope: ReadScope
+    cluster: str | None
+    namespace: str | None
+
+    def why_not(self, step: PlannedStep, tool: EvidenceTool[Any]) -> str | None:
+        about = self.scope.why_not_read(cluster=self.cluster, namespace=self.namespace)
+        if about is not None:
+            return about
+        try:
+            namespaces = tool.namespaces_in(step.query)
+        except (InvalidParamsError, ValueError):
+            return "the step's query does not parse, so the namespaces it would read are unknown"
+        if namespaces is None:
+            return None
+        for namespace in namespaces or (None,):
+            why = self.scope.why_not_read(cluster=self.cluster, namespace=namespace)
+            if why is not None:
+                return why
+        return None
+
+
 @dataclass(frozen=True, slots=True)
 class EvidenceReport:
     """The evidence records in plan order, and the numbers keyed by step id (``<id>_<extra>`` for companions)."""
@@ -86,13 +124,17 @@ class EvidenceRunner:
         self.budget_s = budget_s
         self._concurrency = max(1, concurrency)
 
-    async def run(self, steps: Sequence[PlannedStep], *, now: datetime | None = None) -> EvidenceReport:
+    async def run(
+        self, steps: Sequence[PlannedStep], *, now: datetime | None = None, target: ReadTarget | None = None
+    ) -> EvidenceReport:
+        """``target``: the tenant's scope and the alert's cluster/namespace; a step outside the scope is
+        not run and comes back ``skipped`` with the reason (None: no scope applies, e.g. ``rcaflow explain``)."""
         moment = now or datetime.now(UTC)
         gate = asyncio.Semaphore(self._concurrency)
         tasks: dict[int, asyncio.Task[Observation]] = {}
         results: dict[int, Observation] = {}
         for index, step in enumerate(steps):
-            early = self._not_runnable(step)
+            early = self._not_runnable(step, target)
             if early is not None:
                 results[index] = early
             else:
@@ -118,13 +160,21 @@ class EvidenceRunner:
                 values[step.id if not suffix else f"{step.id}_{suffix}"] = number
         return EvidenceReport(evidence, values)
 
-    def _not_runnable(self, step: PlannedStep) -> Observation | None:
+    def _not_runnable(self, step: PlannedStep, target: ReadTarget | None) -> Observation | None:
         if step.blocked is not None:
             return Observation(step.blocked, {})
         if step.name not in self.tools:
             return Observation(
                 Evidence(tool=step.tool, operation=step.operation, query=step.query, status=EvidenceStatus.SKIPPED,
                          summary=f"{step.id}: {step.name} is not configured in this deployment"),
+                {},
+            )
+        why = target.why_not(step, self.tools[step.name]) if target is not None else None
+        if why is not None:
+            logger.info("evidence step %s not run: %s", step.id, why)
+            return Observation(
+                Evidence(tool=step.tool, operation=step.operation, query=step.query, status=EvidenceStatus.SKIPPED,
+                         summary=f"{step.id}: not read: {why}"),
                 {},
             )
         return None

@@ -80,7 +80,7 @@ def _strip(node: Any) -> Any:
 
 @dataclass(frozen=True)
 class AnswerProblem:
-    """Why a reply is not a valid answer; ``kind`` is one of empty, truncated, no_json, schema."""
+    """Why a reply is not a valid answer; ``kind`` is one of empty, too_large, truncated, no_json, schema."""
 
     kind: str
     reason: str
@@ -88,12 +88,18 @@ class AnswerProblem:
 
 _FENCE = re.compile(r"```(?:json|JSON)?[ \t]*\n?(.*?)```", re.DOTALL)
 _MAX_ERRORS = 6
+#: The longest reply worth parsing. A valid answer is at most ~130 k characters (every field at its
+#: limit); anything longer is a runaway model or a broken server, refused before any JSON work.
+MAX_REPLY_CHARS = 256 * 1024
 
 
 def parse_answer(content: str | None, finish_reason: str | None = None) -> LlmAnswer | AnswerProblem:
     """Validate a raw reply; prose around the JSON and ```json fences are accepted, nothing else is fixed."""
     if content is None or not content.strip():
         return AnswerProblem("empty", "the reply was empty (no choices or no content)")
+    if len(content) > MAX_REPLY_CHARS:
+        return AnswerProblem("too_large", f"the reply is {len(content)} characters, over the {MAX_REPLY_CHARS} "
+                                          "a complete answer can need; reply with the JSON object only")
     found = extract_json(content)
     if isinstance(found, AnswerProblem):
         if finish_reason == "length":
@@ -116,6 +122,8 @@ def extract_json(text: str) -> dict[str, Any] | AnswerProblem:
         while start != -1:
             try:
                 value, _ = decoder.raw_decode(candidate, start)
+            except RecursionError:
+                return AnswerProblem("no_json", "the JSON is nested too deeply to be an answer")
             except json.JSONDecodeError as exc:
                 if exc.pos >= end or exc.msg.startswith("Unterminated"):
                     # The text ended inside this object: every later "{" is inside it too, and an

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -111,6 +112,8 @@ class OpenAICompatProvider:
             raise LlmTimeoutError(f"no answer from {self._url} within {self._config.timeout_s:g}s") from exc
         except httpx.TransportError as exc:
             raise LlmUnavailableError(f"cannot reach {self._url}: {type(exc).__name__}") from exc
+        except httpx.HTTPError as exc:  # e.g. a body that does not decode (bad gzip): the server is misbehaving
+            raise LlmUnavailableError(f"unreadable answer from {self._url}: {type(exc).__name__}") from exc
         latency_ms = int((time.perf_counter() - started) * 1000)
 
         status = response.status_code
@@ -130,34 +133,51 @@ class OpenAICompatProvider:
         return _completion(data, self._config.model, latency_ms, mode)
 
 
+#: Usage counters above this are nonsense from a broken server; clamped so they still fit an Avro long.
+_MAX_COUNT = 2**31 - 1
+_MODEL_NAME_CHARS = 200
+
+
 def _completion(data: Any, default_model: str, latency_ms: int, mode: ResponseMode) -> ChatCompletion:
+    """The completion in a decoded body; any shape a broken server sends becomes "no content", never an error."""
     if not isinstance(data, dict):
         raise LlmUnavailableError("the chat completion is not a JSON object")
-    choices = data.get("choices") or []
+    choices = data.get("choices")
+    first = choices[0] if isinstance(choices, list) and choices else None
     content: str | None = None
     finish: str | None = None
-    if choices and isinstance(choices[0], dict):
-        message = choices[0].get("message") or {}
+    if isinstance(first, dict):
+        message = first.get("message")
         raw = message.get("content") if isinstance(message, dict) else None
         content = raw if isinstance(raw, str) else None
-        finish = choices[0].get("finish_reason")
+        reason = first.get("finish_reason")
+        finish = reason[:_MODEL_NAME_CHARS] if isinstance(reason, str) else None
     usage_raw = data.get("usage")
     if not isinstance(usage_raw, dict):
         usage_raw = {}
     usage = Usage(
-        prompt_tokens=int(usage_raw.get("prompt_tokens") or 0),
-        completion_tokens=int(usage_raw.get("completion_tokens") or 0),
-        total_tokens=int(usage_raw.get("total_tokens") or 0),
+        prompt_tokens=_count(usage_raw.get("prompt_tokens")),
+        completion_tokens=_count(usage_raw.get("completion_tokens")),
+        total_tokens=_count(usage_raw.get("total_tokens")),
     )
-    model = data.get("model") if isinstance(data.get("model"), str) else default_model
+    model = data.get("model")
     return ChatCompletion(
         content=content,
-        finish_reason=finish if isinstance(finish, str) else None,
-        model=model,
+        finish_reason=finish,
+        model=model[:_MODEL_NAME_CHARS] if isinstance(model, str) and model else default_model,
         usage=usage,
         latency_ms=latency_ms,
         mode=mode,
     )
+
+
+def _count(value: object) -> int:
+    """A token counter as the server sent it, or 0 when it is not a sane non-negative integer."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return 0
+    if not math.isfinite(value):
+        return 0
+    return max(0, min(int(value), _MAX_COUNT))
 
 
 def _next_mode(mode: ResponseMode) -> ResponseMode | None:

@@ -4,7 +4,9 @@ Order of effects per batch, which is what makes it lossless and repeat-free:
 publish each RawMail and await the broker ack -> write the Checkpoint
 (UIDVALIDITY, last UID) and await its ack -> only then flag \\Seen / move.
 A crash before the checkpoint replays the batch; the message-id set restored
-from raw-mail then skips what was already published.
+from raw-mail then skips what was already published. A broker that does not ack
+(down, message timed out, no leader) holds the batch: each record is retried with
+capped backoff until acked or the producer stops, never dead-lettered for it.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import asyncio
 import logging
 import random
 import threading
+import time
 from collections.abc import Awaitable, Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -27,8 +30,9 @@ from producers.imap.session import Envelope, FolderState, ImapSession
 from producers.imap.state import CheckpointReader
 from producers.publisher import Publisher, PublishError
 from producers.recent_ids import RecentIds
-from schemas.records import Checkpoint, DeadLetter, RawMail, SourceKind
-from schemas.topics import DEAD_LETTER, INGEST_CHECKPOINTS, RAW_MAIL
+from schemas.limits import MAX_MAIL_BYTES
+from schemas.records import Checkpoint, DeadLetter, RawMail, Record, SourceKind
+from schemas.topics import DEAD_LETTER, INGEST_CHECKPOINTS, RAW_MAIL, TopicSpec
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +46,9 @@ STAGE = "ingest.imap"
 #: Raw-mail records published after a checkpoint carry later broker timestamps; this margin
 #: only absorbs clock steps on the producer host.
 _RESTORE_MARGIN = timedelta(minutes=5)
+#: A record the broker did not take for a transient reason is sent again after 0.5 s, 1 s, 2 s … 30 s.
+_PUBLISH_RETRY_FIRST_S = 0.5
+_PUBLISH_RETRY_MAX_S = 30.0
 
 
 def _utcnow() -> datetime:
@@ -61,6 +68,8 @@ class IngestStats:
     failures: int = 0
     #: IDLE commands entered (or poll sleeps begun); grows by one per renewal while quiet.
     waits: int = 0
+    #: Records sent again because the broker did not take them for a transient reason (outage, timeout).
+    publish_retries: int = 0
 
 
 class ImapProducer:
@@ -103,6 +112,8 @@ class ImapProducer:
         self._progressed = False
         self._uidvalidity: int | None = None
         self._last_uid = 0
+        #: monotonic time of the first transient refusal of the current broker outage; None while acks come.
+        self._broker_down_since: float | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -142,6 +153,11 @@ class ImapProducer:
                     if not exc.retriable:
                         logger.error("IMAP ingest for %s stopped: %s", mailbox, exc)
                         raise
+                    if self._stop.is_set() and isinstance(exc, PublishError):
+                        # Asked to stop while the broker was away: the checkpoint stays, the next run re-reads.
+                        logger.warning("IMAP ingest for %s stopped before the broker acked (%s); the checkpoint "
+                                       "stays at UID %d", mailbox, exc, self._last_uid)
+                        continue
                     self.stats.failures += 1
                     # A round that caught up resets the schedule; one that failed before doesn't.
                     attempt = 0 if self._progressed else attempt
@@ -268,7 +284,7 @@ class ImapProducer:
             last_uid=last_uid,
             updated_at=self._clock(),
         )
-        await self._publisher.publish(INGEST_CHECKPOINTS, self.config.mailbox_id, record)
+        await self._publish_acked(INGEST_CHECKPOINTS, self.config.mailbox_id, record)
         self._last_uid = last_uid
         self.stats.checkpoints += 1
 
@@ -284,12 +300,13 @@ class ImapProducer:
 
     async def _ingest(self, session: ImapSession, uids: list[int]) -> None:
         cfg = self.config
+        # Never above what raw-mail holds, whatever the configuration says: a bigger mail could only fail
+        # at the broker. Above it a mail is dead-lettered (headers only) and the checkpoint moves past it.
+        limit = min(cfg.max_message_bytes, MAX_MAIL_BYTES)
         envelopes = await self._in_thread(session.envelopes, uids)
         headers = {uid: parse_headers(env.headers) for uid, env in envelopes.items()}
         wanted = [
-            uid
-            for uid in uids
-            if uid in envelopes and self._allowed(headers[uid]) and envelopes[uid].size <= cfg.max_message_bytes
+            uid for uid in uids if uid in envelopes and self._allowed(headers[uid]) and envelopes[uid].size <= limit
         ]
         bodies: dict[int, bytes] = {}
         for group in _budget_groups(wanted, envelopes, cfg.fetch_budget_bytes):
@@ -322,9 +339,11 @@ class ImapProducer:
                 steps.append((uid, _done()))
                 continue
             in_batch.add(message_id)
-            if env.size > cfg.max_message_bytes:
-                reason = f"message of {env.size} bytes exceeds max_message_bytes={cfg.max_message_bytes}"
-                steps.append((uid, self._dead_letter(uid, message_id, env, reason, "MessageTooLarge")))
+            size = max(env.size, len(body)) if body is not None else env.size  # the server's SIZE may be off
+            if size > limit:
+                reason = (f"message {message_id} of {size} bytes exceeds max_message_bytes={limit}; not published, "
+                          "it stays in the mailbox")
+                steps.append((uid, self._dead_letter(uid, message_id, env, reason, "MessageTooLarge", size=size)))
             elif body is None:
                 steps.append((uid, None))  # expunged between the two fetches
             else:
@@ -375,16 +394,21 @@ class ImapProducer:
             raw=body,
         )
         try:
-            await self._publisher.publish(RAW_MAIL, f"{cfg.tenant}:{message_id}", record)
+            await self._publish_acked(RAW_MAIL, f"{cfg.tenant}:{message_id}", record)
         except PublishError as exc:
-            if exc.retriable:
+            if exc.retriable:  # only when stopped while the broker was away: not acked, not checkpointed
                 raise
             return await self._dead_letter(uid, message_id, env, f"broker refused the mail: {exc}", "PublishError")
         self._recent.add(message_id)
         self.stats.published += 1
         return True
 
-    async def _dead_letter(self, uid: int, message_id: str, env: Envelope, reason: str, error_type: str) -> bool:
+    async def _dead_letter(self, uid: int, message_id: str, env: Envelope, reason: str, error_type: str, *,
+                           size: int | None = None) -> bool:
+        """Keep a mail that cannot be published, by its headers (the body stays in the mailbox); True once acked.
+
+        ``size``: the whole mail's size when only its headers are kept (``truncated``).
+        """
         cfg = self.config
         raw_topic = RAW_MAIL.full_name(self._prefix)
         record = DeadLetter(
@@ -394,15 +418,60 @@ class ImapProducer:
             key=f"{cfg.tenant}:{message_id}".encode(),
             # The headers identify the mail; the body stays in the mailbox for a human to fetch.
             payload=env.headers,
-            reason=f"{cfg.mailbox_id} UID {uid}: {reason}",
+            reason=f"{cfg.mailbox_id} UID {uid}: {reason}"[:4000],
             error_type=error_type,
             at=self._clock(),
+            payload_size=size,
+            truncated=size is not None,
         )
-        await self._publisher.publish(DEAD_LETTER, raw_topic, record)
+        await self._publish_acked(DEAD_LETTER, raw_topic, record)
         logger.warning("IMAP %s UID %d (%s) dead-lettered: %s", cfg.mailbox_id, uid, message_id, reason)
         self._recent.add(message_id)
         self.stats.dead_lettered += 1
         return True
+
+    async def _publish_acked(self, spec: TopicSpec, key: str, record: Record) -> None:
+        """Publish and await the broker's ack; a transient refusal is sent again until acked or stopped.
+
+        Transient (``PublishError.retriable``: broker down, message timed out in the local queue, no
+        leader, not enough replicas, queue full) is retried after 0.5 s doubling to 30 s, without limit,
+        logged once when the outage starts and once when acks come back. A permanent refusal is raised
+        at once (the caller dead-letters the mail); so is a transient one after :meth:`stop`, so the
+        checkpoint stays before this record. While the broker is down, stopping waits for at most the
+        attempt in flight (the publisher's ``delivery.timeout.ms``).
+        """
+        delay = _PUBLISH_RETRY_FIRST_S
+        while True:
+            try:
+                await self._publisher.publish(spec, key, record)
+            except PublishError as exc:
+                if not exc.retriable or self._stop.is_set():
+                    raise
+                self._broker_unavailable(exc)
+                self.stats.publish_retries += 1
+                await self._pause(delay)
+                if self._stop.is_set():
+                    raise
+                delay = min(delay * 2, _PUBLISH_RETRY_MAX_S)
+                continue
+            self._broker_back()
+            return
+
+    def _broker_unavailable(self, exc: PublishError) -> None:
+        if self._broker_down_since is None:
+            self._broker_down_since = time.monotonic()
+            logger.warning(
+                "IMAP %s: the broker did not take a record (%s); holding the mails and retrying with backoff "
+                "up to %.0fs until it acks, the checkpoint stays at UID %d",
+                self.config.mailbox_id, exc, _PUBLISH_RETRY_MAX_S, self._last_uid,
+            )
+
+    def _broker_back(self) -> None:
+        if self._broker_down_since is not None:
+            logger.info("IMAP %s: the broker acks again after %.1fs (%d records sent again so far)",
+                        self.config.mailbox_id, time.monotonic() - self._broker_down_since,
+                        self.stats.publish_retries)
+            self._broker_down_since = None
 
     async def _after_ingest(self, session: ImapSession, uids: list[int]) -> None:
         action = self.config.after_ingest_action

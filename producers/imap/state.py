@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from producers.imap.errors import CheckpointError
+from producers.publisher import is_transient
 from schemas.errors import CodecError
 from schemas.records import Checkpoint, RawMail
 from schemas.topics import INGEST_CHECKPOINTS, RAW_MAIL
@@ -157,7 +158,7 @@ class KafkaCheckpointReader:
                 if err.code() == KafkaError._PARTITION_EOF:
                     ends.pop(msg.partition() or 0, None)
                     continue
-                raise CheckpointError(f"reading {topic}: {err.str()}", retriable=err.retriable())
+                raise CheckpointError(f"reading {topic}: {err.str()}", retriable=is_transient(err))
             part, offset = msg.partition() or 0, msg.offset() or 0
             if part not in ends:
                 continue

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from producers.mail.errors import MailParseError
+from schemas.limits import MAX_MAIL_BYTES
 
 BodyKind = Literal["html", "text"]
 
@@ -47,7 +48,7 @@ _SINGLE_BYTE = frozenset(
 class MimeLimits:
     """Bounds on the work one mail may cause; hostile input hits these, not our memory."""
 
-    max_bytes: int = 10 * 1024 * 1024
+    max_bytes: int = MAX_MAIL_BYTES  # schemas/limits.py: the chain of size limits
     max_parts: int = 64
     max_depth: int = 6
 
@@ -70,8 +71,16 @@ class DecodedMail:
         return [b.text for b in self.bodies if b.kind == kind]
 
 
+#: Lone UTF-16 surrogates: text that no UTF-8 record can hold (UTF-7 and UTF-16 can decode to them).
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def decode_bytes(data: bytes, declared: str | None) -> str:
-    """Declared charset first, then UTF-8, then GB18030; never fails (replacement chars last)."""
+    """Declared charset first, then UTF-8, then GB18030; never fails (replacement chars last).
+
+    A decoding that yields lone surrogates counts as failed: a mail declaring ``utf-7`` (or a lying
+    ``utf-16``) can produce them, and the AlertEvent carrying such text could never be encoded.
+    """
     tried: list[str] = []
     order = (declared, "utf-8", "gb18030")
     if declared and declared.strip().lower() in _SINGLE_BYTE:
@@ -86,9 +95,11 @@ def decode_bytes(data: bytes, declared: str | None) -> str:
             continue
         tried.append(codec)
         try:
-            return data.decode(codec)
-        except (UnicodeDecodeError, LookupError):
+            text = data.decode(codec)
+        except (UnicodeError, LookupError):  # UnicodeError too: some codecs (idna, punycode) raise its base
             continue
+        if _SURROGATE.search(text) is None:
+            return text
     return data.decode("utf-8", errors="replace")
 
 
@@ -119,7 +130,7 @@ def _unescape_raw(text: str) -> str:
     try:
         raw = text.encode("ascii", "surrogateescape")
     except UnicodeEncodeError:
-        return text
+        return _SURROGATE.sub("\ufffd", text)
     return decode_bytes(raw, None)
 
 

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
         GraphNotFoundError,
         GraphProtocolError,
         GraphThrottledError,
+        MailTooLargeError,
         NotificationRejected,
         SpoolError,
     )
@@ -37,6 +38,7 @@ _EXPORTS = {
     "GraphNotFoundError": "producers.msgraph.errors",
     "GraphProtocolError": "producers.msgraph.errors",
     "GraphThrottledError": "producers.msgraph.errors",
+    "MailTooLargeError": "producers.msgraph.errors",
     "NotificationRejected": "producers.msgraph.errors",
     "SpoolError": "producers.msgraph.errors",
     "CheckpointSource": "producers.msgraph.ingest",
@@ -69,6 +71,7 @@ __all__ = [
     "GraphNotFoundError",
     "GraphProtocolError",
     "GraphThrottledError",
+    "MailTooLargeError",
     "MailboxConfig",
     "MemorySpool",
     "MsalTokenProvider",

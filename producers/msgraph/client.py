@@ -9,6 +9,7 @@ they become URL path segments, and paging links are followed only on the Graph b
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import random
 import re
@@ -27,9 +28,11 @@ from producers.msgraph.errors import (
     GraphNotFoundError,
     GraphProtocolError,
     GraphThrottledError,
+    MailTooLargeError,
 )
 from producers.msgraph.retry import RETRY_STATUSES, RetryPolicy, parse_retry_after, retry_delay
 from producers.msgraph.tokens import TokenProvider
+from producers.oversize import header_block
 
 logger = logging.getLogger(__name__)
 
@@ -216,12 +219,19 @@ class GraphClient:
     # ------------------------------------------------------------------ messages
 
     async def message_mime(self, user: str, message_id: str, max_bytes: int) -> bytes:
-        """The message's full RFC 822 bytes, exactly as Exchange returns them."""
+        """The message's full RFC 822 bytes, exactly as Exchange returns them.
+
+        Raises :class:`MailTooLargeError` above ``max_bytes``: such a mail can never be published, so
+        the caller dead-letters it instead of fetching it again on every drain.
+        """
         path = f"/users/{name_segment(user)}/messages/{graph_id(message_id)}/$value"
         response = await self.request("GET", path)
         content = response.content
         if len(content) > max_bytes:
-            raise GraphError(f"message {message_id[:40]} is {len(content)} bytes, above {max_bytes}", retriable=False)
+            raise MailTooLargeError(
+                f"message {message_id[:40]} is {len(content)} bytes, above the {max_bytes}-byte mail limit",
+                graph_id=message_id, size=len(content), limit=max_bytes, head=header_block(content),
+                sha256=hashlib.sha256(content).hexdigest())
         return content
 
     def delta_start(self, user: str, folder: str) -> str:

@@ -9,6 +9,7 @@ from typing import Self
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from producers.msgraph.retry import RetryPolicy
+from schemas.limits import MAX_MAIL_BYTES
 
 #: Graph's documented maximum for mail subscriptions is 4230 minutes (just under 3 days); stay below it.
 MAX_SUBSCRIPTION_MINUTES = 4229
@@ -80,7 +81,8 @@ class MsgraphConfig(BaseModel):
     #: Where notifications are written (fsync) before the 202; None keeps them in memory only.
     spool_dir: Path | None = None
     dedup_capacity: int = Field(50_000, ge=1)
-    max_message_bytes: int = Field(25 * 1024 * 1024, gt=0)
+    #: Mails above this (and above ``schemas.limits.MAX_MAIL_BYTES`` in any case) are dead-lettered, not published.
+    max_message_bytes: int = Field(MAX_MAIL_BYTES, gt=0)
     timeout_seconds: float = Field(30.0, gt=0)
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
 

@@ -37,6 +37,24 @@ class GraphThrottledError(GraphError):
         self.retry_after = retry_after
 
 
+class MailTooLargeError(GraphError):
+    """A mail above the mail size limit: never published (raw-mail cannot hold it), dead-lettered instead.
+
+    Carries what the dead letter needs: the sizes, the Graph id and the mail's header block (so the
+    reader sees which mail it was; the mail itself stays in the mailbox).
+    """
+
+    retriable = False
+
+    def __init__(self, message: str, *, graph_id: str, size: int, limit: int, head: bytes, sha256: str) -> None:
+        super().__init__(message)
+        self.graph_id = graph_id
+        self.size = size
+        self.limit = limit
+        self.head = head
+        self.sha256 = sha256
+
+
 class GraphProtocolError(GraphError):
     """Graph (or a notification sender) answered something outside the documented protocol."""
 

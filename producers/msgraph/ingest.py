@@ -22,12 +22,14 @@ from typing import Any, Protocol
 
 from producers.msgraph.client import GraphClient
 from producers.msgraph.config import MailboxConfig, MsgraphConfig
-from producers.msgraph.errors import GraphError, GraphNotFoundError, NotificationRejected
+from producers.msgraph.errors import GraphError, GraphNotFoundError, MailTooLargeError, NotificationRejected
 from producers.msgraph.notifications import EntryKind, LifecycleEvent, parse_body, verify
 from producers.msgraph.spool import Spool
 from producers.msgraph.subscriptions import SubscriptionManager
+from producers.oversize import oversize_dead_letter
 from producers.publisher import Publisher, PublishError
 from producers.recent_ids import RecentIds
+from schemas.limits import MAX_MAIL_BYTES
 from schemas.records import Checkpoint, DeadLetter, RawMail, SourceKind
 from schemas.topics import DEAD_LETTER, INGEST_CHECKPOINTS, RAW_MAIL
 
@@ -218,10 +220,16 @@ class GraphIngest:
         if f"g:{message_id}" in recent or (internet_id and f"m:{internet_id}" in recent):
             return False
         try:
-            mime = await self._client.message_mime(mailbox.user, message_id, self._config.max_message_bytes)
+            # Never above what raw-mail holds, whatever the configuration says.
+            limit = min(self._config.max_message_bytes, MAX_MAIL_BYTES)
+            mime = await self._client.message_mime(mailbox.user, message_id, limit)
         except GraphNotFoundError:
             logger.warning("message %s of %s was deleted before it could be fetched", message_id[:40],
                            mailbox.mailbox_id)
+            return False
+        except MailTooLargeError as exc:
+            await self._dead_letter_oversize(mailbox, exc)
+            recent.add(f"g:{message_id}")  # dead-lettered once: not fetched again by the next drain
             return False
         header_id, subject, sender = mail_headers(mime)
         rfc_id = header_id or internet_id or f"<{message_id}@graph.invalid>"
@@ -243,6 +251,16 @@ class GraphIngest:
         recent.add(f"m:{rfc_id}")
         logger.info("published %s from %s", rfc_id, mailbox.mailbox_id)
         return True
+
+    async def _dead_letter_oversize(self, mailbox: MailboxConfig, exc: MailTooLargeError) -> None:
+        """Keep a mail raw-mail cannot hold where people look; a refused dead letter propagates (kept for retry)."""
+        header_id, _subject, _sender = mail_headers(exc.head)
+        record = oversize_dead_letter(
+            tenant=mailbox.tenant, stage="msgraph", mailbox=mailbox.mailbox_id, message_id=header_id,
+            where=f"Graph id {exc.graph_id[:80]}", size=exc.size, limit=exc.limit, head=exc.head, sha256=exc.sha256,
+            at=self._now())
+        await self._publisher.publish(DEAD_LETTER, record.source_topic, record)
+        logger.error("%s: %s", mailbox.mailbox_id, record.reason)
 
     async def catch_up(self, mailbox: MailboxConfig) -> int:
         """Page through the folder's delta from the checkpoint, publish what is new, store the new deltaLink.

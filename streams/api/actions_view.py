@@ -14,8 +14,9 @@ import asyncio
 import logging
 import threading
 import uuid
+from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
@@ -24,7 +25,14 @@ from schemas.errors import CodecError
 from schemas.records import ActionEvent, ActionState
 from schemas.topics import ACTIONS
 
+if TYPE_CHECKING:
+    from streams.api.loops import LoopHandle
+
 logger = logging.getLogger(__name__)
+
+#: Consumer errors that mean the view cannot follow the topic any more: restart (with backoff) and say so.
+_FATAL_FOR_THE_VIEW = frozenset({KafkaError._ALL_BROKERS_DOWN, KafkaError.UNKNOWN_TOPIC_OR_PART,
+                                 KafkaError._UNKNOWN_TOPIC, KafkaError._UNKNOWN_PARTITION})
 
 #: States after a decision; an older record re-read later must not move an action back.
 _DECIDED = frozenset({
@@ -78,8 +86,10 @@ class InMemoryPendingActions:
 class ActionsFeed:
     """Keeps an :class:`InMemoryPendingActions` up to date from the actions topic.
 
-    Start with ``task = asyncio.create_task(feed.run())``; :meth:`stop` ends it.
-    The blocking librdkafka poll runs in a thread, so the event loop stays free.
+    Run as a supervised loop (:class:`streams.api.loops.Loops`): :meth:`run` raises when the
+    topic or every broker is unavailable and is started again with backoff; it resumes from the
+    offsets it had read, so the view is never rebuilt from older records over newer ones.
+    The blocking librdkafka calls run in a thread, so the event loop stays free.
     """
 
     def __init__(
@@ -94,56 +104,78 @@ class ActionsFeed:
         self._codec = codec
         self._pending = pending
         self._topic = ACTIONS.full_name(topic_prefix)
-        config: dict[str, Any] = {
+        self._config: dict[str, Any] = {
             "bootstrap.servers": bootstrap,
             # Never committed: the group id only satisfies librdkafka; we assign partitions ourselves.
             "group.id": f"rcaflow-approvals-view-{uuid.uuid4().hex[:12]}",
             "enable.auto.commit": False,
             "enable.partition.eof": True,
         }
-        config.update(extra or {})
-        self._consumer = Consumer(config)
+        self._config.update(extra or {})
         self._stop = threading.Event()
         self._eof: set[int] = set()
         self._partitions: set[int] = set()
+        #: partition -> next offset to read; survives restarts of :meth:`run`.
+        self._next: dict[int, int] = {}
         self.caught_up = asyncio.Event()
+        #: Called (from the feed's thread) with each record after the view took it.
+        self.listeners: list[Callable[[ActionEvent], None]] = []
 
-    def _assign(self) -> None:
-        meta = self._consumer.list_topics(self._topic, timeout=10)
+    def _assign(self, consumer: Consumer) -> None:
+        meta = consumer.list_topics(self._topic, timeout=10)
         topic = meta.topics.get(self._topic)
         if topic is None or topic.error is not None or not topic.partitions:
-            raise KafkaException(f"topic {self._topic} is not available")
+            why = topic.error.str() if topic is not None and topic.error is not None else "no partitions"
+            raise KafkaException(KafkaError(KafkaError.UNKNOWN_TOPIC_OR_PART,
+                                            f"topic {self._topic} is not available ({why})"))
         self._partitions = set(topic.partitions)
-        self._consumer.assign([TopicPartition(self._topic, p, OFFSET_BEGINNING) for p in self._partitions])
+        self._eof = {p for p in self._eof if p in self._partitions}
+        consumer.assign([TopicPartition(self._topic, p, self._next.get(p, OFFSET_BEGINNING))
+                         for p in self._partitions])
 
-    def _poll_batch(self) -> bool:
+    def _poll_batch(self, consumer: Consumer) -> bool:
         """Read what is there (up to 0.5 s); True once every partition has reached its end once."""
-        for msg in self._consumer.consume(num_messages=500, timeout=0.5):
+        for msg in consumer.consume(num_messages=500, timeout=0.5):
             err = msg.error()
             if err is not None:
                 if err.code() == KafkaError._PARTITION_EOF:
                     self._eof.add(msg.partition() or 0)
+                elif err.code() in _FATAL_FOR_THE_VIEW:
+                    raise KafkaException(err)
                 else:
-                    logger.warning("actions feed: %s", err.str())
+                    logger.debug("actions feed: %s", err.str())
                 continue
+            self._next[msg.partition() or 0] = (msg.offset() or 0) + 1
             try:
-                self._pending.see(self._codec.decode(msg.value() or b"", ActionEvent, topic=self._topic))
+                action = self._codec.decode(msg.value() or b"", ActionEvent, topic=self._topic)
             except CodecError as exc:
                 # The worker dead-letters poison records; the view just skips them.
                 logger.warning("actions feed: skipping undecodable record at %s/%s: %s",
                                msg.partition(), msg.offset(), exc)
+                continue
+            self._pending.see(action)
+            for listener in self.listeners:
+                listener(action)
         return bool(self._partitions) and self._eof >= self._partitions
 
-    async def run(self) -> None:
-        """Follow the topic until :meth:`stop`; closes the consumer on the way out."""
+    async def run(self, handle: LoopHandle | None = None) -> None:
+        """Follow the topic until :meth:`stop` (or the supervisor stops); closes its consumer on the way out.
+
+        Raises when the topic is missing or every broker is down, so its supervisor restarts it.
+        """
+        consumer = Consumer(self._config)
         try:
-            await asyncio.to_thread(self._assign)
-            while not self._stop.is_set():
-                if await asyncio.to_thread(self._poll_batch) and not self.caught_up.is_set():
+            await asyncio.to_thread(self._assign, consumer)
+            if self.caught_up.is_set() and handle is not None:
+                handle.up()  # resumed where it was: the view is as current as the topic allows
+            while not self._stop.is_set() and not (handle is not None and handle.stopping):
+                if await asyncio.to_thread(self._poll_batch, consumer) and not self.caught_up.is_set():
                     logger.info("actions feed caught up: %d actions known", len(self._pending))
                     self.caught_up.set()
+                    if handle is not None:
+                        handle.up()
         finally:
-            await asyncio.to_thread(self._consumer.close)
+            await asyncio.to_thread(consumer.close)
 
     def stop(self) -> None:
         self._stop.set()

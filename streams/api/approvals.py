@@ -5,6 +5,10 @@ about (the action, its tenant) → may this person decide for that tenant →
 is the action still waiting → claim it (single use) → publish → tell the
 channel. A refusal at any step publishes nothing, answers a clear 4xx with a
 ``reason``, and hands a :class:`Rejection` to ``on_rejection`` for the audit.
+
+Every credential (Slack request, DingTalk callback, link nonce) is spent once across replicas:
+its digest travels on the decision (``claim_id``) and the approvals topic is the shared memory
+(:mod:`streams.api.claims`).
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import html
 import json
 import logging
 import re
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -25,22 +29,19 @@ from fastapi import APIRouter, BackgroundTasks, HTTPException, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import SecretStr
 
-from executors.approvals import (
-    LinkClaims,
-    LinkSigner,
-    SignatureError,
-    SignatureFailure,
-    verify_dingtalk_callback,
-    verify_slack_signature,
-)
+from executors.approvals import SignatureError, SignatureFailure, verify_slack_signature
+from executors.approvals.dingtalk_event import TOLERANCE_MS, DingTalkCallbackKeys, open_callback, seal_reply
 from executors.notify import NotifyError
 from executors.notify import slack as slack_messages
+from policies import PolicySet
 from producers.publisher import Publisher, PublishError
-from schemas.records import ActionEvent, ActionState, ApprovalDecision, Decision
+from schemas.records import ActionEvent, ActionState, ApprovalDecision, Decision, Risk
 from schemas.topics import APPROVALS
 from streams.api.actions_view import PendingActions
-from streams.api.claims import ClaimStore, InMemoryClaims
+from streams.api.claims import ClaimStore, InMemoryClaims, claim_digest, decision_key, request_key
 from streams.api.errors import RefusedError
+from streams.notify.links import ANONYMOUS, LINK_IDENTITY, ApprovalLink, ApprovalLinkSigner
+from streams.settings import ApprovalSettings
 from streams.stages.approval import Rejection, RejectionReason, is_expired
 
 logger = logging.getLogger(__name__)
@@ -49,7 +50,6 @@ MAX_BODY_BYTES = 256 * 1024
 RETRY_AFTER_S = "5"
 _SLACK_USER = re.compile(r"^[A-Z0-9]{2,32}$")
 _DINGTALK_USER = re.compile(r"^[A-Za-z0-9_$-]{1,64}$")
-_IDENTITY = re.compile(r"^[A-Za-z0-9._@+-]{1,128}$")
 _ACTION_ID = re.compile(r"^[A-Za-z0-9._:-]{1,200}$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _DINGTALK_COMMAND = re.compile(
@@ -72,27 +72,59 @@ _PAGE_HEADERS = {
 }
 
 
+def _never(_action: ActionEvent) -> bool:
+    return False
+
+
 @dataclass(frozen=True)
 class ApprovalsConfig:
     """What the approval endpoints need; built from Settings by the composition root.
 
     ``approvers`` maps a tenant to the identities that may decide its actions:
-    ``slack:<user id>``, ``dingtalk:<staff id>``, ``link:<identity>`` (the value of
-    ``link_identity_header``, set by an authenticating proxy in front of the API).
-    Without ``link_identity_header`` a link is a bearer credential: whoever holds it decides.
+    ``slack:<user id>``, ``dingtalk:<staff id>``, ``link:<identity>`` (the identity a
+    per-approver link was sent to, or the value of ``link_identity_header``, set by an
+    authenticating proxy in front of the API). A link that names nobody decides only actions
+    for which ``anonymous_approval`` (the policy's ``anonymous_approval: true``) says yes.
+    DingTalk decisions come only through the encrypted event callback (``dingtalk_callback``).
     A channel without its secret is not mounted.
     """
 
     approvers: Mapping[str, frozenset[str]]
     slack_signing_secret: SecretStr | None = None
-    dingtalk_app_secret: SecretStr | None = None
-    link_signer: LinkSigner | None = None
+    dingtalk_callback: DingTalkCallbackKeys | None = None
+    link_signer: ApprovalLinkSigner | None = None
     link_identity_header: str | None = None
+    anonymous_approval: Callable[[ActionEvent], bool] = _never
     slack_response_hosts: frozenset[str] = slack_messages.RESPONSE_HOSTS
     #: Slack wants an answer within 3 s: the publish gets 2 s, then the click is refused with 503.
     publish_timeout_s: float = 2.0
     #: How long a decision stays claimed for actions without ``expires_at``.
     decision_memory: timedelta = timedelta(days=1)
+
+
+def approvals_config(settings: ApprovalSettings, policies: PolicySet) -> ApprovalsConfig:
+    """The router's configuration from the ``approvals`` settings and the policy (for ``anonymous_approval``)."""
+    callback = None
+    if settings.dingtalk_callback_token and settings.dingtalk_aes_key and settings.dingtalk_owner_key:
+        callback = DingTalkCallbackKeys(token=settings.dingtalk_callback_token, aes_key=settings.dingtalk_aes_key,
+                                        owner_key=settings.dingtalk_owner_key)
+    signer = (ApprovalLinkSigner(settings.link_secret, ttl=timedelta(minutes=settings.link_ttl_minutes))
+              if settings.link_secret else None)
+
+    def anonymous_approval(action: ActionEvent) -> bool:
+        # The action's risk as decided (an etcd/Prometheus restart is always high) wins over the flag.
+        return action.risk is not Risk.HIGH and policies.allows_anonymous_approval(action.alert_class, action.name)
+
+    return ApprovalsConfig(
+        approvers={tenant: frozenset(ids) for tenant, ids in settings.approvers.items()},
+        slack_signing_secret=settings.slack_signing_secret, dingtalk_callback=callback, link_signer=signer,
+        link_identity_header=settings.link_identity_header, anonymous_approval=anonymous_approval,
+    )
+
+
+def claims_memory(settings: ApprovalSettings) -> timedelta:
+    """How long the shared claims remember a spent credential: longer than any of them stays valid."""
+    return max(timedelta(days=2), timedelta(minutes=settings.link_ttl_minutes) + timedelta(hours=1))
 
 
 def _utcnow() -> datetime:
@@ -138,10 +170,12 @@ class _Approvals:
         return JSONResponse({"detail": rejection.message, "reason": rejection.reason.value},
                             status_code=rejection.http_status)
 
-    def once(self, key: str, *, expires_at: datetime, channel: str) -> None:
-        """Refuse a request seen before (same signature inside its freshness window)."""
-        if not self.claims.claim(key, expires_at=expires_at, now=self.clock()):
-            raise self.refuse(RejectionReason.REPLAYED, f"{channel}: this request was already received", channel)
+    def once(self, claim_id: str, *, expires_at: datetime, channel: str, tenant: str | None = None,
+             action_id: str | None = None, approver: str | None = None) -> None:
+        """Refuse a credential spent before, on this replica or (via the approvals topic) on any other."""
+        if not self.claims.claim(request_key(claim_id), expires_at=expires_at, now=self.clock()):
+            raise self.refuse(RejectionReason.REPLAYED, f"{channel}: this request was already used", channel,
+                              tenant=tenant, action_id=action_id, approver=approver)
 
     def action(self, action_id: str, channel: str, *, tenant: str | None, approver: str | None) -> ActionEvent:
         action = self.pending.get(action_id)
@@ -178,21 +212,22 @@ class _Approvals:
                               channel, tenant=action.tenant, action_id=action.action_id, approver=approver)
 
     async def decide(self, action: ActionEvent, decision: Decision, approver: str, channel: str,
-                     reason: str = "", *, release: Sequence[str] = ()) -> ApprovalDecision:
-        """Claim the action's single decision, publish it, and give the claim back if the broker fails."""
+                     reason: str = "", *, claim_id: str = "") -> ApprovalDecision:
+        """Claim the action's single decision, publish it, and give the claims back if the broker fails."""
         now = self.clock()
-        key = f"decision|{action.tenant}|{action.action_id}"
+        key = decision_key(action.tenant, action.action_id)
         until = action.expires_at or now + self.config.decision_memory
         if not self.claims.claim(key, expires_at=max(until, now + timedelta(minutes=5)), now=now):
             raise self.refuse(RejectionReason.ALREADY_DECIDED, f"action {action.action_id} was already decided",
                               channel, tenant=action.tenant, action_id=action.action_id, approver=approver)
         record = ApprovalDecision(tenant=action.tenant, action_id=action.action_id, decision=decision,
-                                  approver=approver, channel=channel, decided_at=now, reason=reason)
+                                  approver=approver, channel=channel, decided_at=now, reason=reason,
+                                  claim_id=claim_id)
         try:
             async with asyncio.timeout(self.config.publish_timeout_s):
                 await self.publisher.publish(APPROVALS, f"{action.tenant}:{action.action_id}", record)
         except (PublishError, TimeoutError) as exc:
-            for k in (key, *release):
+            for k in (key, *([request_key(claim_id)] if claim_id else [])):
                 self.claims.release(k)
             logger.warning("approval of %s not published: %s", action.action_id, exc)
             raise HTTPException(503, "broker unavailable; the decision was not recorded, try again",
@@ -270,14 +305,15 @@ def _parse_slack(body: bytes) -> _SlackClick | str | None:
                        [b for b in blocks if isinstance(b, dict)] if isinstance(blocks, list) else [])
 
 
-def _details(action: ActionEvent, claims: LinkClaims) -> dict[str, Any]:
-    expires = [t for t in (action.expires_at, claims.expires_at) if t is not None]
+def _details(action: ActionEvent, link: ApprovalLink) -> dict[str, Any]:
+    expires = [t for t in (action.expires_at, link.expires_at) if t is not None]
     return {
         "tenant": action.tenant, "action_id": action.action_id, "incident_id": action.incident_id,
         "alert_class": action.alert_class, "name": action.name, "tool": action.tool,
         "operation": action.operation, "params": dict(sorted(action.params.items())), "risk": action.risk.value,
         "state": action.state.value, "dry_run": action.dry_run, "reason": action.reason,
         "expires_at": min(expires).isoformat() if expires else None,
+        "for": f"link:{link.approver}" if link.approver else "anyone holding the link",
     }
 
 
@@ -315,161 +351,206 @@ def build_approvals_router(
     GET+POST /approvals/link/{token}.
 
     ``http`` posts Slack response_url updates (none without it). ``claims`` keeps decisions,
-    request signatures and link nonces single-use; the default serves one replica only.
+    request signatures and link nonces single-use; pass a :class:`~streams.api.claims.SharedClaims`
+    fed by an :class:`~streams.api.claims.ApprovalsFeed` when there are several replicas (the default
+    remembers only what this replica saw).
     """
     core = _Approvals(config, pending, publisher, claims or InMemoryClaims(), http, on_rejection, clock)
     router = APIRouter(prefix="/approvals", tags=["approvals"])
 
     if config.slack_signing_secret is not None:
-        secret = config.slack_signing_secret
-
-        @router.post("/slack")
-        async def slack(request: Request, background: BackgroundTasks) -> Response:
-            """Slack block_actions: verify, decide once, then replace the buttons via response_url."""
-            click: _SlackClick | None = None
-            try:
-                body = await _body(request)
-                timestamp = request.headers.get("x-slack-request-timestamp")
-                signature = request.headers.get("x-slack-signature")
-                try:
-                    verify_slack_signature(signing_secret=secret, timestamp=timestamp, signature=signature,
-                                           body=body, now=core.clock().timestamp())
-                except SignatureError as exc:
-                    raise core.signature_refusal(exc, "slack") from exc
-                assert timestamp is not None and signature is not None
-                parsed = _parse_slack(body)
-                if parsed == "open":
-                    return JSONResponse({"ok": True})
-                if not isinstance(parsed, _SlackClick):
-                    raise core.refuse(RejectionReason.MALFORMED, "slack: not a click on an rcaflow approval button",
-                                      "slack")
-                click = parsed
-                core.once(f"slack-request:{signature}", channel="slack",
-                          expires_at=datetime.fromtimestamp(int(timestamp) + 600, UTC))
-                approver = f"slack:{click.user}"
-                action = core.action(click.action_id, "slack", tenant=click.tenant, approver=approver)
-                core.check_approver(action, approver, "slack")
-                core.check_open(action, "slack", approver)
-                record = await core.decide(action, click.decision, approver, "slack")
-            except RefusedError as refused:
-                if click is not None and refused.rejection.reason is not RejectionReason.REPLAYED:
-                    background.add_task(core.slack_respond, click.response_url,
-                                        slack_messages.ephemeral(f"Not recorded: {refused.rejection.message}"))
-                response = await core.answer(refused)
-                response.background = background
-                return response
-            background.add_task(core.slack_respond, click.response_url,
-                                slack_messages.mark_decided(click.blocks, action, record))
-            return JSONResponse({"ok": True, "action_id": action.action_id, "decision": record.decision.value},
-                                background=background)
-
-    if config.dingtalk_app_secret is not None:
-        app_secret = config.dingtalk_app_secret
-
-        @router.post("/dingtalk")
-        async def dingtalk(request: Request) -> Response:
-            """DingTalk robot callback: an @-reply "approve <action id> [reason]" (or 批准/同意/拒绝/驳回)."""
-            try:
-                body = await _body(request)
-                timestamp, sign = request.headers.get("timestamp"), request.headers.get("sign")
-                try:
-                    verify_dingtalk_callback(app_secret=app_secret, timestamp=timestamp, sign=sign,
-                                             now_ms=int(core.clock().timestamp() * 1000))
-                except SignatureError as exc:
-                    raise core.signature_refusal(exc, "dingtalk") from exc
-                try:
-                    payload = json.loads(body)
-                except ValueError:
-                    payload = None
-                text = payload.get("text") if isinstance(payload, dict) else None
-                content = text.get("content") if isinstance(text, dict) else None
-                staff = str(payload.get("senderStaffId", "")) if isinstance(payload, dict) else ""
-                match = _DINGTALK_COMMAND.match(content) if isinstance(content, str) else None
-                if match is None or not _DINGTALK_USER.fullmatch(staff):
-                    raise core.refuse(RejectionReason.MALFORMED,
-                                      'dingtalk: expected "approve <action id> [reason]" from a known staff member',
-                                      "dingtalk")
-                core.once(f"dingtalk-request:{timestamp}:{sign}", channel="dingtalk",
-                          expires_at=core.clock() + timedelta(hours=2))
-                approver = f"dingtalk:{staff}"
-                action = core.action(match.group(2), "dingtalk", tenant=None, approver=approver)
-                core.check_approver(action, approver, "dingtalk")
-                core.check_open(action, "dingtalk", approver)
-                record = await core.decide(action, _WORDS[match.group(1).lower()], approver, "dingtalk",
-                                           _clean_reason(match.group(3)))
-            except RefusedError as refused:
-                return await core.answer(refused)
-            verb = "已批准 approved" if record.decision is Decision.APPROVE else "已拒绝 rejected"
-            return JSONResponse({"msgtype": "text", "text": {"content": f"{verb}: {action.name} ({action.action_id})"}})
-
+        _slack_route(router, core, config.slack_signing_secret)
+    if config.dingtalk_callback is not None:
+        _dingtalk_route(router, core, config.dingtalk_callback)
     if config.link_signer is not None:
-        signer = config.link_signer
-
-        def read(token: str) -> LinkClaims:
-            try:
-                return signer.read(token, now=core.clock())
-            except SignatureError as exc:
-                raise core.signature_refusal(exc, "link") from exc
-
-        @router.get("/link/{token}")
-        async def show_link(token: str, request: Request) -> Response:
-            """What the link would decide; never consumes it and never audits (link previews GET too)."""
-            try:
-                claims = read(token)
-                action = core.action(claims.action_id, "link", tenant=claims.tenant, approver=None)
-            except RefusedError as refused:
-                r = refused.rejection
-                return JSONResponse({"detail": r.message, "reason": r.reason.value}, status_code=r.http_status)
-            details = _details(action, claims)
-            open_ = action.state is ActionState.AWAITING_APPROVAL and not is_expired(action, core.clock())
-            if _wants_json(request):
-                return JSONResponse({**details, "open": open_}, headers=_PAGE_HEADERS)
-            title = f"Approve {action.name}?" if open_ else f"{action.name}: {action.state.value}"
-            return HTMLResponse(_page(title, details, form=open_), headers=_PAGE_HEADERS)
-
-        @router.post("/link/{token}")
-        async def use_link(token: str, request: Request) -> Response:
-            """Decide with the link (form or JSON ``{"decision": "approve"|"reject", "reason": ...}``)."""
-            try:
-                body = await _body(request)
-                fields: Any
-                if request.headers.get("content-type", "").startswith("application/json"):
-                    try:
-                        fields = json.loads(body)
-                    except ValueError:
-                        fields = None
-                else:
-                    fields = _form(body)
-                choice = fields.get("decision") if isinstance(fields, dict) else None
-                if choice not in ("approve", "reject"):
-                    raise core.refuse(RejectionReason.MALFORMED, 'link: "decision" must be approve or reject', "link")
-                claims = read(token)
-                approver = f"link:{claims.nonce[:8]}"
-                if config.link_identity_header:
-                    identity = request.headers.get(config.link_identity_header, "")
-                    if not _IDENTITY.fullmatch(identity):
-                        raise core.refuse(RejectionReason.UNKNOWN_APPROVER,
-                                          "link: the request carries no approver identity", "link",
-                                          tenant=claims.tenant, action_id=claims.action_id)
-                    approver = f"link:{identity}"
-                action = core.action(claims.action_id, "link", tenant=claims.tenant, approver=approver)
-                if config.link_identity_header:
-                    core.check_approver(action, approver, "link")
-                core.check_open(action, "link", approver)
-                try:
-                    signer.redeem(token, now=core.clock(), store=core.claims, tenant=action.tenant)
-                except SignatureError as exc:
-                    raise core.signature_refusal(exc, "link") from exc
-                record = await core.decide(action, Decision(choice), approver, "link",
-                                           _clean_reason(fields.get("reason")), release=(claims.nonce,))
-            except RefusedError as refused:
-                return await core.answer(refused)
-            result = {"ok": True, "action_id": action.action_id, "decision": record.decision.value}
-            if _wants_json(request):
-                return JSONResponse(result, headers=_PAGE_HEADERS)
-            verb = "Approved" if record.decision is Decision.APPROVE else "Rejected"
-            return HTMLResponse(_page(f"{verb}: {action.name}", {"action_id": action.action_id,
-                                                                  "tenant": action.tenant}, form=False),
-                                headers=_PAGE_HEADERS)
-
+        _link_routes(router, core, config.link_signer)
     return router
+
+
+def _slack_route(router: APIRouter, core: _Approvals, secret: SecretStr) -> None:
+    @router.post("/slack")
+    async def slack(request: Request, background: BackgroundTasks) -> Response:
+        """Slack block_actions: verify, decide once, then replace the buttons via response_url."""
+        click: _SlackClick | None = None
+        try:
+            body = await _body(request)
+            timestamp = request.headers.get("x-slack-request-timestamp")
+            signature = request.headers.get("x-slack-signature")
+            try:
+                verify_slack_signature(signing_secret=secret, timestamp=timestamp, signature=signature,
+                                       body=body, now=core.clock().timestamp())
+            except SignatureError as exc:
+                raise core.signature_refusal(exc, "slack") from exc
+            assert timestamp is not None and signature is not None
+            parsed = _parse_slack(body)
+            if parsed == "open":
+                return JSONResponse({"ok": True})
+            if not isinstance(parsed, _SlackClick):
+                raise core.refuse(RejectionReason.MALFORMED, "slack: not a click on an rcaflow approval button",
+                                  "slack")
+            click = parsed
+            claim_id = claim_digest("slack", timestamp, signature)
+            core.once(claim_id, channel="slack", expires_at=datetime.fromtimestamp(int(timestamp) + 600, UTC))
+            approver = f"slack:{click.user}"
+            action = core.action(click.action_id, "slack", tenant=click.tenant, approver=approver)
+            core.check_approver(action, approver, "slack")
+            core.check_open(action, "slack", approver)
+            record = await core.decide(action, click.decision, approver, "slack", claim_id=claim_id)
+        except RefusedError as refused:
+            if click is not None and refused.rejection.reason is not RejectionReason.REPLAYED:
+                background.add_task(core.slack_respond, click.response_url,
+                                    slack_messages.ephemeral(f"Not recorded: {refused.rejection.message}"))
+            response = await core.answer(refused)
+            response.background = background
+            return response
+        background.add_task(core.slack_respond, click.response_url,
+                            slack_messages.mark_decided(click.blocks, action, record))
+        return JSONResponse({"ok": True, "action_id": action.action_id, "decision": record.decision.value},
+                            background=background)
+
+
+def _first(request: Request, *names: str) -> str | None:
+    for name in names:
+        value = request.query_params.get(name)
+        if value is not None:
+            return value
+    return None
+
+
+def _dingtalk_route(router: APIRouter, core: _Approvals, keys: DingTalkCallbackKeys) -> None:
+    @router.post("/dingtalk")
+    async def dingtalk(request: Request) -> Response:
+        """DingTalk encrypted event callback carrying "approve <action id> [reason]" (or 批准/同意/拒绝/驳回).
+
+        Only this channel is accepted: the robot's timestamp ``sign`` authenticates no payload.
+        """
+        try:
+            body = await _body(request)
+            try:
+                envelope = json.loads(body)
+            except ValueError:
+                envelope = None
+            encrypt = envelope.get("encrypt") if isinstance(envelope, dict) else None
+            timestamp = _first(request, "timestamp", "timeStamp")
+            nonce = _first(request, "nonce")
+            try:
+                plain = open_callback(keys, msg_signature=_first(request, "msg_signature", "signature"),
+                                      timestamp=timestamp, nonce=nonce,
+                                      encrypt=encrypt if isinstance(encrypt, str) else None,
+                                      now_ms=int(core.clock().timestamp() * 1000))
+            except SignatureError as exc:
+                raise core.signature_refusal(exc, "dingtalk") from exc
+            assert timestamp is not None and nonce is not None and isinstance(encrypt, str)
+            try:
+                event = json.loads(plain)
+            except ValueError:
+                event = None
+            if isinstance(event, dict) and event.get("EventType") == "check_url":
+                return JSONResponse(seal_reply(keys, "success", timestamp=str(int(core.clock().timestamp() * 1000))))
+            text = event.get("text") if isinstance(event, dict) else None
+            content = text.get("content") if isinstance(text, dict) else None
+            staff = str(event.get("senderStaffId", "")) if isinstance(event, dict) else ""
+            match = _DINGTALK_COMMAND.match(content) if isinstance(content, str) else None
+            if match is None or not _DINGTALK_USER.fullmatch(staff):
+                raise core.refuse(RejectionReason.MALFORMED,
+                                  'dingtalk: expected "approve <action id> [reason]" from a known staff member',
+                                  "dingtalk")
+            approver = f"dingtalk:{staff}"
+            claim_id = claim_digest("dingtalk", timestamp, nonce, encrypt)
+            # Kept past the freshness window: after it the callback is refused as stale before this is asked.
+            core.once(claim_id, channel="dingtalk", approver=approver,
+                      expires_at=datetime.fromtimestamp(int(timestamp) / 1000, UTC)
+                      + timedelta(milliseconds=2 * TOLERANCE_MS))
+            action = core.action(match.group(2), "dingtalk", tenant=None, approver=approver)
+            core.check_approver(action, approver, "dingtalk")
+            core.check_open(action, "dingtalk", approver)
+            await core.decide(action, _WORDS[match.group(1).lower()], approver, "dingtalk",
+                              _clean_reason(match.group(3)), claim_id=claim_id)
+        except RefusedError as refused:
+            return await core.answer(refused)
+        return JSONResponse(seal_reply(keys, "success", timestamp=str(int(core.clock().timestamp() * 1000))))
+
+
+def _link_routes(router: APIRouter, core: _Approvals, signer: ApprovalLinkSigner) -> None:
+    config = core.config
+
+    def read(token: str) -> ApprovalLink:
+        try:
+            return signer.read(token, now=core.clock())
+        except SignatureError as exc:
+            raise core.signature_refusal(exc, "link") from exc
+
+    def approver_of(link: ApprovalLink, request: Request) -> str | None:
+        """Who decides: the SSO proxy's identity header, else the identity the link was sent to; None: nobody."""
+        if not config.link_identity_header:
+            return f"link:{link.approver}" if link.approver else None
+        identity = request.headers.get(config.link_identity_header, "")
+        if not LINK_IDENTITY.fullmatch(identity):
+            raise core.refuse(RejectionReason.UNKNOWN_APPROVER, "link: the request carries no approver identity",
+                              "link", tenant=link.tenant, action_id=link.action_id)
+        if link.approver and identity != link.approver:
+            raise core.refuse(RejectionReason.UNKNOWN_APPROVER,
+                              f"link: this link was sent to link:{link.approver}, not to link:{identity}",
+                              "link", tenant=link.tenant, action_id=link.action_id, approver=f"link:{identity}")
+        return f"link:{identity}"
+
+    @router.get("/link/{token}")
+    async def show_link(token: str, request: Request) -> Response:
+        """What the link would decide; never consumes it and never audits (link previews GET too)."""
+        try:
+            link = read(token)
+            action = core.action(link.action_id, "link", tenant=link.tenant, approver=None)
+        except RefusedError as refused:
+            r = refused.rejection
+            return JSONResponse({"detail": r.message, "reason": r.reason.value}, status_code=r.http_status)
+        details = _details(action, link)
+        open_ = action.state is ActionState.AWAITING_APPROVAL and not is_expired(action, core.clock())
+        if _wants_json(request):
+            return JSONResponse({**details, "open": open_}, headers=_PAGE_HEADERS)
+        title = f"Approve {action.name}?" if open_ else f"{action.name}: {action.state.value}"
+        return HTMLResponse(_page(title, details, form=open_), headers=_PAGE_HEADERS)
+
+    @router.post("/link/{token}")
+    async def use_link(token: str, request: Request) -> Response:
+        """Decide with the link (form or JSON ``{"decision": "approve"|"reject", "reason": ...}``)."""
+        try:
+            body = await _body(request)
+            fields: Any
+            if request.headers.get("content-type", "").startswith("application/json"):
+                try:
+                    fields = json.loads(body)
+                except ValueError:
+                    fields = None
+            else:
+                fields = _form(body)
+            choice = fields.get("decision") if isinstance(fields, dict) else None
+            if choice not in ("approve", "reject"):
+                raise core.refuse(RejectionReason.MALFORMED, 'link: "decision" must be approve or reject', "link")
+            link = read(token)
+            approver = approver_of(link, request)
+            action = core.action(link.action_id, "link", tenant=link.tenant, approver=approver)
+            if approver is not None:
+                core.check_approver(action, approver, "link")
+            elif not config.anonymous_approval(action):
+                raise core.refuse(RejectionReason.UNKNOWN_APPROVER,
+                                  f"link: this link names no approver, and the policy of {action.name} does not "
+                                  "allow anonymous approval; use the link sent to you, or sign in",
+                                  "link", tenant=action.tenant, action_id=action.action_id)
+            decider = approver or ANONYMOUS
+            core.check_open(action, "link", decider)
+            claim_id = claim_digest("link", link.nonce)
+            core.once(claim_id, channel="link", expires_at=link.expires_at, tenant=action.tenant,
+                      action_id=action.action_id, approver=decider)
+            record = await core.decide(action, Decision(choice), decider, "link",
+                                       _clean_reason(fields.get("reason")), claim_id=claim_id)
+        except RefusedError as refused:
+            return await core.answer(refused)
+        result = {"ok": True, "action_id": action.action_id, "decision": record.decision.value,
+                  "approver": record.approver}
+        if _wants_json(request):
+            return JSONResponse(result, headers=_PAGE_HEADERS)
+        verb = "Approved" if record.decision is Decision.APPROVE else "Rejected"
+        return HTMLResponse(_page(f"{verb}: {action.name}", {"action_id": action.action_id,
+                                                              "tenant": action.tenant,
+                                                              "by": record.approver}, form=False),
+                            headers=_PAGE_HEADERS)

@@ -31,10 +31,13 @@ from producers.msgraph import (
     TokenProvider,
 )
 from producers.publisher import Publisher, PublishError
+from streams.api.loops import LoopBody, LoopHandle, Loops
 
 logger = logging.getLogger(__name__)
 
 WEBHOOK_PATH = "/msgraph/webhook"
+#: The name of the Graph maintenance loop on /readyz.
+MSGRAPH_LOOP = "msgraph-maintenance"
 #: Graph's validation tokens are short opaque strings; anything longer is not Graph.
 MAX_VALIDATION_TOKEN = 4096
 _PLAIN = {"X-Content-Type-Options": "nosniff", "Cache-Control": "no-store"}
@@ -115,6 +118,38 @@ def build_msgraph(
     return GraphIngest(config, client, publisher, spool or make_spool(config))
 
 
+def msgraph_maintenance(
+    ingest: GraphIngest,
+    *,
+    ensure_subscriptions: bool = True,
+    interval_seconds: float = 60.0,
+    initial_delay_seconds: float = 5.0,
+) -> LoopBody:
+    """The Graph duty of the API process as a supervised loop body: catch up once, then keep
+    subscriptions renewed and the spool drained. An unexpected failure ends the body; the
+    supervisor restarts it with backoff (it used to end the task for good)."""
+    caught_up = False
+
+    async def body(handle: LoopHandle) -> None:
+        nonlocal caught_up
+        handle.up()
+        if not caught_up:
+            # Off the start-up path: a large folder or a throttled Graph must not delay the API.
+            try:
+                await ingest.catch_up_all()
+                await ingest.drain()
+            except (GraphError, PublishError) as exc:
+                logger.warning("initial Graph catch-up failed (retried by the maintenance loop): %s", exc)
+            caught_up = True
+            delay = initial_delay_seconds
+        else:
+            delay = min(initial_delay_seconds, interval_seconds)
+        await ingest.maintain(handle.stop_event, interval_seconds, ensure_subscriptions=ensure_subscriptions,
+                              initial_delay_seconds=delay)
+
+    return body
+
+
 @contextlib.asynccontextmanager
 async def msgraph_running(
     ingest: GraphIngest,
@@ -123,28 +158,22 @@ async def msgraph_running(
     ensure_subscriptions: bool = True,
     interval_seconds: float = 60.0,
     initial_delay_seconds: float = 5.0,
+    loops: Loops | None = None,
 ) -> AsyncIterator[GraphIngest]:
-    """Restore state, catch up what was missed while down, then keep subscriptions and the spool moving."""
+    """Restore state, then run :func:`msgraph_maintenance` as the loop ``msgraph-maintenance`` of
+    ``loops`` (the caller starts and stops them), or of loops of its own when none are given."""
     if checkpoints is not None:
         # Before the first drain, so nothing published before the restart goes out again.
         await asyncio.to_thread(ingest.restore, checkpoints)
-    stop = asyncio.Event()
-
-    async def run() -> None:
-        # Off the start-up path: a large folder or a throttled Graph must not delay the API.
-        try:
-            await ingest.catch_up_all()
-            await ingest.drain()
-        except (GraphError, PublishError) as exc:
-            logger.warning("initial Graph catch-up failed (retried by the maintenance loop): %s", exc)
-        await ingest.maintain(
-            stop, interval_seconds, ensure_subscriptions=ensure_subscriptions,
-            initial_delay_seconds=initial_delay_seconds,
-        )
-
-    task = asyncio.create_task(run(), name="msgraph-maintain")
+    own = loops is None
+    supervisor = loops if loops is not None else Loops()
+    supervisor.add(MSGRAPH_LOOP, msgraph_maintenance(
+        ingest, ensure_subscriptions=ensure_subscriptions, interval_seconds=interval_seconds,
+        initial_delay_seconds=initial_delay_seconds))
+    if own:
+        supervisor.start()
     try:
         yield ingest
     finally:
-        stop.set()
-        await task
+        if own:
+            await supervisor.stop()

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
 
 import uvicorn
 from fastapi import FastAPI
 from prometheus_client import REGISTRY, CollectorRegistry
 
+from policies.tenant_scope import TenantScope
 from producers.publisher import KafkaPublisher
+from schemas.limits import MAX_APPROVAL_CALLBACK_BYTES, MAX_MSGRAPH_NOTIFICATION_BYTES
 from streams.api.app import TenantAuth, create_app
-from streams.settings import Settings, producer_config
+from streams.api.loops import Loops, following
+from streams.settings import Settings, client_config, producer_config
 from streams.stages.metrics import StageMetrics
 from streams.wiring.http_clients import make_async_client
 from streams.wiring.runtime import ConfigurationError, Stages, build_codec, build_stages, require_bootstrap
@@ -29,51 +30,42 @@ def build_api(
     codec = build_codec(settings)
     publisher = KafkaPublisher(bootstrap, codec, settings.kafka.topic_prefix,
                                producer_config(settings.kafka))
-    feed_ready = asyncio.Event()
     lifespans: list[contextlib.AbstractAsyncContextManager[None]] = []
+    # Every background loop of this process: restarted with backoff, reported on /readyz and /healthz.
+    loops = Loops(max_backoff_s=settings.api.loop_backoff_max_s, unhealthy_after_s=settings.api.unhealthy_after_s)
 
-    from executors import ExecutionOutcome
-    from schemas.records import ActionEvent
-    from schemas.topics import ACTIONS
     from streams.api.actions_view import ActionsFeed, InMemoryPendingActions
-    from streams.api.tools import build_tools_router, namespace_scope
+    from streams.api.msgraph import WEBHOOK_PATH
+    from streams.api.outcomes import ActionOutcomes
+    from streams.api.tools import ExecutorPath, build_tools_router
+    from streams.wiring.runtime import build_scopes
     from streams.wiring.tools import build_evidence_toolset, build_tool_registry
 
     # One view of the actions topic serves the approval callbacks and the /tools write checks.
     pending = InMemoryPendingActions()
+    client = client_config(settings.kafka, bootstrap)  # every consumer below: address, security, kafka.client
     feed = ActionsFeed(bootstrap=bootstrap, codec=codec, pending=pending,
-                       topic_prefix=settings.kafka.topic_prefix)
+                       topic_prefix=settings.kafka.topic_prefix, extra=client)
 
-    @contextlib.asynccontextmanager
-    async def feed_running() -> AsyncIterator[None]:
-        task = asyncio.create_task(feed.run())
-        waiter = asyncio.create_task(_mirror(feed.caught_up, feed_ready))
-        try:
-            yield
-        finally:
-            feed.stop()
-            waiter.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-
-    lifespans.append(feed_running())
+    outcomes = ActionOutcomes()  # /tools writes wait here for the executor's answer
+    feed.listeners.append(outcomes.see)
+    # Ready once every view the API decides on has read its topic to the end (each loop says when).
+    loops.add("actions-feed", feed.run)
     app_routers = []
 
     approvals = settings.approvals
-    if approvals.slack_signing_secret or approvals.dingtalk_app_secret or approvals.link_secret:
-        from executors.approvals.links import LinkSigner
+    if approvals.slack_signing_secret or approvals.dingtalk_callback_token or approvals.link_secret:
         from schemas.topics import APPROVALS, DEAD_LETTER
-        from streams.api.approvals import ApprovalsConfig, build_approvals_router
+        from streams.api.approvals import approvals_config, build_approvals_router, claims_memory
+        from streams.api.claims import ApprovalsFeed, SharedClaims
         from streams.stages.approval import Rejection, refusal_letter
 
-        config = ApprovalsConfig(
-            approvers={tenant: frozenset(ids) for tenant, ids in approvals.approvers.items()},
-            slack_signing_secret=approvals.slack_signing_secret,
-            dingtalk_app_secret=approvals.dingtalk_app_secret,
-            link_signer=LinkSigner(approvals.link_secret, ttl=timedelta(minutes=approvals.link_ttl_minutes))
-            if approvals.link_secret else None,
-            link_identity_header=approvals.link_identity_header,
-        )
+        config = approvals_config(approvals, stages.policies)
+        # The approvals topic is the replay memory every replica shares; ready once it has been read.
+        shared_claims = SharedClaims(keep=claims_memory(approvals))
+        loops.add("approvals-feed", following(lambda: ApprovalsFeed(
+            bootstrap=bootstrap, codec=codec, claims=shared_claims, topic_prefix=settings.kafka.topic_prefix,
+            extra=client)))
         async def keep_refusal(rejection: Rejection) -> None:
             """Refused approval requests are bad input: kept in dead-letter, from where the audit agent
             chains them (the audit chain has one writer per tenant, the worker)."""
@@ -81,20 +73,21 @@ def build_api(
             await publisher.publish(DEAD_LETTER, source, refusal_letter(rejection, source_topic=source))
 
         app_routers.append(build_approvals_router(config=config, pending=pending, publisher=publisher,
-                                                  http=make_async_client(settings.http),
+                                                  claims=shared_claims, http=make_async_client(settings.http),
                                                   on_rejection=keep_refusal))
 
-    async def record_tool_run(action: ActionEvent, outcome: ExecutionOutcome) -> None:
-        """Runs through /tools leave the same trail on actions (and so in audit) as the executor's."""
-        if action.incident_id == "tools-api":
-            return  # read-only diagnostics asked for by a person; nothing changed anywhere
-        record = outcome.to_action_event(action, at=datetime.now(UTC))
-        await publisher.publish(ACTIONS, f"{record.tenant}:{record.action_id}", record)
-
+    scopes = build_scopes(settings)
+    if not settings.tenants:
+        # No tenants configured (loopback only, see run_api): the one default tenant, unscoped, which
+        # policies.tenant_scope makes read-only.
+        scopes = {settings.api.default_tenant: TenantScope(tenant=settings.api.default_tenant)}
+    # Writes run only in the executor (one execution path): the API hands the approved record over and
+    # waits for the outcome on the actions feed. Reads stay here.
     app_routers.append(build_tools_router(
         evidence=build_evidence_toolset(settings), registry=build_tool_registry(settings), pending=pending,
-        dry_run=settings.executor.dry_run, on_executed=record_tool_run,
-        scope=namespace_scope({tenant: t.namespaces for tenant, t in settings.tenants.items()}),
+        scopes=scopes, netprobe_targets=settings.evidence.netprobe_targets.keys(),
+        executor=ExecutorPath(publisher, outcomes, wait_s=settings.api.tools_wait_s),
+        call_timeout_s=settings.evidence.call_timeout_s,
     ))
 
     if settings.msgraph is not None:
@@ -103,27 +96,29 @@ def build_api(
 
         ingest = build_msgraph(settings.msgraph, publisher, make_async_client(settings.http))
         app_routers.append(create_msgraph_router(ingest))
-        reader = KafkaCheckpointReader(bootstrap, codec, prefix=settings.kafka.topic_prefix)
-        lifespans.append(_as_none(msgraph_running(ingest, reader)))
+        reader = KafkaCheckpointReader(bootstrap, codec, prefix=settings.kafka.topic_prefix, extra=client)
+        lifespans.append(_as_none(msgraph_running(ingest, reader, loops=loops)))
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         async with contextlib.AsyncExitStack() as stack:
             for cm in lifespans:
                 await stack.enter_async_context(cm)
-            yield
+            loops.start()
+            try:
+                yield
+            finally:
+                await loops.stop()
         await publisher.close()
 
-    app = create_app(normalize=stages.normalize, publisher=publisher, auth=auth, ready=feed_ready.is_set,
-                     registry=registry, lifespan=lifespan)
+    app = create_app(normalize=stages.normalize, publisher=publisher, auth=auth, loops=loops, codec=codec,
+                     registry=registry, lifespan=lifespan, topic_prefix=settings.kafka.topic_prefix,
+                     body_limits={WEBHOOK_PATH: MAX_MSGRAPH_NOTIFICATION_BYTES,
+                                  "/approvals/slack": MAX_APPROVAL_CALLBACK_BYTES,
+                                  "/approvals/dingtalk": MAX_APPROVAL_CALLBACK_BYTES})
     for router in app_routers:
         app.include_router(router)
     return app
-
-
-async def _mirror(source: asyncio.Event, target: asyncio.Event) -> None:
-    await source.wait()
-    target.set()
 
 
 @contextlib.asynccontextmanager
@@ -133,7 +128,11 @@ async def _as_none(cm: contextlib.AbstractAsyncContextManager[object]) -> AsyncI
 
 
 def run_api(settings: Settings) -> None:
+    from streams.wiring.kafka_client import check_cluster
+
     bootstrap = require_bootstrap(settings)
+    # Refused credentials end the process here, in one line (KafkaAuthError), rather than in a feed that retries.
+    check_cluster(client_config(settings.kafka, bootstrap))
     tokens = {tenant: t.token for tenant, t in settings.tenants.items()}
     auth = TenantAuth(tokens, settings.api.default_tenant)
     if not auth.enabled and not settings.api.is_loopback():

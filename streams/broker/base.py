@@ -11,7 +11,7 @@ import socket
 import subprocess
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import ClassVar, Protocol, Self
@@ -200,6 +200,16 @@ class EmbeddedBroker(ABC):
         return f"127.0.0.1:{self.port}"
 
     @property
+    def client_security(self) -> Mapping[str, str]:
+        """librdkafka security properties a client of this broker needs (none: a PLAINTEXT listener)."""
+        return {}
+
+    @property
+    def client_config(self) -> dict[str, str]:
+        """Everything a confluent-kafka client needs to reach this broker."""
+        return {"bootstrap.servers": self.bootstrap, **self.client_security}
+
+    @property
     def pid(self) -> int | None:
         return self._proc.pid if self._proc is not None else None
 
@@ -311,17 +321,20 @@ class EmbeddedBroker(ABC):
                     f"did not answer metadata requests within {self.startup_timeout:.0f} s",
                     retriable=True,
                 )
-            if metadata_ok(self.bootstrap, timeout=min(5.0, max(remaining, 0.5))):
+            if metadata_ok(self.bootstrap, timeout=min(5.0, max(remaining, 0.5)), security=self.client_security):
                 return
             time.sleep(0.2)
 
 
-def metadata_ok(bootstrap: str, timeout: float = 5.0) -> bool:
-    """True when a broker at ``bootstrap`` answers a metadata request listing at least one broker."""
+def metadata_ok(bootstrap: str, timeout: float = 5.0, *, security: Mapping[str, str] | None = None) -> bool:
+    """True when a broker at ``bootstrap`` answers a metadata request listing at least one broker.
+
+    ``security``: librdkafka security properties, for a broker whose listener wants credentials.
+    """
     from confluent_kafka import KafkaException
     from confluent_kafka.admin import AdminClient
 
-    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
+    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0, **(security or {})})
     try:
         metadata = admin.list_topics(timeout=timeout)
     except KafkaException:

@@ -8,9 +8,11 @@ import logging
 import shutil
 import subprocess
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from schemas.limits import PRODUCER_MAX_REQUEST_BYTES
 from streams.broker.base import DEFAULT_STARTUP_TIMEOUT, BrokerError, EmbeddedBroker, free_loopback_port, tail
 
 logger = logging.getLogger(__name__)
@@ -134,11 +136,33 @@ def new_cluster_id() -> str:
             return cid
 
 
+@dataclass(frozen=True)
+class ScramUser:
+    """The one SCRAM-SHA-512 user of a SASL_PLAINTEXT embedded broker, created when its log dir is formatted.
+
+    For tests and for trying secured Kafka on a laptop: there is no TLS, so the password crosses loopback
+    in the clear (SCRAM itself never sends it), and it is on the format command line for a moment.
+    """
+
+    username: str
+    password: str = field(repr=False)
+
+    def __post_init__(self) -> None:
+        # The --add-scram argument is Kafka's own "[name=...,password=...]" syntax: these would break it.
+        for what, value in (("username", self.username), ("password", self.password)):
+            if not value or any(ch in value for ch in ',=[]"\\'):
+                raise BrokerError(f"the embedded broker's SCRAM {what} must be non-empty and free of , = [ ] \" \\")
+
+
 class KafkaMavenBroker(EmbeddedBroker):
     """Apache Kafka in KRaft combined mode; the data dir survives restarts.
 
     The log dir is formatted only when ``meta.properties`` is missing, so a restart
     on the same data dir keeps every topic and committed offset.
+
+    With ``scram`` the client listener is SASL_PLAINTEXT (SCRAM-SHA-512) and that user is created at format
+    time; clients without its credentials are refused. The SCRAM user lives in the log dir's metadata, so a
+    restart on a formatted data dir keeps the user it was formatted with.
     """
 
     kind = "kafka"
@@ -156,14 +180,23 @@ class KafkaMavenBroker(EmbeddedBroker):
         controller_port: int | None = None,
         startup_timeout: float = DEFAULT_STARTUP_TIMEOUT,
         detached: bool = False,
+        scram: ScramUser | None = None,
     ) -> None:
         super().__init__(data_dir, port=port, startup_timeout=startup_timeout, detached=detached)
+        self.scram = scram
         self.version = version
         self.jar_dir = jar_cache_dir(cache_root, version)
         self.java = java
         self.mvn = mvn
         self.heap = heap
         self.controller_port = controller_port
+
+    @property
+    def client_security(self) -> Mapping[str, str]:
+        if self.scram is None:
+            return {}
+        return {"security.protocol": "sasl_plaintext", "sasl.mechanism": "SCRAM-SHA-512",
+                "sasl.username": self.scram.username, "sasl.password": self.scram.password}
 
     @property
     def log_dir(self) -> Path:
@@ -195,16 +228,32 @@ class KafkaMavenBroker(EmbeddedBroker):
             "-cp", self._classpath(), main, *args,
         ]  # fmt: skip
 
+    def _listener_props(self, port: int, controller_port: int) -> dict[str, str]:
+        """The client listener: PLAINTEXT, or SASL_PLAINTEXT with SCRAM-SHA-512 (the controller stays local)."""
+        name = "PLAINTEXT" if self.scram is None else "SASL_PLAINTEXT"
+        props = {
+            "listeners": f"{name}://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
+            "advertised.listeners": f"{name}://127.0.0.1:{port}",
+            "controller.listener.names": "CONTROLLER",
+            "listener.security.protocol.map": f"{name}:{name},CONTROLLER:PLAINTEXT",
+            "inter.broker.listener.name": name,
+        }
+        if self.scram is not None:
+            jaas = (f'org.apache.kafka.common.security.scram.ScramLoginModule required '
+                    f'username="{self.scram.username}" password="{self.scram.password}";')
+            props.update({
+                "sasl.enabled.mechanisms": "SCRAM-SHA-512",
+                "sasl.mechanism.inter.broker.protocol": "SCRAM-SHA-512",
+                "listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config": jaas,
+            })
+        return props
+
     def _write_config(self, port: int, controller_port: int) -> Path:
         props = {
             "process.roles": "broker,controller",
             "node.id": "1",
             "controller.quorum.voters": f"1@127.0.0.1:{controller_port}",
-            "listeners": f"PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
-            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{port}",
-            "controller.listener.names": "CONTROLLER",
-            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
-            "inter.broker.listener.name": "PLAINTEXT",
+            **self._listener_props(port, controller_port),
             "log.dirs": str(self.log_dir),
             "num.partitions": "1",
             "offsets.topic.replication.factor": "1",
@@ -229,8 +278,13 @@ class KafkaMavenBroker(EmbeddedBroker):
             "log.cleaner.threads": "1",
             "log.cleaner.dedupe.buffer.size": str(16 * 1024 * 1024),
             "log.retention.check.interval.ms": "10000",
+            # Size limits as in production: the broker default (message.max.bytes, ~1 MiB) stays, and
+            # rcaflow's topics raise theirs (max.message.bytes from schemas/limits.py); followers and
+            # fetches must be able to copy the largest of those records.
+            "replica.fetch.max.bytes": str(PRODUCER_MAX_REQUEST_BYTES),
         }
         path = self.data_dir / "server.properties"
+        path.touch(mode=0o600)  # may hold the SCRAM user's password
         path.write_text("".join(f"{key}={value}\n" for key, value in props.items()))
         (self.data_dir / "log4j.properties").write_text(_LOG4J.format(log=self.server_log))
         (self.data_dir / "log4j2.properties").write_text(_LOG4J2.format(log=self.data_dir / "server-log4j2.log"))
@@ -240,14 +294,24 @@ class KafkaMavenBroker(EmbeddedBroker):
         if (self.log_dir / "meta.properties").exists():
             return
         command = self._java_command("kafka.tools.StorageTool", "format", "-t", new_cluster_id(), "-c", str(config))
+        shown = list(command)  # what errors may quote: never the SCRAM password
+        if self.scram is not None:
+            user = f"SCRAM-SHA-512=[name={self.scram.username},password={{}}]"
+            command += ["--add-scram", user.format(self.scram.password)]
+            shown += ["--add-scram", user.format("***")]
         try:
             done = subprocess.run(command, capture_output=True, timeout=_FORMAT_TIMEOUT, check=False, cwd=self.data_dir)
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            raise BrokerError(f"formatting the Kafka log dir failed: {exc}") from exc
+        except OSError as exc:
+            raise BrokerError(f"formatting the Kafka log dir failed: {exc.strerror or exc}") from exc
+        except subprocess.TimeoutExpired:
+            raise BrokerError(f"formatting the Kafka log dir took longer than {_FORMAT_TIMEOUT:.0f} s: "
+                              f"{' '.join(shown)}", retriable=True) from None  # its repr holds the password
         if done.returncode != 0:
             output = (done.stdout + done.stderr).decode("utf-8", errors="replace")
+            if self.scram is not None:
+                output = output.replace(self.scram.password, "***")
             raise BrokerError(
-                f"formatting the Kafka log dir failed (exit {done.returncode}): {' '.join(command)}\n"
+                f"formatting the Kafka log dir failed (exit {done.returncode}): {' '.join(shown)}\n"
                 + "\n".join(output.splitlines()[-20:])
                 + f"\n{tail(self.server_log, 20)}"
             )

@@ -14,6 +14,7 @@ from streams.broker.base import DEFAULT_STARTUP_TIMEOUT, BrokerError, EmbeddedBr
 from streams.broker.kafka_maven import (
     DEFAULT_KAFKA_VERSION,
     KafkaMavenBroker,
+    ScramUser,
     jar_cache_complete,
     jar_cache_dir,
 )
@@ -109,13 +110,19 @@ def choose_broker(
     search_path: str | None = None,
     startup_timeout: float = DEFAULT_STARTUP_TIMEOUT,
     detached: bool = False,
+    scram: ScramUser | None = None,
 ) -> EmbeddedBroker:
     """A not-yet-started broker of the best available kind.
 
     ``cache_dir`` is the cache root (e.g. ~/.cache/rcaflow); Kafka's jars live in
     ``cache_dir/kafka-<version>/``. Falling back to Tansu logs a warning saying why.
+    ``scram``: a SASL_PLAINTEXT (SCRAM-SHA-512) listener with this user; only real Kafka offers it, so it
+    never falls back to Tansu.
     """
-    choice = decide(prefer, cache_dir, kafka_version=kafka_version, search_path=search_path)
+    if scram is not None and prefer == "tansu":
+        raise BrokerError("the Tansu broker has no SASL listener; a secured embedded broker needs Java 17+")
+    choice = decide("kafka" if scram is not None else prefer, cache_dir, kafka_version=kafka_version,
+                    search_path=search_path)
     if choice.kind == "kafka":
         assert choice.java is not None
         return KafkaMavenBroker(
@@ -127,6 +134,7 @@ def choose_broker(
             port=port,
             startup_timeout=startup_timeout,
             detached=detached,
+            scram=scram,
         )
     if prefer == "auto":
         logger.warning(

@@ -16,6 +16,8 @@ import click
 from streams.broker.base import BrokerError, metadata_ok, pid_alive, terminate_group
 from streams.broker.kafka_maven import DEFAULT_CACHE_ROOT, DEFAULT_KAFKA_VERSION
 from streams.broker.select import Prefer, choose_broker
+from streams.commands.context import settings_or_none
+from streams.settings import KafkaSecuritySettings, librdkafka_security
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +37,8 @@ class BrokerState:
     data_dir: str
     started_at: float
     foreground: bool = False
+    #: How clients log in (``SASL_PLAINTEXT SCRAM-SHA-512 as user alice``); never the password.
+    security: str = "PLAINTEXT"
 
     @classmethod
     def load(cls, data_dir: Path) -> BrokerState | None:
@@ -70,7 +74,7 @@ def _clear_state(data_dir: Path) -> None:
 def _announce(state: BrokerState) -> None:
     # stdout stays eval-able: `set -a; eval "$(rcaflow broker start)"; set +a`.
     click.echo(f"KAFKA_BOOTSTRAP_SERVERS={state.bootstrap}")
-    click.echo(f"# broker: {state.kind} (pid {state.pid}, data {state.data_dir})")
+    click.echo(f"# broker: {state.kind} (pid {state.pid}, data {state.data_dir}, clients: {state.security})")
 
 
 _data_dir_option = click.option(
@@ -107,7 +111,9 @@ def broker() -> None:
 @click.option("--port", type=click.IntRange(1, 65535), default=None, help="Default: a free loopback port.")
 @click.option("--kafka-version", default=DEFAULT_KAFKA_VERSION, show_default=True)
 @click.option("--startup-timeout", type=float, default=90.0, show_default=True)
+@click.pass_context
 def start(
+    ctx: click.Context,
     *,
     foreground: bool,
     prefer: str,
@@ -117,7 +123,10 @@ def start(
     kafka_version: str,
     startup_timeout: float,
 ) -> None:
-    """Start the broker and print KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:PORT."""
+    """Start the broker and print KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:PORT.
+
+    With kafka.security set to SASL_PLAINTEXT (SCRAM-SHA-512) the broker wants that user's login.
+    """
     data_dir = data_dir.expanduser().resolve()
     existing = _load(data_dir)
     if existing is not None and existing.alive():
@@ -135,6 +144,7 @@ def start(
             port=port,
             kafka_version=kafka_version,
             startup_timeout=startup_timeout,
+            security=_security(ctx),
         )
     finally:
         if previous is not None:
@@ -155,7 +165,10 @@ def _start(
     port: int | None,
     kafka_version: str,
     startup_timeout: float,
+    security: KafkaSecuritySettings,
 ) -> None:
+    from streams.wiring.supervisor import embedded_scram_user
+
     try:
         embedded = choose_broker(
             prefer,
@@ -165,6 +178,7 @@ def _start(
             kafka_version=kafka_version,
             startup_timeout=startup_timeout,
             detached=not foreground,
+            scram=embedded_scram_user(security),
         )
         bootstrap = embedded.start()
     except BrokerError as exc:
@@ -177,6 +191,7 @@ def _start(
         data_dir=str(data_dir),
         started_at=time.time(),
         foreground=foreground,
+        security=security.describe(),
     )
     if not foreground:
         state.save()
@@ -221,16 +236,22 @@ def stop(*, data_dir: Path, timeout: float) -> None:
     click.echo(f"stopped the {state.kind} broker (pid {state.pid}) on {state.bootstrap}", err=True)
 
 
+def _security(ctx: click.Context) -> KafkaSecuritySettings:
+    settings = settings_or_none(ctx)
+    return settings.kafka.security if settings is not None else KafkaSecuritySettings()
+
+
 @broker.command()
 @_data_dir_option
-def status(*, data_dir: Path) -> None:
+@click.pass_context
+def status(ctx: click.Context, *, data_dir: Path) -> None:
     """Say whether the broker is running and answering; exit 1 when it is not."""
     data_dir = data_dir.expanduser().resolve()
     state = _load(data_dir)
     if state is None or not state.alive():
         click.echo(f"no broker is running from {data_dir}")
         click.get_current_context().exit(1)
-    answering = metadata_ok(state.bootstrap, timeout=5.0)
+    answering = metadata_ok(state.bootstrap, timeout=5.0, security=librdkafka_security(_security(ctx)))
     _announce(state)
     click.echo(f"# answering metadata requests: {'yes' if answering else 'no'}")
     if not answering:

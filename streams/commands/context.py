@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from streams.settings import Settings
+from streams.settings import KafkaSettings, Settings, client_config
 
 
 def settings_of(ctx: click.Context) -> Settings:
@@ -12,6 +12,11 @@ def settings_of(ctx: click.Context) -> Settings:
     if not isinstance(settings, Settings):
         raise click.UsageError("no settings loaded (run this through the rcaflow command)")
     return settings
+
+
+def kafka_client_of(settings: Settings | None, bootstrap: str) -> dict[str, str | int]:
+    """Client properties for ``bootstrap`` (which ``--bootstrap`` may override) with the configured security."""
+    return client_config(settings.kafka if settings is not None else KafkaSettings(), bootstrap)
 
 
 def settings_or_none(ctx: click.Context) -> Settings | None:

@@ -26,7 +26,8 @@ def ingest_imap(ctx: click.Context, mailbox: str | None, metrics_port: int, metr
     from prometheus_client import REGISTRY, start_http_server
 
     from producers.imap.run import ingest as run_ingest
-    from streams.settings import producer_config
+    from streams.settings import client_config, producer_config
+    from streams.wiring.kafka_client import check_cluster
     from streams.wiring.runtime import require_bootstrap
 
     settings = settings_of(ctx)
@@ -39,12 +40,15 @@ def ingest_imap(ctx: click.Context, mailbox: str | None, metrics_port: int, metr
         mailbox = next(iter(settings.mailboxes))
     if mailbox not in settings.mailboxes:
         raise click.ClickException(f"no mailbox {mailbox!r}; configured: {', '.join(sorted(settings.mailboxes))}")
+    bootstrap = require_bootstrap(settings)
+    # Refused credentials end the process here, in one line (KafkaAuthError), before any mail is fetched.
+    check_cluster(client_config(settings.kafka, bootstrap))
     if metrics_port:
         start_http_server(metrics_port, addr=metrics_host)
     code = asyncio.run(
         run_ingest(
             settings.mailboxes[mailbox],
-            bootstrap=require_bootstrap(settings),
+            bootstrap=bootstrap,
             prefix=settings.kafka.topic_prefix,
             kafka_extra=producer_config(settings.kafka),
             schema_registry_url=settings.schema_registry_url,

@@ -8,8 +8,12 @@ shows the plan, and publishes the rollback as an action approved by NAME. The
 executor runs it like any approved action (once, audited, confirmed), then
 marks the original ``rolled_back``.
 
+The rollback is signed with the decision key (``security.decision_key``), as
+the worker signs what it approves: the executor runs nothing unsigned.
+
 Exit 0 when the rollback was requested, 1 when it was refused (the reason is
-printed), 2 when the actions topic could not be read or written.
+printed), 2 when the actions topic could not be read or written or no decision
+key is configured.
 """
 
 from __future__ import annotations
@@ -24,9 +28,11 @@ from schemas.codec import make_codec
 from schemas.errors import CodecError
 from schemas.records import ActionEvent
 from schemas.topics import ACTIONS
+from streams.commands.context import kafka_client_of
 from streams.executor.rollbacks import RollbackRefusedError, plan_rollback
 from streams.ops.topic_read import TopicReadError, read_to_end
-from streams.settings import Settings
+from streams.settings import Settings, producer_config
+from streams.wiring.decision_keys import optional_decision_keys
 
 
 @click.command("rollback")
@@ -44,12 +50,18 @@ def rollback(ctx: click.Context, action_id: str, by: str, yes: bool, bootstrap: 
     server = bootstrap or (settings.bootstrap if settings else None)
     if not server:
         raise click.UsageError("give --bootstrap (or configure KAFKA_BOOTSTRAP_SERVERS)")
+    keys = optional_decision_keys(settings) if settings else None
+    if keys is None:  # the executor runs only signed rollbacks: without the key there is nothing to ask for
+        click.echo("rollback: security.decision_key is not set; the rollback is signed with the executor's "
+                   "decision key (RCAFLOW_SECURITY__DECISION_KEY or the secret file security/decision_key)", err=True)
+        raise SystemExit(2)
     topic_prefix = prefix if prefix is not None else (settings.kafka.topic_prefix if settings else "")
     codec = make_codec(settings.schema_registry_url if settings else None)
     topic = ACTIONS.full_name(topic_prefix)
     history: list[ActionEvent] = []
     try:
-        for _partition, _offset, value in read_to_end(server, topic, timeout=timeout, purpose="rollback"):
+        for _partition, _offset, value in read_to_end(server, topic, timeout=timeout, purpose="rollback",
+                                                      extra=kafka_client_of(settings, server)):
             try:
                 record: ActionEvent = codec.decode(value, ActionEvent, topic=topic)
             except (CodecError, ValidationError):
@@ -60,7 +72,7 @@ def rollback(ctx: click.Context, action_id: str, by: str, yes: bool, bootstrap: 
         click.echo(f"rollback: {exc}", err=True)
         raise SystemExit(2) from exc
     try:
-        plan = plan_rollback(history, action_id, by=by, at=datetime.now(UTC))
+        plan = plan_rollback(history, action_id, by=by, at=datetime.now(UTC), keys=keys)
     except RollbackRefusedError as exc:
         click.echo(f"rollback refused: {exc}", err=True)
         raise SystemExit(1) from exc
@@ -71,7 +83,7 @@ def rollback(ctx: click.Context, action_id: str, by: str, yes: bool, bootstrap: 
                f"as action {plan.action_id}")
     if not yes and not click.confirm("Request this rollback?", default=False):
         raise SystemExit(1)
-    publisher = KafkaPublisher(server, codec, topic_prefix)
+    publisher = KafkaPublisher(server, codec, topic_prefix, producer_config(settings.kafka) if settings else None)
     try:
         publisher.publish_sync(ACTIONS, f"{plan.tenant}:{plan.action_id}", plan)
     except PublishError as exc:

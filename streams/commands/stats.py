@@ -12,16 +12,18 @@ from schemas.codec import Codec, make_codec
 from schemas.errors import CodecError
 from schemas.records import ActionEvent, RcaResult, Record
 from schemas.topics import ACTIONS, RCA_RESULT, TopicSpec
+from streams.commands.context import kafka_client_of
 from streams.commands.replay import parse_since
 from streams.ops.stats import render, summarize
 from streams.ops.topic_read import TopicReadError, read_to_end
 from streams.settings import Settings
 
 
-def _records(bootstrap: str, codec: Codec, spec: TopicSpec, prefix: str, timeout: float) -> list[Record]:
+def _records(bootstrap: str, codec: Codec, spec: TopicSpec, prefix: str, timeout: float,
+             extra: dict[str, str | int] | None = None) -> list[Record]:
     topic = spec.full_name(prefix)
     out: list[Record] = []
-    for _partition, _offset, value in read_to_end(bootstrap, topic, timeout=timeout, purpose="stats"):
+    for _partition, _offset, value in read_to_end(bootstrap, topic, timeout=timeout, purpose="stats", extra=extra):
         try:
             out.append(codec.decode(value, spec.value, topic=topic))
         except (CodecError, ValidationError):
@@ -48,9 +50,12 @@ def stats(ctx: click.Context, since: str, tenant: str | None, as_json: bool, tim
     topic_prefix = prefix if prefix is not None else (settings.kafka.topic_prefix if settings else "")
     codec = make_codec(settings.schema_registry_url if settings else None)
     start = parse_since(since)
+    client = kafka_client_of(settings, server)
     try:
-        results = [r for r in _records(server, codec, RCA_RESULT, topic_prefix, timeout) if isinstance(r, RcaResult)]
-        actions = [a for a in _records(server, codec, ACTIONS, topic_prefix, timeout) if isinstance(a, ActionEvent)]
+        results = [r for r in _records(server, codec, RCA_RESULT, topic_prefix, timeout, client)
+                   if isinstance(r, RcaResult)]
+        actions = [a for a in _records(server, codec, ACTIONS, topic_prefix, timeout, client)
+                   if isinstance(a, ActionEvent)]
     except TopicReadError as exc:
         click.echo(f"stats: {exc}", err=True)
         raise SystemExit(2) from exc

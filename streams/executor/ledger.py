@@ -1,13 +1,33 @@
-"""What the executor knows of each action from the actions topic: has it started, is it still running."""
+"""What the executor knows of each action from the actions topic: has it started, is it still running.
+
+The ledger is only as good as the read that fills it: :func:`scan_to_end` reads
+the assigned partitions up to the end the broker reports *after* the
+assignment, including records that sit behind an open transaction, and never
+gives up early because the broker was slow to answer.
+"""
 
 from __future__ import annotations
 
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
+
 from schemas.records import ActionEvent, ActionState
+
+logger = logging.getLogger(__name__)
 
 _AFTER_APPROVAL = frozenset(
     {ActionState.RUNNING, ActionState.SUCCEEDED, ActionState.FAILED, ActionState.ROLLED_BACK}
 )
+_FINISHED = frozenset({ActionState.SUCCEEDED, ActionState.FAILED, ActionState.ROLLED_BACK})
 
+#: Settings the ledger scanner needs on top of the connection settings. ``read_uncommitted``: a read_committed
+#: reader stops at the last stable offset, so a ``running`` record written (non-transactionally) after another
+#: client's still-open transaction would be invisible to the scan, and the approval before it would run again.
+LEDGER_SCAN_CONFIG: dict[str, str | bool] = {"isolation.level": "read_uncommitted", "enable.auto.commit": False}
 
 
 class ActionLedger:
@@ -21,6 +41,8 @@ class ActionLedger:
         known = self._state.get(action.action_id)
         if known in _AFTER_APPROVAL and action.state not in _AFTER_APPROVAL:
             return  # an old approval re-read after the run started must not hide the run
+        if known in _FINISHED and action.state is ActionState.RUNNING:
+            return  # its running record re-read after the pre-scan saw the outcome: it is not running again
         self._state[action.action_id] = action.state
         if action.state is ActionState.RUNNING:
             self._running[action.action_id] = action
@@ -33,3 +55,70 @@ class ActionLedger:
     def still_running(self, action_id: str) -> ActionEvent | None:
         """The ``running`` record of an action that has no outcome yet, if that is where it stands."""
         return self._running.get(action_id)
+
+
+@dataclass(frozen=True, slots=True)
+class ScanTarget:
+    """One partition to read: from ``start`` (an offset or a logical one) until the position reaches ``end``."""
+
+    topic: str
+    partition: int
+    start: int
+    end: int
+
+
+def scan_targets(scanner: Consumer, committed: list[TopicPartition], timeout_s: float = 10.0) -> list[ScanTarget]:
+    """Where each partition's scan starts (the group's committed offset) and ends (its high watermark now).
+
+    The end is asked of the broker through ``scanner`` (read_uncommitted, so the real high watermark, not the
+    last stable offset) after the partitions were assigned to us: every record a previous owner had acked by
+    then is below it.
+    """
+    targets = []
+    for tp in committed:
+        low, high = scanner.get_watermark_offsets(TopicPartition(tp.topic, tp.partition), timeout=timeout_s,
+                                                  cached=False)
+        start = max(tp.offset, low)  # no commit yet (negative), or records deleted by retention
+        if start < high:
+            targets.append(ScanTarget(tp.topic, tp.partition, start, high))
+    return targets
+
+
+def scan_to_end(
+    scanner: Consumer,
+    targets: list[ScanTarget],
+    see: Callable[[Message], object],
+    *,
+    stopping: Callable[[], bool],
+    poll_s: float = 0.5,
+    report_every_s: float = 30.0,
+) -> bool:
+    """Feed every record of ``targets`` to ``see``; True once each partition's position reached its end.
+
+    An empty poll is not the end: the loop goes on until the consumer's position (which also steps over
+    transaction markers) reaches the end offset, however slow the broker is. It returns False only when
+    ``stopping()`` says the process is going away, and then nothing may act on these partitions.
+    """
+    if not targets:
+        return True
+    scanner.assign([TopicPartition(t.topic, t.partition, t.start) for t in targets])
+    remaining = {(t.topic, t.partition): t.end for t in targets}
+    last_report = time.monotonic()
+    while remaining:
+        if stopping():
+            return False
+        msg = scanner.poll(poll_s)
+        if msg is not None:
+            error = msg.error()
+            if error is None:
+                see(msg)
+            elif error.code() != KafkaError._PARTITION_EOF:
+                logger.warning("executor ledger scan: %s", error)
+        for tp in scanner.position([TopicPartition(topic, partition) for topic, partition in remaining]):
+            if tp.offset >= 0 and tp.offset >= remaining[(tp.topic, tp.partition)]:
+                remaining.pop((tp.topic, tp.partition), None)
+        if remaining and time.monotonic() - last_report >= report_every_s:
+            last_report = time.monotonic()
+            logger.warning("executor ledger scan still reading %s; not acting on these partitions until it is done",
+                           sorted(f"{topic}[{partition}] to {end}" for (topic, partition), end in remaining.items()))
+    return True

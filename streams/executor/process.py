@@ -10,11 +10,21 @@ import signal
 from executors import ConfirmPolicy
 from producers.publisher import KafkaPublisher
 from streams.executor.service import ExecutorService
-from streams.settings import Settings, producer_config
-from streams.wiring.runtime import build_codec, require_bootstrap
+from streams.executor.verify import ActionVerifier
+from streams.settings import Settings, client_config, producer_config
+from streams.wiring.decision_keys import build_decision_keys
+from streams.wiring.runtime import build_codec, build_policies, build_scopes, require_bootstrap
 from streams.wiring.topics_admin import ensure_topics
 
 logger = logging.getLogger(__name__)
+
+
+def build_verifier(settings: Settings) -> ActionVerifier:
+    """What the executor checks every approved record against: the decision keys, the policy, the tenants'
+    approvers and write scopes (a ConfigurationError when no decision key is configured)."""
+    return ActionVerifier(build_decision_keys(settings, role="executor"), build_policies(settings),
+                          approvers={tenant: frozenset(ids) for tenant, ids in settings.approvals.approvers.items()},
+                          scopes=build_scopes(settings))
 
 
 def run_executor(settings: Settings) -> None:
@@ -22,8 +32,11 @@ def run_executor(settings: Settings) -> None:
 
     from streams.wiring.tools import build_tool_registry
 
+    verifier = build_verifier(settings)  # first: without a decision key there is nothing it may run
     bootstrap = require_bootstrap(settings)
-    ensure_topics(bootstrap, settings.kafka.topic_prefix)
+    client = client_config(settings.kafka, bootstrap)
+    # Also the start-up check: refused credentials end the process here, in one line (KafkaAuthError).
+    ensure_topics(bootstrap, settings.kafka.topic_prefix, extra=client)
     if settings.executor.metrics_port:
         start_http_server(settings.executor.metrics_port, addr=settings.executor.metrics_host)
     codec = build_codec(settings)
@@ -33,6 +46,7 @@ def run_executor(settings: Settings) -> None:
         registry = build_tool_registry(settings)
         service = ExecutorService(
             bootstrap=bootstrap,
+            extra=client,
             codec=codec,
             publisher=publisher,
             registry=registry,
@@ -44,6 +58,7 @@ def run_executor(settings: Settings) -> None:
                                   every_s=settings.executor.confirm_every_s),
             concurrency=settings.executor.concurrency,
             stop_grace_s=settings.executor.stop_grace_s,
+            verifier=verifier,
         )
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

@@ -10,13 +10,18 @@ operation it undoes, so whoever finishes it can write the original's
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime
+from datetime import datetime, timedelta
 
+from policies.decision_signature import DecisionKeys
+from policies.recheck import ROLLBACK_SUFFIX
 from schemas.records import ActionEvent, ActionState
 from streams.errors import StreamsError
 
-#: Suffix of a rollback's name: "<policy action>:rollback".
-ROLLBACK_SUFFIX = ":rollback"
+__all__ = ["ROLLBACK_SUFFIX", "RollbackRefusedError", "plan_rollback", "rollback_action", "rollback_id",
+           "rolled_back"]
+
+#: How long a rollback's signed decision stays valid for the executor to start it.
+ROLLBACK_VALID_FOR = timedelta(hours=1)
 
 
 class RollbackRefusedError(StreamsError):
@@ -28,19 +33,24 @@ def rollback_id(action_id: str) -> str:
     return hashlib.sha256(f"rollback\x1f{action_id}".encode()).hexdigest()[:24]
 
 
-def rollback_action(original: ActionEvent, *, state: ActionState, reason: str, at: datetime,
+def rollback_action(original: ActionEvent, *, state: ActionState, reason: str, at: datetime, keys: DecisionKeys,
                     result: str | None = None, approver: str | None = None) -> ActionEvent:
-    """The rollback of ``original``, whose finished record holds the inverse in ``undo_action``/``undo_params``."""
+    """The rollback of ``original``, whose finished record holds the inverse in ``undo_action``/``undo_params``.
+
+    Signed with the decision key like any decision: whoever holds the key (the executor, an operator's
+    ``rcaflow rollback``) authorises it, and the executor verifies it before running it.
+    """
     if not original.undo_action:
         raise RollbackRefusedError(f"{original.action_id} recorded nothing to undo")
     tool, _, operation = original.undo_action.partition(".")
-    return ActionEvent(
+    unsigned = ActionEvent(
         tenant=original.tenant, action_id=rollback_id(original.action_id), incident_id=original.incident_id,
         alert_class=original.alert_class, name=f"{original.name}{ROLLBACK_SUFFIX}", tool=tool, operation=operation,
         params=dict(original.undo_params), risk=original.risk, state=state, dry_run=False, reason=reason,
         result=result, at=at, rollback_of=original.action_id, approver=approver,
         undo_action=f"{original.tool}.{original.operation}", undo_params=dict(original.params),
     )
+    return keys.sign(unsigned, decided_at=at, valid_for=ROLLBACK_VALID_FOR)
 
 
 def rolled_back(done: ActionEvent, *, at: datetime) -> ActionEvent:
@@ -59,7 +69,8 @@ def rolled_back(done: ActionEvent, *, at: datetime) -> ActionEvent:
 _FINISHED = frozenset({ActionState.SUCCEEDED, ActionState.FAILED})
 
 
-def plan_rollback(history: list[ActionEvent], action_id: str, *, by: str, at: datetime) -> ActionEvent:
+def plan_rollback(history: list[ActionEvent], action_id: str, *, by: str, at: datetime,
+                  keys: DecisionKeys) -> ActionEvent:
     """An approved rollback of ``action_id`` from its records (topic order), or why there cannot be one."""
     own = [r for r in history if r.action_id == action_id]
     if not own:
@@ -84,6 +95,6 @@ def plan_rollback(history: list[ActionEvent], action_id: str, *, by: str, at: da
     who = by.strip()[:200]
     if not who:
         raise RollbackRefusedError("say who asks for the rollback (--by)")
-    return rollback_action(latest, state=ActionState.APPROVED, at=at,
+    return rollback_action(latest, state=ActionState.APPROVED, at=at, keys=keys,
                            reason=f"rollback of {action_id} ({latest.name}) requested by {who}",
                            result=f"approved by {who} via rcaflow rollback", approver=who)

@@ -23,34 +23,65 @@ rollback is confirmed, the original action's ``rolled_back`` record.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 from pydantic import ValidationError
 
 from executors import ConfirmPolicy, ExecutionOutcome, Rollback, ToolRegistry, execute
 from executors.base import bound_output
-from producers.publisher import KafkaPublisher
+from producers.publisher import Publisher, PublishError
 from schemas.codec import Codec
 from schemas.errors import CodecError
 from schemas.records import ActionEvent, ActionState
-from schemas.topics import ACTIONS
-from streams.executor.ledger import ActionLedger
+from schemas.topics import ACTIONS, DEAD_LETTER
+from streams.errors import StreamsError
+from streams.executor.ledger import LEDGER_SCAN_CONFIG, ActionLedger, scan_targets, scan_to_end
 from streams.executor.offsets import OffsetTracker
 from streams.executor.rollbacks import rollback_action, rollback_id, rolled_back
+from streams.executor.verify import ActionRefusedError, ActionVerifier
 
 logger = logging.getLogger(__name__)
+
+
+class NotSettledError(StreamsError):
+    """The executor stops before the records for an input are acked: its offset stays uncommitted.
+
+    The next owner of the partition reads the input again and settles it from what the topic shows.
+    """
+
+    def __init__(self, message: str, *, action_id: str, state: str) -> None:
+        super().__init__(message)
+        self.action_id = action_id
+        self.state = state
+
+
+class StateNotWrittenError(NotSettledError):
+    """A state change the broker never acknowledged, retried until the process stopped."""
+
+
+class PartitionMovedError(NotSettledError):
+    """The partition was revoked before the action's ``running`` record was acked: its next owner may not have
+    seen that record, so running the action here could make it run twice."""
+
+
+#: The assignment epoch a handler's input was polled in (task-local: each handler runs in its own task).
+_POLLED_IN_EPOCH: contextvars.ContextVar[int] = contextvars.ContextVar("polled_in_epoch")
+
 
 class ExecutorService:
     def __init__(
         self,
         *,
         bootstrap: str,
+        extra: Mapping[str, Any] | None = None,
         codec: Codec,
-        publisher: KafkaPublisher,
+        publisher: Publisher,
         registry: ToolRegistry,
         topic_prefix: str = "",
         group_id: str = "rcaflow-executor",
@@ -61,8 +92,13 @@ class ExecutorService:
         confirm: ConfirmPolicy | None = None,
         concurrency: int = 8,
         stop_grace_s: float = 20.0,
+        abandon_margin_s: float = 60.0,
+        write_retry_s: tuple[float, float] = (0.5, 30.0),
+        verifier: ActionVerifier,
     ) -> None:
-        self._bootstrap = bootstrap
+        self._verifier = verifier
+        #: Where the cluster is and how to log in (streams.settings.client_config); both consumers get it.
+        self._client: dict[str, Any] = {"bootstrap.servers": bootstrap, **(extra or {})}
         self._codec = codec
         self._publisher = publisher
         self._registry = registry
@@ -77,9 +113,13 @@ class ExecutorService:
         self._offsets = OffsetTracker()
         self._stop_grace_s = stop_grace_s
         #: After this, a run without an outcome cannot belong to a live executor any more.
-        self._abandoned_after = timedelta(seconds=self._confirm.within_s + stop_grace_s + 60)
+        self._abandoned_after = timedelta(seconds=self._confirm.within_s + stop_grace_s + abandon_margin_s)
+        #: First and longest wait between attempts to write a state change the broker did not take.
+        self._write_retry_s = write_retry_s
+        #: Bumped on every revocation; a handler compares it with the epoch its input was polled in.
+        self._epoch = 0
         config: dict[str, Any] = {
-            "bootstrap.servers": bootstrap,
+            **self._client,
             "group.id": self._group,
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",
@@ -99,31 +139,31 @@ class ExecutorService:
     # ------------------------------------------------------------------ ledger pre-scan
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         committed = consumer.committed(partitions, timeout=10)
-        scanner = Consumer({"bootstrap.servers": self._bootstrap, "group.id": f"{self._group}-scan",
-                            "enable.auto.commit": False})
+        scanner = Consumer({**self._client, "group.id": f"{self._group}-scan",
+                            **LEDGER_SCAN_CONFIG})
         try:
-            targets = []
-            for tp in committed:
-                _low, high = consumer.get_watermark_offsets(tp, timeout=10)
-                start = tp.offset if tp.offset >= 0 else OFFSET_BEGINNING
-                if high > 0 and (start == OFFSET_BEGINNING or start < high):
-                    targets.append((TopicPartition(tp.topic, tp.partition, start), high))
-            if targets:
-                scanner.assign([tp for tp, _ in targets])
-                remaining = {tp.partition: high for tp, high in targets}
-                while remaining:
-                    msg = scanner.poll(1.0)
-                    if msg is None:
-                        break
-                    if msg.error():
-                        continue
-                    self._see(msg)
-                    partition, offset = msg.partition() or 0, msg.offset() or 0
-                    if offset + 1 >= remaining.get(partition, 0):
-                        remaining.pop(partition, None)
-            logger.info("executor assigned %s; ledger pre-scan done", [tp.partition for tp in partitions])
+            # Runs on the poll thread before any record of these partitions is handed out, so nothing acts
+            # on them before the scan reached the end; it waits out a slow broker rather than guess.
+            while True:
+                try:
+                    targets = scan_targets(scanner, committed)
+                    break
+                except KafkaException as exc:
+                    if self._stopping.is_set():
+                        return
+                    logger.warning("executor: cannot read the end offsets of %s yet: %s", self._topic, exc)
+            if scan_to_end(scanner, targets, self._see, stopping=self._stopping.is_set):
+                logger.info("executor assigned %s; ledger pre-scan done", [tp.partition for tp in partitions])
+            else:
+                logger.info("executor stopping during the ledger pre-scan; acting on nothing")
         finally:
             scanner.close()
+
+    def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """Revoked partitions belong to another executor now: their offsets are its to commit, and an action
+        whose ``running`` record is not acked yet must not run here (see :meth:`_ensure_still_owner`)."""
+        self._epoch += 1
+        self._offsets.forget(partitions)
 
     def _see(self, msg: Message) -> ActionEvent | None:
         try:
@@ -136,8 +176,7 @@ class ExecutorService:
 
     # ------------------------------------------------------------------ main loop
     async def run(self) -> None:
-        self._consumer.subscribe([self._topic], on_assign=self._on_assign,
-                                 on_revoke=lambda _c, parts: self._offsets.forget(parts))
+        self._consumer.subscribe([self._topic], on_assign=self._on_assign, on_revoke=self._on_revoke)
         logger.info("executor consuming %s as %s (dry_run=%s)", self._topic, self._group, self._dry_run)
         tasks: set[asyncio.Task[None]] = set()
         try:
@@ -146,13 +185,16 @@ class ExecutorService:
                 await self._commit_handled()
                 if msg is None:
                     continue
+                if self._stopping.is_set():
+                    break  # not started, so not committed: the partition's next owner handles it
                 error = msg.error()
                 if error is not None:
                     if error.code() != KafkaError._PARTITION_EOF:
                         logger.warning("executor: consumer error %s", error)
                     continue
+                epoch = self._epoch
                 await self._slots.acquire()
-                task = asyncio.create_task(self._handle_one(msg))
+                task = asyncio.create_task(self._handle_one(msg, epoch))
                 tasks.add(task)
                 task.add_done_callback(tasks.discard)
             if tasks:
@@ -168,17 +210,30 @@ class ExecutorService:
                 task.cancel()
             await asyncio.to_thread(self._consumer.close)
 
-    async def _handle_one(self, msg: Message) -> None:
+    async def _handle_one(self, msg: Message, epoch: int) -> None:
+        """Handle one input; its offset may be committed only once every record it led to is acked.
+
+        Stopped (or moved) before that, the offset stays where it is, so the partition's next owner reads the
+        input again and settles it from what the actions topic shows.
+        """
         topic, partition, offset = msg.topic() or self._topic, msg.partition() or 0, msg.offset() or 0
         entry = self._offsets.start(topic, partition, offset)
+        _POLLED_IN_EPOCH.set(epoch)
+        settled = False
         try:
             await self._handle(msg)
+            settled = True
+        except NotSettledError as exc:
+            logger.warning("executor: %s/%s@%s left for the partition's next owner: %s", topic, partition, offset,
+                           exc, extra={"action_id": exc.action_id})
         except Exception:
-            # A bug must not wedge the partition's offsets or kill the other actions: log it loudly and move on;
-            # the action's last record (running) shows it did not finish.
+            # A bug must not wedge the partition's offsets or kill the other actions: log it loudly and move on.
+            # (A bug inside a run is already recorded as that action's failure, see _run.)
             logger.exception("executor: handling %s/%s@%s failed", topic, partition, offset)
+            settled = True
         finally:
-            self._offsets.done(topic, partition, entry)
+            if settled:
+                self._offsets.done(topic, partition, entry)
             self._slots.release()
 
     async def _commit_handled(self) -> None:
@@ -193,6 +248,9 @@ class ExecutorService:
 
     async def _handle(self, msg: Message) -> None:
         action = self._see(msg)
+        if action is not None and action.state is ActionState.RUNNING and action.rollback_of is not None:
+            await self._settle_rollback(action)
+            return
         if action is None or action.state is not ActionState.APPROVED:
             return
         if self._ledger.already_started(action.action_id):
@@ -202,20 +260,28 @@ class ExecutorService:
             if left is not None:
                 await self._settle_abandoned(left)
             return
+        try:  # nothing runs that a decider did not sign and the policy does not allow (verify.py)
+            self._verifier.check(action, self._clock())
+        except ActionRefusedError as refused:
+            letter, rejected = self._verifier.refusal(refused, action, msg, at=self._clock())
+            await self._write(rejected)  # first: the refusal itself must reach the audit trail
+            await self._publisher.publish(DEAD_LETTER, letter.source_topic, letter)
+            return
         running = action.model_copy(update={"state": ActionState.RUNNING, "at": self._clock(),
                                              "dry_run": self._dry_run, "reason": "executor started"})
         await self._write(running)
+        self._ensure_still_owner(running)
         try:
-            outcome = await execute(running, registry=self._registry, dry_run=self._dry_run,
-                                    confirm=None if self._dry_run else self._confirm)
+            outcome = await self._run(running, dry_run=self._dry_run)
         except asyncio.CancelledError:
             # Stopped mid-action (usually while watching a rollout): say so instead of leaving "running" forever.
-            # It is not run again after a restart (the ledger sees it started), so a human must look.
+            # It is not run again after a restart (the ledger sees it started), so a human must look. Once that
+            # record is acked the input is settled, so the stop ends this task here rather than re-raising.
             await self._write(running.model_copy(update={
                 "state": ActionState.FAILED, "at": self._clock(),
                 "result": "interrupted: the executor stopped before this action finished or was confirmed; "
                           "it may have taken effect - check the target"}))
-            raise
+            return
         final = outcome.to_action_event(running, at=self._clock())
         undo = self._undo_for(running, outcome)
         if undo is not None:
@@ -232,6 +298,40 @@ class ExecutorService:
         elif action.rollback_of is not None:
             await self._mark_rolled_back(final)  # a rollback an operator asked for (rcaflow rollback)
 
+    async def _run(self, running: ActionEvent, *, dry_run: bool) -> ExecutionOutcome:
+        """``execute``, with a bug in rcaflow recorded as the action's failure instead of leaving it ``running``."""
+        try:
+            return await execute(running, registry=self._registry, dry_run=dry_run,
+                                 confirm=None if dry_run else self._confirm)
+        except Exception as exc:
+            logger.exception("executor: running %s (%s) raised", running.action_id, running.name,
+                             extra={"action_id": running.action_id, "tenant": running.tenant})
+            return ExecutionOutcome(
+                action_id=running.action_id, name=f"{running.tool}.{running.operation}", state=ActionState.FAILED,
+                output=bound_output(f"executor error while running it: {type(exc).__name__}: {exc}; it may have "
+                                    "taken effect - check the target"),
+                dry_run=dry_run, error_type=type(exc).__name__)
+
+    def _ensure_still_owner(self, running: ActionEvent) -> None:
+        """Run only if no revocation happened since the input was polled.
+
+        A new owner reads the partition's end only after our revocation; if none happened by now, our acked
+        ``running`` record is below that end and its scan sees it. After a revocation it may not have: the
+        action is left to the owner (which runs it, or settles the ``running`` record as interrupted).
+        """
+        if self._epoch != _POLLED_IN_EPOCH.get(self._epoch):
+            raise PartitionMovedError(
+                f"{running.action_id}: its partition was revoked before it started; not running it here",
+                action_id=running.action_id, state=running.state.value)
+
+    async def _settle_rollback(self, running: ActionEvent) -> None:
+        """An automatic rollback is written ``running`` without an approval of its own, so its ``running``
+        record is the input that settles it: held (uncommitted) until its outcome shows, it is read again after
+        a crash and written ``failed: interrupted`` instead of staying ``running``."""
+        left = self._ledger.still_running(running.action_id)
+        if left is not None:
+            await self._settle_abandoned(left)
+
     async def _settle_abandoned(self, running: ActionEvent) -> None:
         """A re-delivered approval whose run never ended: its executor died (or lost the partition) mid-run.
 
@@ -245,9 +345,11 @@ class ExecutorService:
                 return  # the other executor finished it
             try:
                 await asyncio.wait_for(self._stopping.wait(), timeout=min(remaining, 5.0))
-                return  # stopping: the next owner of the partition checks again
             except TimeoutError:
                 continue
+            raise NotSettledError(  # the offset stays uncommitted: the next owner of the partition checks again
+                f"{running.action_id} is still running elsewhere or abandoned; stopping before it is settled",
+                action_id=running.action_id, state=running.state.value)
         if self._ledger.still_running(running.action_id) is None:
             return
         logger.warning("executor: %s (%s) was left running since %s; recording it as interrupted",
@@ -271,13 +373,13 @@ class ExecutorService:
         # Written "running" at once: the policy and the original approval authorise it, and no consumer acts on
         # a running record, so it cannot run twice.
         rollback = rollback_action(
-            failed, state=ActionState.RUNNING, at=self._clock(),
+            failed, state=ActionState.RUNNING, at=self._clock(), keys=self._verifier.keys,
             reason=f"automatic rollback of {failed.action_id} ({failed.name}) after it failed; policy on_failure: undo",
         )
         logger.warning("executor: rolling back %s (%s) with %s", failed.action_id, failed.name, undo.describe(),
                        extra={"action_id": failed.action_id, "tenant": failed.tenant})
         await self._write(rollback)
-        outcome = await execute(rollback, registry=self._registry, dry_run=False, confirm=self._confirm)
+        outcome = await self._run(rollback, dry_run=False)
         done = outcome.to_action_event(rollback, at=self._clock())
         await self._write(done)
         if self._on_outcome:
@@ -298,8 +400,36 @@ class ExecutorService:
             self._on_outcome(record)
 
     async def _write(self, action: ActionEvent) -> None:
+        """Write one state change and wait for the broker's ack, retrying with capped backoff until it is acked.
+
+        The ledger learns it first, so a second approval of the same action in this process sees it started.
+        A write the broker keeps refusing is tried until the process stops; then :class:`StateNotWrittenError`
+        keeps the input's offset uncommitted, so the next owner settles the action from what did get written.
+        """
         self._ledger.see(action)
-        await self._publisher.publish(ACTIONS, f"{action.tenant}:{action.action_id}", action)
+        key = f"{action.tenant}:{action.action_id}"
+        delay, longest = self._write_retry_s
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                await self._publisher.publish(ACTIONS, key, action)
+                if attempt > 1:
+                    logger.info("executor: %s %s written after %d attempts", action.action_id, action.state.value,
+                                attempt, extra={"action_id": action.action_id, "tenant": action.tenant})
+                return
+            except PublishError as exc:
+                if self._stopping.is_set():
+                    raise StateNotWrittenError(
+                        f"{action.action_id} ({action.name}): {action.state.value} not acked after {attempt} "
+                        f"attempt(s) before the executor stopped: {exc}",
+                        action_id=action.action_id, state=action.state.value) from exc
+                logger.warning("executor: %s %s not written (attempt %d, next in %g s): %s", action.action_id,
+                               action.state.value, attempt, delay, exc,
+                               extra={"action_id": action.action_id, "tenant": action.tenant})
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), timeout=delay)
+            delay = min(delay * 2, longest)
 
 
 def _aware(moment: datetime) -> datetime:

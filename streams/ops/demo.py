@@ -42,7 +42,7 @@ from schemas.records import (
     SourceKind,
 )
 from schemas.topics import ACTIONS, DEAD_LETTER, INCIDENTS, NORMALIZED, RAW_MAIL, RCA_RESULT, TopicSpec
-from streams.settings import Settings, producer_config
+from streams.settings import Settings, client_config, producer_config
 from streams.wiring.runtime import build_codec
 from streams.wiring.supervisor import Stack
 
@@ -77,6 +77,8 @@ class Follower:
     bootstrap: str
     codec: Codec
     prefix: str
+    #: The client properties of streams.settings.client_config (security); only the address without it.
+    extra: dict[str, Any] = field(default_factory=dict)
     events: dict[tuple[int, int], list[AlertEvent]] = field(default_factory=dict)
     dead: dict[tuple[int, int], DeadLetter] = field(default_factory=dict)
     incidents: dict[str, Incident] = field(default_factory=dict)
@@ -85,8 +87,8 @@ class Follower:
     actions: dict[str, ActionEvent] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self._consumer = Consumer({"bootstrap.servers": self.bootstrap, "group.id": f"demo-{uuid.uuid4().hex}",
-                                   "enable.auto.commit": False})
+        self._consumer = Consumer({"bootstrap.servers": self.bootstrap, **self.extra,
+                                   "group.id": f"demo-{uuid.uuid4().hex}", "enable.auto.commit": False})
         specs: list[TopicSpec] = [NORMALIZED, DEAD_LETTER, INCIDENTS, RCA_RESULT, ACTIONS]
         self._types: dict[str, tuple[TopicSpec, type[Record]]] = {
             s.full_name(self.prefix): (s, s.value) for s in specs
@@ -211,6 +213,22 @@ def event_row(mail_round: int, name: str, subject: str, event: AlertEvent, f: Fo
     return row
 
 
+def demo_scope_env(settings: Settings, tenant: str) -> dict[str, str]:
+    """Let the demo's tenant act on every namespace, when nothing scopes it and the executor only dry-runs.
+
+    An unscoped tenant is read-only (docs/policies.md, "Tenant scope"), which would leave the demo
+    with nothing but rejected actions; on throw-away topics with a dry-run executor showing the
+    whole loop is harmless. A deployment that scoped its tenant, or runs for real, is left alone.
+    """
+    config = settings.tenants.get(tenant)
+    if (not settings.executor.dry_run or config is None or config.namespaces or len(settings.tenants) != 1
+            or tenant != tenant.lower()):
+        return {}
+    click.echo(f"demo: tenant {tenant} has no namespaces (read-only); this dry run lets it act on every namespace",
+               err=True)
+    return {f"RCAFLOW_TENANTS__{tenant.upper()}__NAMESPACES": '["*"]'}
+
+
 def run_demo(settings: Settings, *, samples_dir: Path | None, as_json: bool, timeout: float, rounds: int) -> int:
     folder = samples_dir or DEFAULT_SAMPLES
     files = sorted(folder.glob("*.eml"))
@@ -225,13 +243,15 @@ def run_demo(settings: Settings, *, samples_dir: Path | None, as_json: bool, tim
             "RCAFLOW_WORKER__METRICS_PORT": "0",
             "RCAFLOW_EXECUTOR__METRICS_PORT": "0",
             "RCAFLOW_WORKER__DATA_DIR": str(Path(tmp) / "worker"),
+            **demo_scope_env(settings, tenant),
         }
         stack = Stack(settings, roles=("worker", "executor"), env={**os.environ, **env_overrides},
                       log_dir=Path(tmp) / "logs", data_dir=Path(tmp) / "broker")
         with stack:
             codec = build_codec(settings)
             publisher = KafkaPublisher(stack.bootstrap, codec, prefix, producer_config(stack.settings.kafka))
-            follower = Follower(stack.bootstrap, codec, prefix)
+            follower = Follower(stack.bootstrap, codec, prefix,
+                                extra=client_config(stack.settings.kafka, stack.bootstrap))
             click.echo(f"demo: {len(files)} sample mails, {rounds} round(s), broker {stack.bootstrap}", err=True)
             all_rows: list[Row] = []
             try:

@@ -24,6 +24,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import click
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
@@ -37,7 +38,7 @@ from schemas.records import AlertEvent, RawMail
 from schemas.topics import ALL_TOPICS, NORMALIZED, RAW_MAIL, TopicSpec
 from streams.errors import StreamsError
 from streams.ops.demo import Follower, Row, Sent, event_row, print_rows, rows_for, wait_rows
-from streams.settings import Settings
+from streams.settings import Settings, client_config
 from streams.wiring.runtime import build_codec
 from streams.wiring.supervisor import Stack
 from streams.wiring.topics_admin import ensure_topics
@@ -114,14 +115,15 @@ def start_positions(consumer: Consumer, topic: str, window: Window) -> dict[int,
 
 
 def copy_window(bootstrap: str, source: str, target: str, window: Window, *, label: str,
-                timeout: float = 60.0) -> list[Copied]:
+                timeout: float = 60.0, extra: dict[str, Any] | None = None) -> list[Copied]:
     """Copy the window's records (key and value bytes unchanged) from ``source`` to ``target``, in order.
 
     ``label`` names the copies in the output: ``raw-mail[2]@117`` is where the original sits.
+    ``extra``: the client properties of :func:`streams.settings.client_config` (security).
     """
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"rcaflow-replay-{uuid.uuid4().hex[:8]}",
-                         "enable.auto.commit": False})
-    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all",
+    client = {"bootstrap.servers": bootstrap, **(extra or {})}
+    consumer = Consumer({**client, "group.id": f"rcaflow-replay-{uuid.uuid4().hex[:8]}", "enable.auto.commit": False})
+    producer = Producer({**client, "enable.idempotence": True, "acks": "all",
                          "partitioner": "murmur2_random", "message.max.bytes": 12 * 1024 * 1024})
     copied: list[Copied] = []
     try:
@@ -201,18 +203,19 @@ def run_replay(settings: Settings, *, topic: str, window: Window, with_llm: bool
     shadow = f"{source_prefix}replay-{uuid.uuid4().hex[:8]}."
     shadow_settings = settings.model_copy(update={"kafka": settings.kafka.model_copy(update={"topic_prefix": shadow})})
     codec = build_codec(settings)
+    client = client_config(settings.kafka, bootstrap)
     with tempfile.TemporaryDirectory(prefix="rcaflow-replay-") as tmp:
-        ensure_topics(bootstrap, shadow)
+        ensure_topics(bootstrap, shadow, extra=client)  # refused credentials stop the replay here, in one line
         try:
             copied = copy_window(bootstrap, spec.full_name(source_prefix), spec.full_name(shadow), window,
-                                 label=spec.name)
+                                 label=spec.name, extra=client)
             click.echo(f"replay: {len(copied)} record(s) of {spec.full_name(source_prefix)} into shadow prefix "
                        f"{shadow!r} (executor dry run, no chat, LLM {'on' if with_llm else 'off'})", err=True)
             if not copied:
                 return 0
             env = shadow_env(shadow, bootstrap, Path(tmp), with_llm=with_llm)
             with Stack(shadow_settings, roles=("worker", "executor"), env=env, log_dir=Path(tmp) / "logs") as stack:
-                follower = Follower(bootstrap, codec, shadow)
+                follower = Follower(bootstrap, codec, shadow, extra=client)
                 try:
                     rows = _follow(spec, copied, codec, follower, stack, timeout)
                 finally:
@@ -221,7 +224,7 @@ def run_replay(settings: Settings, *, topic: str, window: Window, with_llm: bool
             return 1 if any(r.error for r in rows) else 0
         finally:
             if not keep:
-                _delete_shadow_topics(bootstrap, shadow)
+                _delete_shadow_topics(client, shadow)
 
 
 def _follow(spec: TopicSpec, copied: list[Copied], codec: Codec, follower: Follower, stack: Stack,
@@ -256,8 +259,8 @@ class _CopiedEvent:
     event: AlertEvent
 
 
-def _delete_shadow_topics(bootstrap: str, shadow: str) -> None:
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+def _delete_shadow_topics(client: dict[str, Any], shadow: str) -> None:
+    admin = AdminClient(client)
     names = [spec.full_name(shadow) for spec in ALL_TOPICS]
     existing = set(admin.list_topics(timeout=10).topics)
     internal = [t for t in existing if t.startswith(shadow) and t not in names]

@@ -10,6 +10,7 @@ from typing import Any
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
 
 from streams.errors import StreamsError
+from streams.wiring.kafka_client import KafkaUnreachableError, check_cluster
 
 
 class TopicReadError(StreamsError):
@@ -20,9 +21,18 @@ class TopicReadError(StreamsError):
 
 def read_to_end(bootstrap: str, topic: str, *, timeout: float = 30.0, purpose: str = "read",
                 extra: dict[str, Any] | None = None) -> Iterator[tuple[int, int, bytes]]:
-    """(partition, offset, value) of every record; stops at each partition's end as it was when we started."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"rcaflow-{purpose}-{uuid.uuid4().hex[:8]}",
-                         "enable.auto.commit": False, "auto.offset.reset": "earliest", **(extra or {})})
+    """(partition, offset, value) of every record; stops at each partition's end as it was when we started.
+
+    ``extra``: the client properties of :func:`streams.settings.client_config`; refused credentials raise
+    ``KafkaAuthError`` before anything is read.
+    """
+    client = {"bootstrap.servers": bootstrap, **(extra or {})}
+    try:
+        check_cluster(client, timeout=min(timeout, 10.0))
+    except KafkaUnreachableError as exc:
+        raise TopicReadError(str(exc)) from exc
+    consumer = Consumer({**client, "group.id": f"rcaflow-{purpose}-{uuid.uuid4().hex[:8]}",
+                         "enable.auto.commit": False, "auto.offset.reset": "earliest"})
     try:
         try:
             meta = consumer.list_topics(topic, timeout=min(timeout, 10.0))

@@ -18,6 +18,7 @@ from typing import Any, Literal
 from pydantic import ValidationError
 
 from executors.audit import AuditChains
+from policies.decision_signature import DecisionKeys
 from schemas.records import (
     ActionEvent,
     ActionState,
@@ -34,6 +35,8 @@ from streams.stages.table_pruning import forget_older
 logger = logging.getLogger(__name__)
 
 STAGE = "approval"
+#: How long a human approval of an action without an approval window stays valid for the executor.
+DEFAULT_APPROVAL_VALID_FOR = timedelta(hours=1)
 
 
 class RejectionReason(StrEnum):
@@ -205,6 +208,8 @@ def remember_decision(action: ActionEvent, decision: ApprovalDecision | None = N
         "channel": decision.channel if decision else "",
         "at": _aware(action.at).isoformat(),
         "result": (action.result or "")[:300],
+        # The credential the first decision spent: the same one again is a replay, whichever replica sent it.
+        "claim": decision.claim_id if decision else "",
     }
 
 
@@ -232,6 +237,12 @@ def refuse_decision(
     if outcome in reasons:
         return refuse(RejectionReason(outcome), f"{decision.decision.value} of action {decision.action_id} "
                                                 f"refused by the worker: {outcome}")
+    if remembered and decision.claim_id and remembered.get("claim") == decision.claim_id:
+        # Two replicas both let the same captured request through before either saw the other's decision.
+        return refuse(RejectionReason.REPLAYED,
+                      f"the {decision.channel} request behind this {decision.decision.value} by "
+                      f"{decision.approver} was already used at {_stamp(str(remembered.get('at', '')))} "
+                      f"({remembered.get('state', '?')}); it changes nothing")
     if remembered:
         by = str(remembered.get("by") or "") or "the approval window"
         channel = f" via {remembered['channel']}" if remembered.get("channel") else ""
@@ -274,8 +285,10 @@ def pending_change(action: ActionEvent) -> PendingChange | None:
 class Approval:
     """Applies decision records to the awaiting actions and expires the ones past their window."""
 
-    def __init__(self, *, context: StageContext | None = None) -> None:
+    def __init__(self, *, context: StageContext | None = None, keys: DecisionKeys | None = None) -> None:
         self.context = context or StageContext()
+        #: Signs what a person approved, so the executor runs it (None: unsigned; the worker refuses that).
+        self.keys = keys
 
     def __call__(self, decision: ApprovalDecision, pending: Mapping[str, Any] | None) -> StageResult:
         """``pending`` is the awaiting action's table row (None: nothing is waiting under this key)."""
@@ -295,6 +308,10 @@ class Approval:
                            extra={"tenant": decision.tenant, "action_id": decision.action_id})
             self.context.count(STAGE, outcome.reason.value)
             return StageResult([], outcome.reason.value)
+        if outcome.state is ActionState.APPROVED and self.keys is not None:
+            # Valid for as long as the action could wait for its approval (its TTL), from the approval on.
+            window = action.expires_at - action.at if action.expires_at is not None else DEFAULT_APPROVAL_VALID_FOR
+            outcome = self.keys.sign(outcome, decided_at=outcome.at, valid_for=window)
         self.context.count(STAGE, outcome.state.value)
         return StageResult([Out(ACTIONS, f"{outcome.tenant}:{outcome.action_id}", outcome)], outcome.state.value)
 

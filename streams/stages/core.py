@@ -8,12 +8,14 @@ keeps them in a dead-letter record with the reason.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from schemas.limits import topic_max_record_bytes
 from schemas.records import DeadLetter, Record
 from schemas.topics import DEAD_LETTER, TopicSpec
 from streams.stages.metrics import StageMetrics
@@ -79,6 +81,15 @@ class StageContext:
             self.metrics.processed.labels(stage, outcome).inc()
 
 
+#: Room in a dead-letter record for everything but the payload (reason, key, ids, Avro framing).
+DEAD_LETTER_OVERHEAD_BYTES = 64 * 1024
+
+
+def dead_letter_payload_limit() -> int:
+    """The most payload bytes one dead letter carries: what the dead-letter topic takes, minus the other fields."""
+    return topic_max_record_bytes(DEAD_LETTER.name) - DEAD_LETTER_OVERHEAD_BYTES
+
+
 def dead_letter(
     stage: str,
     payload: bytes,
@@ -87,11 +98,22 @@ def dead_letter(
     *,
     tenant: str = "",
     context: StageContext,
+    max_payload_bytes: int | None = None,
 ) -> Out:
-    """The dead-letter record of input ``stage`` could not use: the bytes as read, and why."""
-    reason = str(exc) or type(exc).__name__
+    """The dead-letter record of input ``stage`` could not use: the bytes as read, and why.
+
+    A payload the dead-letter topic could not take is cut to ``max_payload_bytes`` (default: what the
+    topic allows) rather than lost with its reason; the record keeps the whole input's size and
+    SHA-256 so the original can still be found (raw-mail keeps mails 7 days) and matched.
+    """
+    # Exception texts may quote the input (a mail subject), lone surrogates included; the record must encode.
+    reason = (str(exc) or type(exc).__name__).encode("utf-8", "replace").decode("utf-8")
+    tenant = tenant.encode("utf-8", "replace").decode("utf-8")
+    limit = dead_letter_payload_limit() if max_payload_bytes is None else max(0, max_payload_bytes)
+    truncated = len(payload) > limit
     logger.warning(
-        "%s: dead-lettered %s[%s]@%s: %s", stage, where.topic, where.partition, where.offset, reason,
+        "%s: dead-lettered %s[%s]@%s%s: %s", stage, where.topic, where.partition, where.offset,
+        f" (payload cut to {limit} of {len(payload)} bytes)" if truncated else "", reason,
         extra={"stage": stage, "topic": where.topic, "offset": where.offset},
     )
     if context.metrics:
@@ -102,11 +124,14 @@ def dead_letter(
         source_topic=where.topic,
         partition=where.partition,
         offset=where.offset,
-        key=where.key,
-        payload=payload,
+        key=where.key[:limit] if where.key is not None else None,
+        payload=payload[:limit] if truncated else payload,
         reason=str(reason)[:4000],
         error_type=type(exc).__name__,
         at=context.now(),
+        payload_size=len(payload),
+        payload_sha256=hashlib.sha256(payload).hexdigest(),
+        truncated=truncated,
     )
     return Out(DEAD_LETTER, where.topic, record)
 

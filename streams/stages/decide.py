@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from policies import PolicySet, cooldown_key, decide
-from schemas.records import RcaResult
+from policies import Decisions, PolicySet, cooldown_key, decide
+from policies.decision_signature import DecisionKeys
+from policies.tenant_scope import TenantScope
+from schemas.records import ActionEvent, ActionState, RcaResult
 from schemas.topics import ACTIONS
 from streams.stages.core import Out, StageContext, StageResult
 
@@ -21,11 +23,68 @@ def group_key(result: RcaResult) -> str:
     return f"{result.tenant}:{result.incident.fingerprint}"
 
 
+def outside_scope(scope: TenantScope, result: RcaResult, action: ActionEvent) -> str | None:
+    """Why ``action`` is not the tenant's to take (``outside tenant scope: …``), or None.
+
+    The mail that named the target is untrusted, so the target is judged as the executor
+    would meet it: the namespace the action names (none: the whole cluster) and every
+    cluster the action or the alert names.
+    """
+    namespace = action.params.get("namespace") or None
+    named = {c for c in (action.params.get("cluster"), result.incident.event.labels.get("cluster")) if c}
+    clusters: list[str | None] = [*sorted(named)] or [None]
+    for cluster in clusters:
+        reason = scope.why_not_write(cluster=cluster, namespace=namespace)
+        if reason is not None:
+            return reason
+    return None
+
+
+def within_scope(
+    scope: TenantScope, result: RcaResult, actions: list[ActionEvent]
+) -> tuple[list[ActionEvent], list[ActionEvent]]:
+    """Split accepted actions into those inside the tenant's scope and, for the rest, their rejected
+    records: neither approved nor sent for approval, with the reason.
+
+    A refused action keeps its own id: the record is that action's decision, so whoever follows
+    the proposal (demo, replay, the chat message) sees it settle. The policy binds an action's
+    namespace and cluster to the incident's labels, so every proposal of one action for one
+    incident gets the same verdict; were a policy to leave them free, a later refusal would at
+    worst mark an earlier approval rejected (a denial, never an escalation).
+    """
+    inside: list[ActionEvent] = []
+    refused: list[ActionEvent] = []
+    for action in actions:
+        reason = outside_scope(scope, result, action)
+        if reason is None:
+            inside.append(action)
+            continue
+        refused.append(action.model_copy(update={
+            "state": ActionState.REJECTED,
+            "reason": reason,
+            "expires_at": None,
+        }))
+    return inside, refused
+
+
 class Decide:
     """Turns an analysis (the policy's triage or the LLM's answer) into action records."""
 
-    def __init__(self, policies: PolicySet, *, context: StageContext | None = None) -> None:
+    def __init__(
+        self,
+        policies: PolicySet,
+        *,
+        scopes: Mapping[str, TenantScope],
+        context: StageContext | None = None,
+        keys: DecisionKeys | None = None,
+        auto_valid_for: timedelta = timedelta(hours=1),
+    ) -> None:
         self.policies = policies
+        #: Signs what the policy approves by itself, valid ``auto_valid_for`` (None: unsigned, e.g. for explain).
+        self.keys = keys
+        self.auto_valid_for = auto_valid_for
+        #: tenant → scope (``scopes[tenant]`` answers for any tenant: streams.wiring.runtime.build_scopes).
+        self.scopes = scopes
         self.context = context or StageContext()
 
     def __call__(self, result: RcaResult, last_run: Mapping[str, str] | None = None) -> StageResult:
@@ -34,6 +93,9 @@ class Decide:
         now = self.context.now()
         memory = {key: datetime.fromisoformat(at) for key, at in (last_run or {}).items()}
         decision = decide(result, self.policies, now, last_run=memory)
+        inside, refused = within_scope(self.scopes[result.incident.tenant], result, decision.actions)
+        decision = Decisions(inside, [*decision.rejected, *refused])
+        decision = decision._replace(actions=[self._signed(a, now) for a in decision.actions])
         outs = [Out(ACTIONS, f"{a.tenant}:{a.action_id}", a) for a in decision.actions]
         outs += [Out(ACTIONS, f"{a.tenant}:{a.action_id}", a) for a in decision.rejected]
         updated = dict(last_run or {})
@@ -45,3 +107,10 @@ class Decide:
                 metrics.actions.labels(action.state.value, action.risk.value).inc()
         self.context.count(STAGE, "ok")
         return StageResult(outs, state=updated, subject=result)
+
+    def _signed(self, action: ActionEvent, now: datetime) -> ActionEvent:
+        """An approved action carries the decision signature the executor checks; a waiting one is signed
+        when a person approves it (the approval stage)."""
+        if self.keys is None or action.state is not ActionState.APPROVED:
+            return action
+        return self.keys.sign(action, decided_at=now, valid_for=self.auto_valid_for)

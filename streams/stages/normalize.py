@@ -3,15 +3,41 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from email.parser import BytesHeaderParser
 
 from policies import PolicySet
+from policies.tenant_scope import SenderNotAllowedError, TenantScope, sender_address
 from producers.fingerprint import event_id
+from producers.imap.headers import header_text
 from producers.mail import MailParseError, TemplateRegistry, parse_mail
 from schemas.records import AlertEvent, EventSource, RawMail, SourceKind
 from schemas.topics import NORMALIZED
 from streams.stages.core import Out, Position, StageContext, StageResult
 
 STAGE = "normalize"
+
+
+def mail_sender(raw: bytes) -> str | None:
+    """The one From address in the mail's own header block, or None (no From, several, or unparseable).
+
+    The bytes kept on raw-mail are judged rather than the producer's routing field, so every
+    ingest path (IMAP, Graph, files) and a replay of old records meet the same rule; a mail
+    with two From headers names no single sender and is refused like one with none.
+    """
+    values = BytesHeaderParser().parsebytes(raw).get_all("From") or []
+    if len(values) != 1:
+        return None
+    return sender_address(header_text(values[0]))
+
+
+def sender_refusal(scope: TenantScope, mail: RawMail) -> SenderNotAllowedError | None:
+    """Why ``mail`` may not speak for its tenant (its From is not one of the tenant's senders), or None."""
+    if scope.configured and not scope.senders:
+        return None  # any sender: the single-tenant default, where the mailbox itself is the trust boundary
+    sender = mail_sender(mail.raw)
+    if sender is not None and scope.accepts_sender(sender):
+        return None
+    return SenderNotAllowedError(mail.tenant, sender, configured=scope.configured)
 
 
 class Normalize:
@@ -22,15 +48,22 @@ class Normalize:
         policies: PolicySet,
         templates: TemplateRegistry | None = None,
         *,
+        scopes: Mapping[str, TenantScope],
         cluster_names: Mapping[str, Mapping[str, str]] | None = None,
         context: StageContext | None = None,
     ) -> None:
         self.policies = policies
         self.templates = templates
+        #: tenant → scope; a mail whose From is not one of its tenant's senders is dead-lettered, never parsed.
+        self.scopes = scopes
         self.cluster_names = cluster_names or {}
         self.context = context or StageContext()
 
     def __call__(self, mail: RawMail, where: Position) -> StageResult:
+        refused = sender_refusal(self.scopes[mail.tenant], mail)
+        if refused is not None:
+            self.context.count(STAGE, "dead_letter")
+            return StageResult.refuse(refused, mail.tenant)
         source = EventSource(
             kind=mail.source if mail.source != SourceKind.UNKNOWN else SourceKind.FILE,
             mailbox=mail.mailbox,

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from executors.evidence import EvidenceRunner, plan_from_triage
+from executors.evidence.runner import ReadTarget
 from policies import PolicySet, triage
+from policies.tenant_scope import TenantScope
 from schemas.records import Incident
 from schemas.topics import RCA_RESULT
 from streams.stages.core import Out, StageContext, StageResult
@@ -15,10 +19,17 @@ class Rca:
     """Runs the class's evidence plan (when evidence backends are configured); the thresholds pick the diagnosis."""
 
     def __init__(
-        self, policies: PolicySet, evidence: EvidenceRunner | None = None, *, context: StageContext | None = None
+        self,
+        policies: PolicySet,
+        evidence: EvidenceRunner | None = None,
+        *,
+        scopes: Mapping[str, TenantScope],
+        context: StageContext | None = None,
     ) -> None:
         self.policies = policies
         self.evidence = evidence
+        #: tenant → scope: the evidence of one tenant's alert never reads outside that tenant's namespaces.
+        self.scopes = scopes
         self.context = context or StageContext()
 
     async def __call__(self, incident: Incident) -> StageResult:
@@ -31,7 +42,10 @@ class Rca:
         cls = self.policies.get(incident.alert_class)
         if self.evidence is not None and cls is not None:
             plan = plan_from_triage([step.id for step in cls.spec.evidence], result.evidence)
-            report = await self.evidence.run(plan, now=now)
+            labels = incident.event.labels
+            target = ReadTarget(self.scopes[incident.tenant], cluster=labels.get("cluster") or None,
+                                namespace=labels.get("namespace") or None)
+            report = await self.evidence.run(plan, now=now, target=target)
             measured = triage(incident, self.policies, now, evidence_values=report.values)
             result = measured.model_copy(
                 update={"evidence": [*report.evidence, *measured.evidence[len(plan):]]}

@@ -15,13 +15,25 @@ from policies import PolicySet, action_id_for
 from policies.compiled import CompiledClass
 from policies.errors import LabelValidationError
 from policies.params import context_for, render_params, variables_for
+from schemas.errors import TransientError
 from schemas.records import ActionEvent, ActionState, Engine, Incident, RcaResult, Risk
 from schemas.topics import ACTIONS, RCA_RESULT
+from streams.errors import StreamsError
 from streams.stages.core import Out, StageContext, StageResult
 
 STAGE = "llm"
 
 logger = logging.getLogger(__name__)
+
+
+class ModelUnavailableError(StreamsError, TransientError):
+    """The model did not answer (down, 5xx, rate-limited, timed out, circuit open) after the client's own retries.
+
+    Transient: the worker waits and asks again, so an outage delays the second opinion instead of
+    silently skipping it. A reply that came but is unusable is not this: that keeps the triage.
+    """
+
+    retriable = True
 
 
 def brief_for(cls: CompiledClass, incident: Incident) -> ClassBrief:
@@ -104,6 +116,12 @@ class SecondOpinion:
             return None, [], "unclassified: nothing the policy would let the model propose"
         outcome = await analyse(self._client, triage.incident, brief_for(cls, triage.incident), triage.evidence)
         if isinstance(outcome, LlmFailure):
+            if outcome.retriable:
+                self.context.count(STAGE, f"waiting:{outcome.kind}")
+                raise ModelUnavailableError(f"no answer from the LLM for incident {triage.incident_id} "
+                                            f"({outcome.kind}): {outcome.reason}")
+            # The model answered, but nothing usable (garbage, truncated, wrong shape, too large, refused
+            # request): the incident keeps its triage, and the log line is the note saying why.
             logger.warning(
                 "LLM gave no usable answer (%s): %s; keeping the policy triage", outcome.kind, outcome.reason,
                 extra={"incident_id": triage.incident_id, "tenant": triage.tenant},

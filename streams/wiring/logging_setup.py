@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import Iterable
 from typing import Any
 
 _CONTEXT_FIELDS = ("tenant", "event_id", "incident_id", "action_id", "stage", "topic", "offset")
@@ -35,11 +36,33 @@ class ContextFormatter(logging.Formatter):
         return f"{base} {ctx}" if ctx else base
 
 
-def setup_logging(level: str = "INFO", json_lines: bool = False) -> None:
+class Redacting(logging.Formatter):
+    """Blanks the configured secrets in whatever a formatter produced, tracebacks included.
+
+    Code never logs a secret on purpose; this catches the accidents (an exception quoting a URL with a token,
+    a library echoing a request) where they would otherwise reach a log shipper.
+    """
+
+    MIN_LENGTH = 6  # shorter values would blank ordinary words
+
+    def __init__(self, inner: logging.Formatter, secrets: Iterable[str]) -> None:
+        super().__init__()
+        self._inner = inner
+        # Longest first, so a secret that contains another is blanked whole.
+        self._secrets = sorted({s for s in secrets if len(s) >= self.MIN_LENGTH}, key=len, reverse=True)
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = self._inner.format(record)
+        for secret in self._secrets:
+            if secret in text:
+                text = text.replace(secret, "[redacted]")
+        return text
+
+
+def setup_logging(level: str = "INFO", json_lines: bool = False, secrets: Iterable[str] = ()) -> None:
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(
-        JsonFormatter() if json_lines else ContextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
-    )
+    inner = JsonFormatter() if json_lines else ContextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    handler.setFormatter(Redacting(inner, secrets))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 
 from policies import PolicySet, load_policies
+from policies.tenant_scope import TenantScope, TenantScopes
 from producers.mail import TemplateRegistry, bundled_templates_dir, load_templates
 from schemas.codec import Codec, make_codec
 from streams.errors import ConfigurationError
@@ -19,6 +22,7 @@ from streams.stages.metrics import StageMetrics
 from streams.stages.normalize import Normalize
 from streams.stages.rca import Rca
 from streams.stages.second_opinion import SecondOpinion
+from streams.wiring.decision_keys import optional_decision_keys
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +45,23 @@ def build_codec(settings: Settings) -> Codec:
 
 def build_policies(settings: Settings) -> PolicySet:
     return load_policies(settings.policies_file)
+
+
+def build_scopes(settings: Settings) -> Mapping[str, TenantScope]:
+    """tenant → its scope (namespaces, clusters, senders), from the validated tenant settings.
+
+    ``scopes[tenant]`` answers for any name (``TenantScopes``): a tenant nobody configured gets the
+    only tenant's scope in a single-tenant deployment, and nothing at all when there are several.
+    """
+    return TenantScopes(
+        TenantScope(
+            tenant=name,
+            namespaces=tuple(tenant.namespaces),
+            clusters=tuple(tenant.clusters),
+            senders=tuple(tenant.senders),
+        )
+        for name, tenant in settings.tenants.items()
+    )
 
 
 def build_templates(settings: Settings) -> TemplateRegistry:
@@ -81,16 +102,19 @@ def build_stages(
         from streams.wiring.rca import build_evidence_runner, build_second_opinion
 
         evidence, second_opinion = build_evidence_runner(settings), build_second_opinion(settings, policies, context)
+    scopes = build_scopes(settings)
+    keys = optional_decision_keys(settings)  # None: approvals go out unsigned (explain); the worker refuses that
     return Stages(
         context=context,
         policies=policies,
         templates=templates,
-        normalize=Normalize(policies, templates, context=context,
+        normalize=Normalize(policies, templates, scopes=scopes, context=context,
                             cluster_names={tenant: t.cluster_names for tenant, t in settings.tenants.items()}),
         dedup=Dedup(policies, context=context),
-        rca=Rca(policies, evidence, context=context),
+        rca=Rca(policies, evidence, scopes=scopes, context=context),
         second_opinion=second_opinion,
-        decide=Decide(policies, context=context),
-        approval=Approval(context=context),
+        decide=Decide(policies, scopes=scopes, context=context, keys=keys,
+                      auto_valid_for=timedelta(minutes=settings.security.auto_approval_valid_minutes)),
+        approval=Approval(context=context, keys=keys),
         audit=Audit(context=context),
     )

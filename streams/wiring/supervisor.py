@@ -20,15 +20,18 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-from streams.broker import EmbeddedBroker, choose_broker
-from streams.errors import StreamsError
-from streams.settings import Settings
+from streams.broker import EmbeddedBroker, ScramUser, choose_broker
+from streams.errors import ConfigurationError, StreamsError
+from streams.settings import KafkaSecuritySettings, Settings, client_config
+from streams.wiring.decision_keys import with_decision_key
 from streams.wiring.topics_admin import ensure_topics
 
 logger = logging.getLogger(__name__)
 
 ROLES: tuple[str, ...] = ("api", "worker", "executor")
 _PR_SET_PDEATHSIG = 1
+#: The exit code of ``rcaflow`` for an error of ours (configuration, refused credentials): not worth a restart.
+EXIT_REFUSED = 2
 
 
 class SupervisorError(StreamsError):
@@ -38,6 +41,44 @@ class SupervisorError(StreamsError):
 def _die_with_parent() -> None:
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+
+
+def embedded_scram_user(security: KafkaSecuritySettings) -> ScramUser | None:
+    """The SCRAM user an embedded broker must accept so that the configured clients can log in.
+
+    The embedded broker offers PLAINTEXT or SASL_PLAINTEXT with SCRAM-SHA-512; anything else would start
+    a broker no client of ours could use, so it is refused up front.
+    """
+    if security.protocol == "PLAINTEXT":
+        return None
+    if security.protocol != "SASL_PLAINTEXT" or security.sasl_mechanism != "SCRAM-SHA-512":
+        raise ConfigurationError(
+            f"kafka.security is {security.describe()}, but the embedded broker offers only PLAINTEXT or "
+            "SASL_PLAINTEXT with SCRAM-SHA-512: set KAFKA_BOOTSTRAP_SERVERS to your cluster, or change "
+            "kafka.security")
+    assert security.username is not None and security.password is not None  # the settings validate this
+    return ScramUser(security.username, security.password.get_secret_value())
+
+
+def security_env(security: KafkaSecuritySettings) -> dict[str, str]:
+    """``kafka.security`` as the environment of a role process, which may not see our config file or secrets dir."""
+    env = {}
+    for name, value in security.model_dump(exclude_none=True).items():
+        if name in ("protocol", "sasl_mechanism") and security.protocol == "PLAINTEXT":
+            continue
+        text = value.get_secret_value() if hasattr(value, "get_secret_value") else str(value)
+        env[f"RCAFLOW_KAFKA__SECURITY__{name.upper()}"] = text
+    return env
+
+
+def _last_refusal(log: Path) -> str | None:
+    """The role's own one-line explanation (``rcaflow: ...``) from the end of its log, if it wrote one."""
+    try:
+        lines = log.read_text(encoding="utf-8", errors="replace").splitlines()[-50:]
+    except OSError:
+        return None
+    said = [line.removeprefix("rcaflow: ") for line in lines if line.startswith("rcaflow: ")]
+    return said[-1] if said else None
 
 
 class Stack:
@@ -52,9 +93,9 @@ class Stack:
         log_dir: Path | None = None,
         data_dir: Path | None = None,
     ) -> None:
-        self.settings = settings
         self.roles = tuple(roles)
-        self.base_env = dict(env if env is not None else os.environ)
+        # One decision key for every child: the configured one, or one made for this run (never logged).
+        self.settings, self.base_env = with_decision_key(settings, env if env is not None else os.environ)
         self.log_dir = log_dir
         self.data_dir = data_dir
         self.broker: EmbeddedBroker | None = None
@@ -72,6 +113,7 @@ class Stack:
                 data_dir=self.data_dir or embedded.data_dir,
                 cache_dir=embedded.cache_dir,
                 port=embedded.port,
+                scram=embedded_scram_user(self.settings.kafka.security),
             )
             self.bootstrap = self.broker.start()
             if self.broker.kind == "tansu":
@@ -81,7 +123,9 @@ class Stack:
                 "Apache Kafka (KRaft)" if self.broker.kind == "kafka" else "Tansu", self.bootstrap,
                 self.data_dir or embedded.data_dir,
             )
-        ensure_topics(self.bootstrap, self.settings.kafka.topic_prefix, partitions=self.settings.worker.partitions)
+        # Also the check of kafka.security: refused credentials stop here, before any role is started.
+        ensure_topics(self.bootstrap, self.settings.kafka.topic_prefix, partitions=self.settings.worker.partitions,
+                      extra=client_config(self.settings.kafka, self.bootstrap))
         return self.bootstrap
 
     def _use_single_record_batches(self) -> None:
@@ -96,7 +140,7 @@ class Stack:
 
     def start_role(self, role: str) -> subprocess.Popen[bytes]:
         """Start (or restart) one role's process."""
-        env = {**self.base_env, "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap}
+        env = {**self.base_env, **security_env(self.settings.kafka.security), "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap}
         log = None
         if self.log_dir is not None:
             self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -121,8 +165,15 @@ class Stack:
         for role, child in self.children.items():
             code = child.poll()
             if code is not None:
-                hint = f"; see {self.log_dir / (role + '.log')}" if self.log_dir else ""
-                raise SupervisorError(f"{role} exited with code {code}{hint}")
+                log = self.log_dir / f"{role}.log" if self.log_dir else None
+                why = ""
+                if code == EXIT_REFUSED:
+                    # Its one line says what to fix (refused credentials, bad settings); a restart would only
+                    # be refused again, so the group stops instead of looping.
+                    said = _last_refusal(log) if log is not None else None
+                    why = f": {said}" if said else " (a configuration or credentials problem; not restarted)"
+                hint = f"; see {log}" if log is not None else ""
+                raise SupervisorError(f"{role} exited with code {code}{why}{hint}")
 
     def wait(self) -> None:
         """Block until Ctrl-C/SIGTERM or until a role dies."""

@@ -12,10 +12,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import timedelta
+from functools import partial
 
 import faust
 from faust.types import EventT
 
+from schemas.errors import CodecError, RcaflowError
 from schemas.records import (
     ActionEvent,
     AlertEvent,
@@ -26,10 +28,10 @@ from schemas.records import (
     RcaResult,
 )
 from schemas.topics import ACTIONS, APPROVALS, DEAD_LETTER, INCIDENTS, NORMALIZED, RAW_MAIL, RCA_RESULT
+from streams.errors import ConfigurationError
 from streams.notify.notifier import Notifier, NotifyStageError, forget_stale
 from streams.notify.requests import (
     PRUNE_TICK,
-    NotifyRequestError,
     PruneTick,
     decided_request,
     parse_request,
@@ -51,7 +53,9 @@ from streams.stages.normalize import Normalize
 from streams.stages.rca import Rca
 from streams.stages.second_opinion import SecondOpinion
 from streams.worker.app import WorkerApp, partition_of
-from streams.worker.edge import decode, decoded, header, key_text, timed, values, where
+from streams.worker.edge import decode, events, header, key_text, timed, values, where
+from streams.worker.failures import is_transient
+from streams.worker.guard import Guard
 
 logger = logging.getLogger(__name__)
 
@@ -66,72 +70,95 @@ class NotifyRequests:
     """How agents ask the notify agent for a message: through its input topic, keyed by incident."""
 
     def __init__(self, worker: WorkerApp, *, enabled: bool) -> None:
-        self._topic = worker.notify_input
+        self._worker = worker
         self._enabled = enabled
 
     async def send(self, tenant: str, incident_id: str, request: bytes) -> None:
         if self._enabled:
-            await self._topic.send(key=Notifier.key(tenant, incident_id).encode("utf-8"), value=request, force=True)
+            await self._worker.forward(self._worker.notify_input, Notifier.key(tenant, incident_id).encode("utf-8"),
+                                       request)
 
 
 def register_normalize(worker: WorkerApp, stage: Normalize) -> None:
     context = stage.context
+    guard = Guard(worker, normalize_stage.STAGE, context)
+
+    async def handle(value: bytes, pos: Position) -> None:
+        mail = await guard.decode(value, RawMail, pos)
+        await worker.send(outputs(normalize_stage.STAGE, stage(mail, pos), value, pos, context))
 
     @worker.app.agent(worker.topic(RAW_MAIL.name), name="normalize")
     async def normalize(stream: faust.StreamT[bytes]) -> None:
         async for value, pos in values(stream):
             with timed(context, normalize_stage.STAGE):
-                mail = await decoded(worker, value, RawMail, pos, normalize_stage.STAGE, context)
-                if mail is None:
-                    continue
-                await worker.send(outputs(normalize_stage.STAGE, stage(mail, pos), value, pos, context))
+                await guard.run(value, pos, partial(handle, value, pos))
 
 
 def register_dedup(worker: WorkerApp, stage: Dedup) -> None:
     context, table = stage.context, worker.tables.dedup_state
+    guard = Guard(worker, dedup_stage.STAGE, context)
+
+    async def handle(value: bytes, pos: Position) -> None:
+        key = key_text(pos)
+        event = await guard.decode(value, AlertEvent, pos)
+        result = stage(event, table.get(key))
+        # Output first: a crash between the two re-delivers the event, and the
+        # deterministic incident id makes the re-sent incident the same incident.
+        await worker.send(outputs(dedup_stage.STAGE, result, value, pos, context))
+        if result.state is not None:
+            table[key] = result.state
 
     @worker.app.agent(worker.topic(NORMALIZED.name), name="dedup")
     async def dedup(stream: faust.StreamT[bytes]) -> None:
         async for value, pos in values(stream):
-            key = key_text(pos)
             with timed(context, dedup_stage.STAGE):
-                event = await decoded(worker, value, AlertEvent, pos, dedup_stage.STAGE, context)
-                if event is None:
-                    continue
-                result = stage(event, table.get(key))
-                # Output first: a crash between the two re-delivers the event, and the
-                # deterministic incident id makes the re-sent incident the same incident.
-                await worker.send(outputs(dedup_stage.STAGE, result, value, pos, context))
-                if result.state is not None:
-                    table[key] = result.state
+                await guard.run(value, pos, partial(handle, value, pos))
 
 
 def register_rca(worker: WorkerApp, stage: Rca) -> None:
     context = stage.context
+    guard = Guard(worker, rca_stage.STAGE, context)
+
+    async def handle(value: bytes, pos: Position) -> None:
+        incident = await guard.decode(value, Incident, pos)
+        await worker.send((await stage(incident)).outputs)
 
     @worker.app.agent(worker.topic(INCIDENTS.name), name="rca")
     async def rca(stream: faust.StreamT[bytes]) -> None:
         async for value, pos in values(stream):
             with timed(context, rca_stage.STAGE):
-                incident = await decoded(worker, value, Incident, pos, rca_stage.STAGE, context)
-                if incident is None:
-                    continue
-                await worker.send((await stage(incident)).outputs)
+                await guard.run(value, pos, partial(handle, value, pos))
 
 
 def register_second_opinion(worker: WorkerApp, stage: SecondOpinion, *, concurrency: int) -> None:
+    guard = Guard(worker, "llm", stage.context)
+
+    async def handle(value: bytes, pos: Position) -> None:
+        try:
+            triaged = await guard.decode(value, RcaResult, pos)
+        except CodecError:
+            return  # the decide agent dead-letters it once
+        # A model that is down or rate-limited raises a TransientError here: waited out, not skipped.
+        await worker.send((await stage(triaged)).outputs)
+
     @worker.app.agent(worker.topic(RCA_RESULT.name), name="llm", concurrency=concurrency)
     async def second_opinion(stream: faust.StreamT[bytes]) -> None:
         # Slow and optional: its own agent, so the triage path never waits for the model.
         async for value, pos in values(stream):
             with timed(stage.context, "llm"):
-                triaged = decode(worker.codec, value, RcaResult, pos)
-                if triaged is None:
-                    continue  # the decide agent dead-letters it once
-                await worker.send((await stage(triaged)).outputs)
+                await guard.run(value, pos, partial(handle, value, pos))
+
+
+def require_signing(keys: object, agent: str) -> None:
+    """An agent that approves actions must sign them: unsigned approvals would only pile up as refusals."""
+    if keys is None:
+        raise ConfigurationError(f"security.decision_key is not set: the worker's {agent} agent signs the actions "
+                                 "it approves; set RCAFLOW_SECURITY__DECISION_KEY (at least 32 bytes, the same as "
+                                 "the executor's) or the secret file security/decision_key")
 
 
 def register_decide(worker: WorkerApp, stage: Decide, notify: NotifyRequests) -> None:
+    require_signing(stage.keys, "decide")
     context, cooldowns = stage.context, worker.tables.cooldowns
 
     source = Position(worker.topic(RCA_RESULT.name).get_topic_name())
@@ -140,72 +167,86 @@ def register_decide(worker: WorkerApp, stage: Decide, notify: NotifyRequests) ->
         result = decode(worker.codec, value, RcaResult, source)
         return (group_key(result) if result is not None else UNKNOWN_GROUP).encode("utf-8")
 
+    guard = Guard(worker, decide_stage.STAGE, context)
+
+    async def handle(value: bytes, pos: Position) -> None:
+        result = await guard.decode(value, RcaResult, pos)
+        key = group_key(result)
+        with timed(context, decide_stage.STAGE):
+            decided = stage(result, cooldowns.get(key))
+            await worker.send(decided.outputs)
+            if decided.state is not None:
+                cooldowns[key] = decided.state
+        actions = [o.record for o in decided.outputs if isinstance(o.record, ActionEvent)]
+        await notify.send(result.tenant, result.incident_id, result_request(result, actions))
+
     @worker.app.agent(worker.topic(RCA_RESULT.name), name="decide")
     async def decide(stream: faust.StreamT[bytes]) -> None:
         # Grouped by fingerprint so the cooldown memory of one target lives in one partition.
-        async for event in stream.group_by(fingerprint_of, name="fingerprint").events():
+        async for event in events(stream.group_by(fingerprint_of, name="fingerprint")):
             pos = where(event)
             value = event.value if isinstance(event.value, bytes) else b""
-            with timed(context, decide_stage.STAGE):
-                result = await decoded(worker, value, RcaResult, pos, decide_stage.STAGE, context)
-                if result is None:
-                    continue
-                key = group_key(result)
-                decided = stage(result, cooldowns.get(key))
-                await worker.send(decided.outputs)
-                if decided.state is not None:
-                    cooldowns[key] = decided.state
-            actions = [o.record for o in decided.outputs if isinstance(o.record, ActionEvent)]
-            await notify.send(result.tenant, result.incident_id, result_request(result, actions))
+            await guard.run(value, pos, partial(handle, value, pos))
 
 
 def register_approvals(worker: WorkerApp, stage: Approval, notify: NotifyRequests) -> None:
     """The pending agent keeps the awaiting table; the approvals agent applies decisions; a timer expires."""
+    require_signing(stage.keys, "approvals")
     context, awaiting, decided = stage.context, worker.tables.awaiting, worker.tables.decided
+    pending_guard = Guard(worker, "pending", context)
+    guard = Guard(worker, approval_stage.STAGE, context)
+
+    async def keep_pending(value: bytes, pos: Position) -> None:
+        try:
+            action = await pending_guard.decode(value, ActionEvent, pos)
+        except CodecError:
+            return  # the audit agent reports undecodable actions
+        change = pending_change(action)
+        if change is not None:
+            await apply_pending(action, change, key_text(pos))
+
+    async def apply_pending(action: ActionEvent, change: approval_stage.PendingChange, key: str) -> None:
+        if change[0] == "set":
+            if key not in decided:  # a late re-read of the waiting record must not reopen a decision
+                awaiting[key] = change[1]
+        elif key in awaiting:
+            del awaiting[key]
+            # Decided elsewhere (the expiry timer): remember it and show it, as the approvals agent does.
+            if key not in decided:
+                decided[key] = approval_stage.remember_decision(action)
+            await notify.send(action.tenant, action.incident_id, decided_request(action))
 
     @worker.app.agent(worker.topic(ACTIONS.name), name="pending")
     async def pending(stream: faust.StreamT[bytes]) -> None:
         async for value, pos in values(stream):
-            action = decode(worker.codec, value, ActionEvent, pos)
-            change = pending_change(action) if action is not None else None
-            if action is None or change is None:
-                continue  # the audit agent reports undecodable actions
-            key = key_text(pos)
-            if change[0] == "set":
-                if key not in decided:  # a late re-read of the waiting record must not reopen a decision
-                    awaiting[key] = change[1]
-            elif key in awaiting:
+            await pending_guard.run(value, pos, partial(keep_pending, value, pos))
+
+    async def apply_decision(value: bytes, pos: Position) -> None:
+        key = key_text(pos)
+        decision = await guard.decode(value, ApprovalDecision, pos)
+        # Once decided, never decided again: the stage sees nothing waiting and the refusal says why.
+        result = stage(decision, None if key in decided else awaiting.get(key))
+        await worker.send(outputs(approval_stage.STAGE, result, value, pos, context))
+        if result.outcome in approval_stage.DECIDED_OUTCOMES:
+            action = next(o.record for o in result.outputs if isinstance(o.record, ActionEvent))
+            # Decided now: a second decision (a double click, another API replica) arriving before
+            # the pending agent sees the new state finds nothing to decide, and is told who did.
+            decided[key] = approval_stage.remember_decision(action, decision)
+            if key in awaiting:
                 del awaiting[key]
-                # Decided elsewhere (the expiry timer): remember it and show it, as the approvals agent does.
-                if key not in decided:
-                    decided[key] = approval_stage.remember_decision(action)
-                await notify.send(action.tenant, action.incident_id, decided_request(action))
+            await notify.send(action.tenant, action.incident_id, decided_request(action))
+        elif result.refused is None:
+            rejection = refuse_decision(decision, result.outcome, decided.get(key), context.now())
+            logger.warning("approval refused: %s", rejection.message,
+                           extra={"tenant": decision.tenant, "action_id": decision.action_id})
+            letter = refusal_letter(rejection, source_topic=pos.topic)
+            await worker.send([Out(DEAD_LETTER, pos.topic, letter)])
 
     @worker.app.agent(worker.topic(APPROVALS.name), name="approvals")
     async def decide_approvals(stream: faust.StreamT[bytes]) -> None:
         async for value, pos in values(stream):
-            key = key_text(pos)
             with timed(context, approval_stage.STAGE):
-                decision = await decoded(worker, value, ApprovalDecision, pos, approval_stage.STAGE, context)
-                if decision is None:
-                    continue
-                # Once decided, never decided again: the stage sees nothing waiting and the refusal says why.
-                result = stage(decision, None if key in decided else awaiting.get(key))
-                await worker.send(outputs(approval_stage.STAGE, result, value, pos, context))
-                if result.outcome in approval_stage.DECIDED_OUTCOMES:
-                    action = next(o.record for o in result.outputs if isinstance(o.record, ActionEvent))
-                    # Decided now: a second decision (a double click, another API replica) arriving before
-                    # the pending agent sees the new state finds nothing to decide, and is told who did.
-                    decided[key] = approval_stage.remember_decision(action, decision)
-                    if key in awaiting:
-                        del awaiting[key]
-                    await notify.send(action.tenant, action.incident_id, decided_request(action))
-                elif result.refused is None:
-                    rejection = refuse_decision(decision, result.outcome, decided.get(key), context.now())
-                    logger.warning("approval refused: %s", rejection.message,
-                                   extra={"tenant": decision.tenant, "action_id": decision.action_id})
-                    letter = refusal_letter(rejection, source_topic=pos.topic)
-                    await worker.send([Out(DEAD_LETTER, pos.topic, letter)])
+                await guard.run(value, pos, partial(apply_decision, value, pos))
 
     expiring: set[str] = set()
 
@@ -213,10 +254,14 @@ def register_approvals(worker: WorkerApp, stage: Approval, notify: NotifyRequest
     async def expire_approvals() -> None:
         # Sends "expired"; the pending agent then drops the entry (tables change only inside agents).
         due = [v for k, v in list(awaiting.items()) if v and k not in expiring and k not in decided]
-        outs = stage.expired(due)
-        for out in outs:
+        for out in stage.expired(due):
+            try:
+                await worker.send([out])
+            except RcaflowError as exc:  # a timer must not die: what was not sent is tried again next tick
+                logger.warning("approvals: expiry of %s not sent (%s: %s); next tick retries", out.key,
+                               type(exc).__name__, exc, exc_info=not is_transient(exc))
+                continue
             expiring.add(out.key)
-        await worker.send(outs)
 
 
 def register_notify(worker: WorkerApp, notifier: Notifier | None, notify: NotifyRequests,
@@ -225,50 +270,63 @@ def register_notify(worker: WorkerApp, notifier: Notifier | None, notify: Notify
     notified, decided, partitions = worker.tables.notified, worker.tables.decided, worker.partitions
     keep = timedelta(hours=worker.settings.notify.keep_hours)
 
+    guard = Guard(worker, "notify", context)
+    outcomes_guard = Guard(worker, "notify-outcomes", context)
+
+    async def handle(value: bytes, pos: Position) -> None:
+        # Not one of ours (NotifyRequestError): the guard keeps it in dead-letter with the reason.
+        request = parse_request(value)
+        if isinstance(request, PruneTick):
+            # Tables change through the partition that owns the key: forget only this partition's rows.
+            def owned(key: str, partition: int | None = pos.partition) -> bool:
+                return partition_of(key, partitions) == partition
+
+            now = context.now()
+            gone = len(forget_stale(notified, now=now, keep=keep, owned=owned))
+            gone += len(forget_decisions(decided, now=now, keep=keep, owned=owned))
+            if gone:
+                logger.info("forgot %d notified incidents / decisions older than %s", gone, keep)
+            return
+        if notifier is None:
+            return
+        try:
+            async with asyncio.timeout(NOTIFY_TIMEOUT_S):
+                if isinstance(request, ActionEvent):
+                    await notifier.decided(request)
+                else:
+                    await notifier.handle(*request)
+        except (NotifyStageError, TimeoutError) as exc:
+            # Chat is best effort and must not hold up the messages behind it; counted and logged.
+            context.count("notify", type(exc).__name__)
+            logger.warning("notification for %s not sent: %s", key_text(pos), exc)
+
     @worker.app.agent(worker.notify_input, name="notify")
     async def notify_agent(stream: faust.StreamT[bytes]) -> None:
         async for value, pos in values(stream):
-            try:
-                request = parse_request(value)
-            except NotifyRequestError as exc:
-                logger.warning("notify: skipping %s[%s]@%s: %s", pos.topic, pos.partition, pos.offset, exc)
-                continue
-            if isinstance(request, PruneTick):
-                # Tables change through the partition that owns the key: forget only this partition's rows.
-                def owned(key: str, partition: int | None = pos.partition) -> bool:
-                    return partition_of(key, partitions) == partition
+            await guard.run(value, pos, partial(handle, value, pos))
 
-                now = context.now()
-                gone = len(forget_stale(notified, now=now, keep=keep, owned=owned))
-                gone += len(forget_decisions(decided, now=now, keep=keep, owned=owned))
-                if gone:
-                    logger.info("forgot %d notified incidents / decisions older than %s", gone, keep)
-                continue
-            if notifier is None:
-                continue
-            try:
-                async with asyncio.timeout(NOTIFY_TIMEOUT_S):
-                    if isinstance(request, ActionEvent):
-                        await notifier.decided(request)
-                    else:
-                        await notifier.handle(*request)
-            except (NotifyStageError, TimeoutError) as exc:
-                context.count("notify", type(exc).__name__)
-                logger.warning("notification for %s not sent: %s", key_text(pos), exc)
+    async def show_outcome(value: bytes, pos: Position) -> None:
+        try:
+            action = await outcomes_guard.decode(value, ActionEvent, pos)
+        except CodecError:
+            return  # the audit agent reports undecodable actions
+        if shows_outcome(action):
+            await notify.send(action.tenant, action.incident_id, decided_request(action))
 
     @worker.app.agent(worker.topic(ACTIONS.name), name="notify-outcomes")
     async def notify_outcomes(stream: faust.StreamT[bytes]) -> None:
         # How it ended (a rollback included) shows on the incident's message, so the loop is visible in chat.
         async for value, pos in values(stream):
-            action = decode(worker.codec, value, ActionEvent, pos)
-            if action is not None and shows_outcome(action):
-                await notify.send(action.tenant, action.incident_id, decided_request(action))
+            await outcomes_guard.run(value, pos, partial(show_outcome, value, pos))
 
     @worker.app.timer(interval=worker.settings.notify.prune_interval_s, on_leader=True)  # type: ignore[untyped-decorator]
     async def prune_tick() -> None:
         # Timers cannot change tables; one tick per partition lets the owner of each partition prune it.
         for partition in range(partitions):
-            await worker.notify_input.send(key=b"prune", value=PRUNE_TICK, partition=partition, force=True)
+            try:
+                await worker.forward(worker.notify_input, b"prune", PRUNE_TICK, partition=partition)
+            except RcaflowError as exc:  # a timer must not die; the next tick prunes what this one could not
+                logger.warning("notify: prune tick for partition %d not sent: %s", partition, exc)
 
 
 def register_audit(worker: WorkerApp, stage: Audit) -> None:
@@ -276,43 +334,55 @@ def register_audit(worker: WorkerApp, stage: Audit) -> None:
     context, heads = stage.context, worker.tables.audit_head
 
     def router(spec_name: str, agent_name: str, record_type: type[Auditable]) -> None:
+        guard = Guard(worker, agent_name, context)
+
+        async def route_one(value: bytes, pos: Position) -> None:
+            try:
+                record = await guard.decode(value, record_type, pos)
+            except CodecError:
+                return  # the topic's own stage agent dead-letters what it cannot read
+            if is_audited(record):
+                await worker.forward(worker.audit_input, record.tenant.encode("utf-8"), value,
+                                     headers=[(RECORD_HEADER, record_type.__name__.encode())])
+
         @worker.app.agent(worker.topic(spec_name), name=agent_name)
         async def route(stream: faust.StreamT[bytes]) -> None:
             async for value, pos in values(stream):
-                record = decode(worker.codec, value, record_type, pos)
-                if record is not None and is_audited(record):
-                    await worker.audit_input.send(key=record.tenant.encode("utf-8"), value=value, force=True,
-                                                  headers=[(RECORD_HEADER, record_type.__name__.encode())])
+                await guard.run(value, pos, partial(route_one, value, pos))
 
     router(NORMALIZED.name, "audit-ingest", AlertEvent)  # every alert that came in, duplicates included
     router(ACTIONS.name, "audit-actions", ActionEvent)
     router(DEAD_LETTER.name, "audit-refusals", DeadLetter)  # only refused approvals are audited
+    guard = Guard(worker, audit_stage.STAGE, context)
+
+    async def chain(event: EventT[bytes]) -> None:
+        pos = where(event)
+        value = event.value if isinstance(event.value, bytes) else b""
+        tenant = key_text(pos)
+        # Only the worker routes into audit-input, so a record that is none of the audited types is a bug
+        # upstream: the guard keeps it in dead-letter (stage audit) instead of skipping it.
+        record = await _audited_record(guard, event, value)
+        result = stage(record, heads.get(tenant), content_id(value))
+        await worker.send(result.outputs)
+        if result.state is not None:
+            heads[tenant] = result.state
 
     @worker.app.agent(worker.audit_input, name="audit")
     async def auditor(stream: faust.StreamT[bytes]) -> None:
-        async for event in stream.events():
-            pos = where(event)
+        async for event in events(stream):
             value = event.value if isinstance(event.value, bytes) else b""
-            tenant = key_text(pos)
             with timed(context, audit_stage.STAGE):
-                record = _audited_record(worker, event, value)
-                if record is None:
-                    logger.info("audit: %s[%s]@%s is not an auditable record; skipped", pos.topic, pos.partition,
-                                pos.offset)
-                    context.count(audit_stage.STAGE, "skipped")
-                    continue
-                result = stage(record, heads.get(tenant), content_id(value))
-                await worker.send(result.outputs)
-                if result.state is not None:
-                    heads[tenant] = result.state
+                await guard.run(value, where(event), partial(chain, event))
 
 
-def _audited_record(worker: WorkerApp, event: EventT[bytes], value: bytes) -> Auditable | None:
+async def _audited_record(guard: Guard, event: EventT[bytes], value: bytes) -> Auditable:
     """The record the header names; records routed before headers existed are tried as each audited type."""
     pos = where(event)
     named = AUDITED.get(header(event, RECORD_HEADER) or "")
+    failures: list[str] = []
     for record_type in [named] if named is not None else AUDITED.values():
-        record = decode(worker.codec, value, record_type, pos)
-        if record is not None:
-            return record
-    return None
+        try:
+            return await guard.decode(value, record_type, pos)
+        except CodecError as exc:
+            failures.append(f"{record_type.__name__}: {exc}")
+    raise CodecError("not an auditable record: " + "; ".join(failures))

@@ -7,18 +7,27 @@ state (docs/architecture.md lists them).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 
 import faust
 from aiokafka.partitioner import DefaultPartitioner
 from faust.types import TableT
 
-from schemas.codec import Codec
+from schemas.codec import AvroSingleObjectCodec, Codec
+from schemas.limits import PRODUCER_MAX_REQUEST_BYTES
+from schemas.records import Record
 from schemas.topics import ACTIONS, APPROVALS, AUDIT, DEAD_LETTER, INCIDENTS, NORMALIZED, RAW_MAIL, RCA_RESULT
 from streams.settings import Settings
 from streams.stages.core import Out
+from streams.worker.failures import retry_transient, send_failure
+from streams.worker.kafka_auth import faust_credentials
+from streams.worker.rebalance import seek_before_fetching
+
+R = TypeVar("R", bound=Record)
 
 #: Table names (frozen: each names its changelog topic ``<app id>-<name>-changelog``).
 DEDUP_STATE = "dedup-state"
@@ -71,9 +80,24 @@ Deliver = Callable[[faust.TopicT, bytes, bytes], Awaitable[object]]
 
 
 async def _to_kafka(topic: faust.TopicT, key: bytes, value: bytes) -> object:
-    # force: send now rather than at commit time; Faust still flushes the producer before it commits the input
-    # offset, so a crash re-delivers input rather than losing output.
-    return await topic.send(key=key, value=value, force=True)
+    return await _send_acked(topic, key, value)
+
+
+async def _send_acked(topic: faust.TopicT, key: bytes, value: bytes, headers: list[tuple[str, bytes]] | None = None,
+                      partition: int | None = None) -> object:
+    """Sends now and returns once the broker acknowledged the record; raises what the broker said otherwise.
+
+    ``topic.send`` only queues: it returns the delivery future, and a record the broker refuses
+    (too large, say) would merely be logged by Faust while the input offset is committed. Awaiting
+    that future is what makes "outputs acked before the input is acked" hold.
+    """
+    try:
+        delivery = await topic.send(key=key, value=value, headers=headers, partition=partition, force=True)
+        return await delivery
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:  # the broker boundary: aiokafka's errors become our typed ones
+        raise send_failure(exc, topic=topic.get_topic_name(), size=len(value)) from exc
 
 
 class WorkerApp:
@@ -83,6 +107,8 @@ class WorkerApp:
         prefix = settings.kafka.topic_prefix
         self.settings = settings
         self.codec = codec
+        #: The packaged single-object codec never leaves the process; a registry codec may block on HTTP.
+        self._codec_is_local = isinstance(codec, AvroSingleObjectCodec)
         self._deliver = deliver
         self.partitions = settings.worker.partitions
         fast: dict[str, Any] = {}
@@ -98,6 +124,8 @@ class WorkerApp:
         self.app = faust.App(
             f"{prefix}{settings.worker.app_id}",
             broker=faust_broker_urls(bootstrap),
+            # kafka.security, as every confluent-kafka client of rcaflow gets it (streams.settings.client_config).
+            broker_credentials=faust_credentials(settings.kafka.security),
             store=settings.worker.store,
             datadir=str(settings.worker.data_dir),
             key_serializer="raw",
@@ -105,9 +133,15 @@ class WorkerApp:
             topic_partitions=self.partitions,
             topic_allow_declare=True,
             web_enabled=False,
+            # Each agent waits for its outputs' acks before the next input, so lingering adds latency; but with
+            # linger 0 the worker restarted after a kill stalled (tests/integration/flow/test_restart.py, 3 of 3
+            # runs: the first acks never came), with 5 it did not.
             producer_linger_ms=5,
-            # A dead-lettered mail carries the whole mail (raw-mail allows 11 MiB records).
-            producer_max_request_size=12 * 1024 * 1024,
+            # A dead-lettered mail carries the whole mail (raw-mail and dead-letter allow 11 MiB records).
+            producer_max_request_size=PRODUCER_MAX_REQUEST_BYTES,
+            # ... and the worker reads raw-mail, whose records are that large (aiokafka's default is 1 MiB
+            # per partition; it would still fetch an oversized first record, but one fetch per record).
+            consumer_max_fetch_size=PRODUCER_MAX_REQUEST_BYTES,
             consumer_auto_offset_reset="earliest",
             table_cleanup_interval=60.0,
             **fast,
@@ -137,13 +171,38 @@ class WorkerApp:
             notified=table(NOTIFIED),
             decided=table(APPROVAL_DECISIONS),
         )
+        # Faust fetched stream partitions while seeking them after an assignment (lost and stalled records).
+        seek_before_fetching(self.app)
 
     def topic(self, name: str) -> faust.TopicT:
         return self.topics[name]
 
     async def send(self, outs: Iterable[Out]) -> None:
-        """Encode each output and send it now, in order."""
+        """Encode each output and send it, in order, each acknowledged by the broker before the next.
+
+        A broker or registry that is unavailable is waited out (capped backoff, no limit); a permanent
+        failure (an output too large for its topic, say) is raised for the agent to dead-letter the input.
+        """
         for out in outs:
             target = self.topics[out.spec.name]
-            value = self.codec.encode(out.record, topic=target.get_topic_name())
-            await self._deliver(target, out.key.encode("utf-8"), value)
+            name = target.get_topic_name()
+            value = await retry_transient(partial(self.encode, out.record, topic=name), f"encoding for {name}")
+            await retry_transient(partial(self._deliver, target, out.key.encode("utf-8"), value), f"sending to {name}")
+
+    async def forward(self, topic: faust.TopicT, key: bytes, value: bytes,
+                      headers: list[tuple[str, bytes]] | None = None, partition: int | None = None) -> None:
+        """Sends bytes as they are (routing, notify requests), acked like :meth:`send`."""
+        await retry_transient(partial(_send_acked, topic, key, value, headers, partition),
+                              f"sending to {topic.get_topic_name()}")
+
+    async def encode(self, record: Record, *, topic: str) -> bytes:
+        """The record's bytes; a registry-backed codec may call the registry, so it runs off the event loop."""
+        if self._codec_is_local:
+            return self.codec.encode(record, topic=topic)
+        return await asyncio.to_thread(self.codec.encode, record, topic=topic)
+
+    async def decode(self, data: bytes, record_type: type[R], *, topic: str) -> R:
+        """The record in ``data``; like :meth:`encode`, off the event loop when the codec may do I/O."""
+        if self._codec_is_local:
+            return self.codec.decode(data, record_type, topic=topic)
+        return await asyncio.to_thread(self.codec.decode, data, record_type, topic=topic)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import contextmanager
-from typing import TypeVar
+from typing import TypeVar, cast
 
 import faust
 from faust.types import EventT
@@ -13,8 +13,7 @@ from pydantic import ValidationError
 from schemas.codec import Codec
 from schemas.errors import CodecError
 from schemas.records import Record
-from streams.stages.core import Position, StageContext, dead_letter
-from streams.worker.app import WorkerApp
+from streams.stages.core import Position, StageContext
 
 R = TypeVar("R", bound=Record)
 
@@ -41,28 +40,41 @@ def header(event: EventT[bytes], name: str) -> str | None:
 
 
 async def values(stream: faust.StreamT[bytes]) -> AsyncIterator[tuple[bytes, Position]]:
-    async for event in stream.events():
+    """The stream's values with their positions; each is acked only once the agent's body finished it.
+
+    Faust acks an event when the ``async for`` moves on, and also when the loop is left by an
+    exception or a cancellation, so a crashing agent or a stopping worker would commit a record it
+    never finished. Here acks are manual: the ack after ``yield`` runs only when the body returned.
+    """
+    manual = _manual(stream)
+    async for event in manual.events():
         value = event.value if isinstance(event.value, bytes) else b""
         yield value, where(event)
+        await manual.ack(event)
+
+
+async def events(stream: faust.StreamT[bytes]) -> AsyncIterator[EventT[bytes]]:
+    """Like :func:`values`, for agents that need the whole event (headers)."""
+    manual = _manual(stream)
+    async for event in manual.events():
+        yield event
+        await manual.ack(event)
+
+
+def _manual(stream: faust.StreamT[bytes]) -> faust.StreamT[bytes]:
+    """The same stream with manual acks (``noack`` is on Faust's Stream, not on its StreamT interface)."""
+    return cast("faust.Stream[bytes]", stream).noack()
 
 
 def decode(codec: Codec, value: bytes, record_type: type[R], where: Position) -> R | None:
-    """The record, or None when these bytes are not one (the caller decides whether that is a dead letter)."""
+    """The record, or None when these bytes are not one (the caller decides whether that is a dead letter).
+
+    Synchronous, for Faust's ``group_by`` key function only; agents use :meth:`Guard.decode`, which
+    waits out a registry outage instead of taking good bytes for bad ones.
+    """
     try:
         return codec.decode(value, record_type, topic=where.topic)
     except (CodecError, ValidationError):
-        return None
-
-
-async def decoded(
-    worker: WorkerApp, value: bytes, record_type: type[R], where: Position, stage: str, context: StageContext
-) -> R | None:
-    """The record, or None once the undecodable bytes are kept in dead-letter with the reason."""
-    try:
-        return worker.codec.decode(value, record_type, topic=where.topic)
-    except (CodecError, ValidationError) as exc:
-        context.count(stage, "dead_letter")
-        await worker.send([dead_letter(stage, value, where, exc, context=context)])
         return None
 
 

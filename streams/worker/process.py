@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from streams.settings import Settings
+from streams.settings import Settings, client_config
 from streams.wiring.runtime import Stages, build_codec, build_stages, require_bootstrap
 from streams.worker.agents import (
     NotifyRequests,
@@ -49,9 +49,12 @@ def run_worker(settings: Settings) -> None:
     from streams.wiring.topics_admin import ensure_topics
 
     bootstrap = require_bootstrap(settings)
-    ensure_topics(bootstrap, settings.kafka.topic_prefix)
+    # Also the start-up check: refused credentials end the process here, in one line (KafkaAuthError).
+    ensure_topics(bootstrap, settings.kafka.topic_prefix, extra=client_config(settings.kafka, bootstrap))
     if settings.worker.metrics_port:
         start_http_server(settings.worker.metrics_port, addr=settings.worker.metrics_host)
+    # Faust creates only the last path component; on a fresh machine ~/.local/state/rcaflow is not there yet.
+    settings.worker.data_dir.mkdir(parents=True, exist_ok=True)
     worker = build_worker(settings, bootstrap, build_stages(settings, StageMetrics(), engines=True))
     logger.info("worker %s starting on %s", worker.app.conf.id, bootstrap)
     faust.Worker(worker.app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False).execute_from_commandline()

@@ -16,6 +16,7 @@ ROOT = Path(__file__).resolve().parents[3]
 def test_explain_measures_the_evidence_and_names_the_slow_disk(prometheus: RunningPrometheus) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RCAFLOW_", "QWEN_"))}
     env["RCAFLOW_EVIDENCE__PROMETHEUS_URL"] = prometheus.url
+    env["RCAFLOW_TENANTS__DEFAULT__NAMESPACES"] = '["*"]'  # an unscoped tenant is read-only: nothing would run
     done = subprocess.run(
         [sys.executable, "-m", "streams.cli", "explain", "--json", str(ROOT / "samples" / "etcd_latency.eml")],
         env=env, capture_output=True, timeout=120, check=False,

@@ -4,17 +4,53 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 
+from policies import load_policies
+from policies.decision_signature import DecisionKeys
+from policies.tenant_scope import TenantScope, TenantScopes
 from schemas.codec import Codec, make_codec
-from streams.settings import KafkaSettings, Settings
+from schemas.records import ActionEvent
+from streams.executor.verify import ActionVerifier
+from streams.settings import KafkaSettings, SecuritySettings, Settings
 from streams.wiring.supervisor import Stack
 
+#: The decision key of every test stack: tests that write approved actions themselves sign with it.
+DECISION_KEY = "rcaflow-integration-tests-decision-key-0123456789"
+TEST_KEYS = DecisionKeys.from_text(DECISION_KEY)
+#: The approver tests name on high-risk actions they approve themselves.
+TEST_APPROVER = "slack:U1"
 
-def stack_for(broker_bootstrap: str, tmp: Path, roles: tuple[str, ...] = ("worker", "executor")) -> Stack:
+
+def signed(action: ActionEvent, *, decided_at: datetime | None = None) -> ActionEvent:
+    """``action`` as the worker approves it: signed with the test stacks' key, valid for an hour."""
+    return TEST_KEYS.sign(action, decided_at=decided_at or datetime.now(UTC), valid_for=timedelta(hours=1))
+
+
+def verifier_for(*tenants: str, namespaces: tuple[str, ...] = ("*",)) -> ActionVerifier:
+    """What an in-process ExecutorService checks records against: the test key, the bundled policy,
+    :data:`TEST_APPROVER` for ``tenants``, which own ``namespaces``."""
+    return ActionVerifier(TEST_KEYS, load_policies(), approvers={t: {TEST_APPROVER} for t in tenants},
+                          scopes=TenantScopes([TenantScope(t, namespaces=namespaces) for t in tenants]))
+
+#: The one test tenant owns every namespace, so its actions go ahead (an unscoped tenant is read-only); the
+#: tests' random tenant names get its scope, as in any single-tenant deployment.
+TEST_TENANTS_ENV: Mapping[str, str] = {"RCAFLOW_TENANTS__DEFAULT__NAMESPACES": '["*"]'}
+
+
+def stack_for(
+    broker_bootstrap: str,
+    tmp: Path,
+    roles: tuple[str, ...] = ("worker", "executor"),
+    *,
+    tenants_env: Mapping[str, str] = TEST_TENANTS_ENV,
+    extra_env: Mapping[str, str] | None = None,
+) -> Stack:
     prefix = f"f{uuid.uuid4().hex[:8]}."
     env = {
         **os.environ,
@@ -24,8 +60,12 @@ def stack_for(broker_bootstrap: str, tmp: Path, roles: tuple[str, ...] = ("worke
         "RCAFLOW_WORKER__METRICS_PORT": "0",
         "RCAFLOW_EXECUTOR__METRICS_PORT": "0",
         "RCAFLOW_LOG_LEVEL": "INFO",
+        "RCAFLOW_SECURITY__DECISION_KEY": DECISION_KEY,
+        **tenants_env,
+        **(extra_env or {}),
     }
-    settings = Settings(kafka_bootstrap_servers=broker_bootstrap, kafka=KafkaSettings(topic_prefix=prefix))
+    settings = Settings(kafka_bootstrap_servers=broker_bootstrap, kafka=KafkaSettings(topic_prefix=prefix),
+                        security=SecuritySettings(decision_key=SecretStr(DECISION_KEY)))
     return Stack(settings, roles=roles, env=env, log_dir=tmp / "logs")
 
 

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+
+import pytest
 
 from producers.publisher import KafkaPublisher
 from schemas.codec import Codec
@@ -21,7 +24,21 @@ from schemas.records import (
 )
 from schemas.topics import ACTIONS, APPROVALS, AUDIT, DEAD_LETTER
 from streams.wiring.supervisor import Stack
+from tests.integration.flow.approval_helpers import wait_until_the_worker_waits
+from tests.integration.flow.conftest import stack_for
 from tests.integration.flow.helpers import TopicReader, send_mail_file
+
+#: The executor runs a human-approved action only when its approver is one of the tenant's.
+APPROVERS = {"t-approved": ["slack:U123"]}
+
+
+@pytest.fixture(scope="module")
+def stack(broker: object, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """This module's worker + executor, with :data:`APPROVERS` configured (topic prefix of its own)."""
+    bootstrap = broker.bootstrap  # type: ignore[attr-defined]
+    with stack_for(bootstrap, tmp_path_factory.mktemp("stack"),
+                   extra_env={"RCAFLOW_APPROVALS__APPROVERS": json.dumps(APPROVERS)}) as running:
+        yield running
 
 
 def _actions(records: list[Record], tenant: str) -> list[ActionEvent]:
@@ -31,7 +48,7 @@ def _actions(records: list[Record], tenant: str) -> list[ActionEvent]:
 def test_approved_high_risk_action_runs_once_and_a_second_click_changes_nothing(
     stack: Stack, codec: Codec, samples_dir: Path
 ) -> None:
-    tenant = f"t-{uuid.uuid4().hex[:6]}"
+    tenant = "t-approved"
     prefix = stack.settings.kafka.topic_prefix
     publisher = KafkaPublisher(stack.bootstrap, codec, prefix)
     send_mail_file(publisher, tenant, samples_dir / "jenkins_restart.eml")
@@ -43,10 +60,12 @@ def test_approved_high_risk_action_runs_once_and_a_second_click_changes_nothing(
     )
     waiting = next(a for a in _actions(records, tenant) if a.state is ActionState.AWAITING_APPROVAL)
     assert waiting.risk is Risk.HIGH and waiting.expires_at is not None
+    wait_until_the_worker_waits(stack, f"{tenant}:{waiting.action_id}")
 
     decision = ApprovalDecision(tenant=tenant, action_id=waiting.action_id, decision=Decision.APPROVE,
-                                approver="slack:U123", channel="slack", decided_at=datetime.now(UTC))
-    for _ in range(2):  # a double click, or a replayed callback
+                                approver="slack:U123", channel="slack", decided_at=datetime.now(UTC),
+                                claim_id="slack:0f3c9a")
+    for _ in range(2):  # a replayed callback that two replicas both let through
         publisher.publish_sync(APPROVALS, f"{tenant}:{waiting.action_id}", decision)
 
     def states(rs: list[Record]) -> list[ActionState]:
@@ -58,6 +77,15 @@ def test_approved_high_risk_action_runs_once_and_a_second_click_changes_nothing(
     assert seen.count(ActionState.APPROVED) == 1, seen
     assert seen.count(ActionState.RUNNING) == 1, seen
     assert seen.count(ActionState.SUCCEEDED) == 1, seen
+    approved = next(a for a in _actions(reader.records, tenant)
+                    if a.action_id == waiting.action_id and a.state is ActionState.APPROVED)
+    assert approved.approver == "slack:U123"  # the audit names the approver from this field
+    letters = TopicReader(stack.bootstrap, codec, DEAD_LETTER, prefix, alive=stack.check)
+    (refusal,) = [r for r in letters.wait_for(
+        lambda rs: any(isinstance(r, DeadLetter) and r.tenant == tenant for r in rs), what="the replay's refusal")
+        if isinstance(r, DeadLetter) and r.tenant == tenant]
+    assert refusal.reason.startswith("replayed: the slack request behind this approve by slack:U123"), refusal.reason
+    letters.close()
     reader.close()
     publisher.close_sync()
 

@@ -47,6 +47,8 @@ def test_an_approval_edits_the_first_response_to_show_who_approved(
         monkeypatch.setenv(f"{env}CHANNEL", "C0123")
         monkeypatch.setenv(f"{env}API_BASE", f"{base}/api")
         monkeypatch.setenv("RCAFLOW_NOTIFY__PRUNE_INTERVAL_S", "0.5")  # prune ticks flow; nothing is a day old
+        # The executor re-checks that a human approval came from one of the tenant's approvers.
+        monkeypatch.setenv("RCAFLOW_APPROVALS__APPROVERS", json.dumps({tenant: ["slack:U1"]}))
         with stack_for(broker.bootstrap, tmp_path) as stack:  # type: ignore[attr-defined]
             prefix = stack.settings.kafka.topic_prefix
             publisher = KafkaPublisher(stack.bootstrap, codec, prefix)

@@ -11,15 +11,16 @@ from producers.publisher import KafkaPublisher
 from schemas.codec import Codec
 from schemas.records import ActionEvent, ActionState, Record, Risk
 from schemas.topics import ACTIONS
-from tests.integration.flow.conftest import stack_for
+from tests.integration.flow.conftest import signed, stack_for
 from tests.integration.flow.helpers import TopicReader
 
 
 def _action(tenant: str, action_id: str, state: ActionState, at: datetime | None = None) -> ActionEvent:
-    return ActionEvent(tenant=tenant, action_id=action_id, incident_id="inc-1", alert_class="log_flood",
-                       name="collect_diagnostics", tool="diagnostics", operation="collect",
-                       params={"namespace": "insight-system", "workload": "fluent-bit-x7k2p"}, risk=Risk.READ,
-                       state=state, at=at or datetime.now(UTC))
+    """Signed as the worker signs what the policy approves (the executor runs nothing unsigned)."""
+    return signed(ActionEvent(tenant=tenant, action_id=action_id, incident_id="inc-1", alert_class="log_flood",
+                              name="collect_diagnostics", tool="diagnostics", operation="collect",
+                              params={"namespace": "insight-system", "workload": "fluent-bit-x7k2p"},
+                              risk=Risk.READ, state=state, at=at or datetime.now(UTC)))
 
 
 def _states(records: list[Record], action_id: str) -> list[ActionState]:

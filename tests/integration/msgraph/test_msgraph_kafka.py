@@ -39,10 +39,10 @@ def kafka(broker: Any, topic_prefix: str) -> Iterator[tuple[str, str, Codec]]:
 
 @asynccontextmanager
 async def webhook(standin: GraphStandIn, publisher: KafkaPublisher, reader: KafkaCheckpointReader | None = None,
-                  ) -> AsyncIterator[tuple[GraphIngest, httpx.AsyncClient]]:
+                  spool: MemorySpool | None = None) -> AsyncIterator[tuple[GraphIngest, httpx.AsyncClient]]:
     config = make_config(mailboxes=[{"user": USER, "tenant": "acme", "client_state": STATE}])
     async with asgi_http(standin) as http:
-        ingest = GraphIngest(config, graph_client(standin, Sleeps(), http), publisher, MemorySpool())
+        ingest = GraphIngest(config, graph_client(standin, Sleeps(), http), publisher, spool or MemorySpool())
         if reader is not None:
             await asyncio.to_thread(ingest.restore, reader)
         app = FastAPI()

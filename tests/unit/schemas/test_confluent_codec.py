@@ -7,6 +7,7 @@ import json
 import re
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -77,9 +78,10 @@ class StandInRegistry:
         return 404, {"error_code": 404, "message": f"stand-in has no {method} {route}"}
 
 
-@pytest.fixture
-def registry() -> Iterator[tuple[StandInRegistry, str]]:
-    state = StandInRegistry()
+@contextmanager
+def serve_registry(state: StandInRegistry) -> Iterator[str]:
+    """The stand-in behind a real HTTP server on a loopback port; yields its base URL."""
+
 
     class Handler(BaseHTTPRequestHandler):
         def _reply(self, method: str) -> None:
@@ -106,11 +108,18 @@ def registry() -> Iterator[tuple[StandInRegistry, str]]:
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     try:
-        yield state, f"http://127.0.0.1:{server.server_address[1]}"
+        yield f"http://127.0.0.1:{server.server_address[1]}"
     finally:
         server.shutdown()
         server.server_close()
         thread.join()
+
+
+@pytest.fixture
+def registry() -> Iterator[tuple[StandInRegistry, str]]:
+    state = StandInRegistry()
+    with serve_registry(state) as url:
+        yield state, url
 
 
 def _codec(url: str) -> ConfluentCodec:

@@ -11,6 +11,7 @@ from producers.msgraph import (
     GraphNotFoundError,
     GraphProtocolError,
     GraphThrottledError,
+    MailTooLargeError,
     RetryPolicy,
 )
 from tests.unit.producers.msgraph.conftest import GRAPH, USER, Sleeps, StandInTokens, asgi_http, graph_client, mail
@@ -157,6 +158,8 @@ def test_oversized_message_is_refused(standin: GraphStandIn, sleeps: Sleeps) -> 
         async with asgi_http(standin) as http:
             await graph_client(standin, sleeps, http).message_mime(USER, mid, 1000)
 
-    with pytest.raises(Exception, match="above 1000") as info:
+    with pytest.raises(MailTooLargeError, match="above the 1000-byte mail limit") as info:
         asyncio.run(go())
-    assert getattr(info.value, "retriable", None) is False
+    assert info.value.retriable is False
+    assert (info.value.size, info.value.limit, info.value.graph_id) == (len(mail("<a@x>")) + 5000, 1000, mid)
+    assert info.value.head.startswith(b"Message-ID: <a@x>") and b"xxxx" not in info.value.head

@@ -13,7 +13,9 @@ from pydantic import SecretStr
 
 from producers.publisher import KafkaPublisher
 from schemas.codec import make_codec
+from schemas.limits import MAX_EVENT_BYTES, MAX_WEBHOOK_BYTES
 from streams.api.app import TenantAuth, create_app
+from streams.api.tools import build_tools_router
 from streams.settings import Settings
 from streams.stages.metrics import StageMetrics
 from streams.wiring.runtime import build_stages
@@ -108,3 +110,50 @@ def test_webhook_without_alerts_is_422(client: TestClient) -> None:
 def test_health_endpoints(client: TestClient) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
     assert client.get("/readyz").status_code == 200
+
+
+# --------------------------------------------------------------------------- the edge: auth first, sizes, labels
+
+
+def test_an_anonymous_body_is_never_parsed(client: TestClient) -> None:
+    # Malformed JSON without a token: 401 (the token is checked first), not 422 (which would mean parsed).
+    for path in ("/events", "/webhook"):
+        response = client.post(path, content=b"{not json", headers={"Content-Type": "application/json"})
+        assert response.status_code == 401, (path, response.text)
+
+
+def test_a_body_over_the_routes_limit_is_413_with_the_limit(client: TestClient) -> None:
+    big = b'{"alert": "' + b"x" * (MAX_EVENT_BYTES + 1) + b'"}'
+    response = client.post("/events", content=big, headers={**AUTH, "Content-Type": "application/json"})
+    assert response.status_code == 413
+    assert response.json()["reason"] == "body_too_large" and str(MAX_EVENT_BYTES) in response.json()["detail"]
+
+
+def test_a_streamed_body_without_length_is_stopped_at_the_limit(client: TestClient) -> None:
+    def chunks() -> Iterator[bytes]:
+        yield b'{"alerts": ['
+        for _ in range(MAX_WEBHOOK_BYTES // 65536 + 2):
+            yield b" " * 65536
+        yield b"]}"
+
+    response = client.post("/webhook", content=chunks(), headers={**AUTH, "Content-Type": "application/json"})
+    assert response.status_code == 413, response.text
+    assert "/webhook accepts at most" in response.json()["detail"]
+
+
+def test_malformed_requests_to_random_paths_add_no_metric_series() -> None:
+    registry = CollectorRegistry()
+    stages = build_stages(Settings(), StageMetrics(registry))
+    publisher = KafkaPublisher(f"127.0.0.1:{_dead_port()}", make_codec(None))
+    app = create_app(normalize=stages.normalize, publisher=publisher, registry=registry,
+                     auth=TenantAuth({"acme": SecretStr("s3cret")}, "default"))
+    app.include_router(build_tools_router(evidence={}, scopes={}))
+    with TestClient(app) as client:
+        for n in range(5):
+            response = client.post(f"/tools/random-{n}", json={"operation": 5}, headers=AUTH)
+            assert response.status_code == 422
+        metrics = client.get("/metrics").text
+    publisher.close_sync(timeout=0)
+    assert "random-" not in metrics
+    series = [line for line in metrics.splitlines() if line.startswith("rcaflow_stage_failed_total{")]
+    assert series == ['rcaflow_stage_failed_total{error_type="RequestValidationError",stage="api/tools/{family}"} 5.0']

@@ -1,8 +1,10 @@
-"""POST /tools/{family}: evidence for anyone with the tenant's token, actions only with a matching approval."""
+"""POST /tools/{family}: evidence within the tenant's scope, actions only with a matching approval (run by the
+executor: tests/integration/flow/test_tools_through_the_executor.py)."""
 
 from __future__ import annotations
 
 import json
+import socket
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -15,15 +17,16 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
-from executors.base import ExecutionOutcome
 from executors.evidence import build_evidence_tools
 from executors.evidence.es import EsApi, EsConfig
+from executors.evidence.netprobe import NetprobeConfig
 from executors.evidence.prom import PromApi
 from executors.registry import ToolRegistry
+from policies.tenant_scope import TenantScope
 from schemas.records import ActionEvent, ActionState, Risk
 from streams.api.actions_view import InMemoryPendingActions
 from streams.api.app import TenantAuth
-from streams.api.tools import Scope, build_tools_router, namespace_scope
+from streams.api.tools import build_tools_router
 from tests.unit.executors.evidence.helpers import NOW
 from tests.unit.executors.evidence.standins import EsStandIn, K8sReadStandIn
 from tests.unit.executors.exec_helpers import asgi_client, k8s_api
@@ -48,11 +51,19 @@ class World:
     cluster: K8sReadStandIn
     es: EsStandIn
     pending: InMemoryPendingActions
-    executed: list[tuple[ActionEvent, ExecutionOutcome]] = field(default_factory=list)
+    #: Connections the netprobe made (host, port) to the local listener.
+    probed: list[str] = field(default_factory=list)
+
+
+#: Both tenants unscoped (read anything, change nothing): the reads tests are about the tools, not scope.
+UNSCOPED = {"acme": TenantScope("acme"), "other": TenantScope("other")}
+#: Each tenant with namespaces of its own.
+SCOPED = {"acme": TenantScope("acme", namespaces=(NS,)), "other": TenantScope("other", namespaces=("team-b-*",))}
 
 
 def make_world(
-    *, dry_run: bool = True, call_timeout_s: float = 10.0, scope: Scope | None = None
+    *, call_timeout_s: float = 10.0, scopes: dict[str, TenantScope] | None = None,
+    netprobe: dict[str, str] | None = None,
 ) -> Iterator[World]:
     cluster = K8sReadStandIn()
     cluster.add_labelled_pod(NS, "vmstorage-0", {"app": "vmstorage"}, restarts=4, ready=False,
@@ -64,18 +75,17 @@ def make_world(
         prom=PromApi.create(httpx.AsyncClient(transport=httpx.MockTransport(prom_handler)), "http://prom.test:9090"),
         k8s=k8s_api(cluster.app(), "viewer-token"),
         es=EsApi.create(asgi_client(es.app(), "http://es.test:9200"), EsConfig(base_url="http://es.test:9200")),
+        netprobe=NetprobeConfig(targets=netprobe or {}, timeout_s=2.0) if netprobe is not None else None,
     )
     pending = InMemoryPendingActions()
     world = World(client=None, cluster=cluster, es=es, pending=pending)  # type: ignore[arg-type]
-
-    async def record(action: ActionEvent, outcome: ExecutionOutcome) -> None:
-        world.executed.append((action, outcome))
-
     app = FastAPI()
     app.state.auth = TenantAuth({"acme": SecretStr("s3cret"), "other": SecretStr("0ther")}, "default")
+    # No executor path: a write that passes every check must still never run in this process.
     app.include_router(build_tools_router(
         evidence=evidence, registry=ToolRegistry({"k8s": k8s_api(cluster.app(), "admin-token")}), pending=pending,
-        dry_run=dry_run, call_timeout_s=call_timeout_s, on_executed=record, clock=lambda: NOW, scope=scope))
+        scopes=UNSCOPED if scopes is None else scopes, netprobe_targets=(netprobe or {}).keys(),
+        call_timeout_s=call_timeout_s, clock=lambda: NOW))
     with TestClient(app) as client:
         world.client = client
         yield world
@@ -206,17 +216,28 @@ def test_a_write_without_an_approved_action_is_403_and_touches_nothing(world: Wo
     assert response.status_code == 403 and response.json()["reason"] == "approval_required"
     response = restart(world, action_id="act-unknown")
     assert response.status_code == 403 and response.json()["reason"] == "unknown_action"
-    assert world.cluster.writes == [] and world.executed == []
+    assert world.cluster.writes == []
 
 
-@pytest.mark.parametrize("state", [ActionState.AWAITING_APPROVAL, ActionState.REJECTED, ActionState.EXPIRED,
-                                   ActionState.SUCCEEDED])
+@pytest.mark.parametrize("state", [ActionState.AWAITING_APPROVAL, ActionState.REJECTED, ActionState.EXPIRED])
 def test_only_an_approved_action_can_run(world: World, state: ActionState) -> None:
     world.pending.see(approved(state=state))
     response = restart(world)
     assert response.status_code == 403 and response.json()["reason"] == "not_approved"
     assert state.value in response.json()["detail"]
     assert world.cluster.writes == []
+
+
+def test_an_action_that_already_ran_answers_its_outcome_and_runs_nothing() -> None:
+    for world in make_world(scopes=SCOPED):
+        world.pending.see(approved(state=ActionState.SUCCEEDED).model_copy(update={"result": "restarted"}))
+        response = restart(world)
+        assert response.status_code == 200, response.text
+        assert response.json()["state"] == "succeeded" and response.json()["result"] == "restarted"
+        assert world.cluster.writes == []
+        followed = world.client.get("/tools/actions/act-1", headers=ACME)
+        assert followed.status_code == 200 and followed.json()["state"] == "succeeded"
+        assert world.client.get("/tools/actions/act-1", headers=OTHER).status_code == 404
 
 
 def test_another_tenants_approval_is_not_visible(world: World) -> None:
@@ -243,35 +264,17 @@ def test_invalid_write_params_are_422_naming_the_field(world: World) -> None:
     assert response.status_code == 422 and response.json()["errors"][0]["field"] == "params.kind"
 
 
-def test_an_approved_action_runs_as_a_server_side_dry_run_by_default(world: World) -> None:
-    world.pending.see(approved())
-    response = restart(world)
-    assert response.status_code == 200
-    outcome = response.json()
-    assert outcome["state"] == "succeeded" and outcome["dry_run"] is True
-    assert "server-side dry run" in outcome["output"]
-    [(method, _, query)] = world.cluster.writes
-    assert method == "PATCH" and query["dryRun"] == "All"
-    annotations = world.cluster.workloads[(NS, "statefulsets", "vmstorage")]["spec"]["template"]["metadata"]
-    assert "annotations" not in annotations  # nothing persisted
-    [(action, recorded)] = world.executed
-    assert action.action_id == "act-1" and recorded.dry_run
-
-
-def test_with_dry_run_off_an_approved_action_runs_once() -> None:
-    for world in make_world(dry_run=False):
+def test_an_approved_write_never_runs_in_the_api_process() -> None:
+    # Every check passes (approved, matching, in scope); without the executor path it is refused, not run here.
+    for world in make_world(scopes=SCOPED):
         world.pending.see(approved())
-        first = restart(world)
-        assert first.status_code == 200 and first.json()["dry_run"] is False
-        template = world.cluster.workloads[(NS, "statefulsets", "vmstorage")]["spec"]["template"]
-        assert template["metadata"]["annotations"]["rcaflow.io/action-id"] == "act-1"
-        again = restart(world)
-        assert again.status_code == 409 and again.json()["reason"] == "already_run"
-        assert len(world.cluster.writes) == 1
+        response = restart(world)
+        assert response.status_code == 503 and response.json()["reason"] == "no_executor_path"
+        assert world.cluster.writes == []
 
 
-def test_a_real_run_after_the_approval_ran_out_is_403() -> None:
-    for world in make_world(dry_run=False):
+def test_a_write_after_the_approval_ran_out_is_403() -> None:
+    for world in make_world(scopes=SCOPED):
         world.pending.see(approved().model_copy(update={"expires_at": NOW - timedelta(seconds=1)}))
         response = restart(world)
         assert response.status_code == 403 and response.json()["reason"] == "expired"
@@ -287,13 +290,57 @@ def test_read_risk_actions_need_no_approval(world: World) -> None:
 
 
 def test_a_scoped_tenant_reads_only_its_namespaces_and_no_free_form_queries() -> None:
-    for world in make_world(scope=namespace_scope({"acme": [NS], "other": ["team-b-*"]})):
+    for world in make_world(scopes=SCOPED):
         mine = world.client.post("/tools/k8s", headers=ACME, json={
             "operation": "pods", "params": {"namespace": NS, "selector": "app=vmstorage"}})
         assert mine.status_code == 200, mine.text
-        theirs = world.client.post("/tools/k8s", headers={"Authorization": "Bearer 0ther"}, json={
+        reads = len(world.cluster.reads)
+        theirs = world.client.post("/tools/k8s", headers=OTHER, json={
             "operation": "pods", "params": {"namespace": NS, "selector": "app=vmstorage"}})
         assert theirs.status_code == 403 and theirs.json()["reason"] == "out_of_scope"
-        promql = world.client.post("/tools/prom", headers={"Authorization": "Bearer 0ther"},
-                                   json={"operation": "query", "params": {"query": "up"}})
+        assert "insight-system" in theirs.json()["detail"] and "team-b-*" in theirs.json()["detail"]
+        assert len(world.cluster.reads) == reads  # refused before anything was asked of the cluster
+        promql = world.client.post("/tools/prom", headers=OTHER, json={"operation": "query", "params": {"query": "up"}})
         assert promql.status_code == 403 and promql.json()["reason"] == "out_of_scope"
+
+
+def test_a_tenant_without_a_scope_reads_nothing() -> None:
+    for world in make_world(scopes={"acme": TenantScope("acme", namespaces=(NS,))}):
+        response = world.client.post("/tools/k8s", headers=OTHER, json={
+            "operation": "pods", "params": {"namespace": NS, "selector": "app=vmstorage"}})
+        assert response.status_code == 403 and "no scope configured" in response.json()["detail"]
+
+
+def test_an_approved_write_outside_the_tenants_namespaces_is_403() -> None:
+    for world in make_world(scopes={"acme": TenantScope("acme", namespaces=("team-a-*",))}):
+        world.pending.see(approved())
+        response = restart(world)
+        assert response.status_code == 403 and response.json()["reason"] == "out_of_scope"
+        assert "insight-system" in response.json()["detail"]
+        assert world.cluster.writes == []
+
+
+def test_an_unscoped_tenant_may_read_but_never_write(world: World) -> None:
+    world.pending.see(approved())
+    response = restart(world)
+    assert response.status_code == 403 and "read-only" in response.json()["detail"]
+
+
+def test_netprobe_reaches_named_targets_only_never_a_host_and_port() -> None:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        port = listener.getsockname()[1]
+        for world in make_world(netprobe={"vmselect": f"127.0.0.1:{port}"}):
+            named = world.client.post("/tools/netprobe", headers=ACME,
+                                      json={"operation": "tcp", "params": {"target": "vmselect"}})
+            assert named.status_code == 200 and named.json()["values"][""] == 1.0, named.text
+            listener.settimeout(5)
+            listener.accept()[0].close()
+            listener.settimeout(0.5)
+            raw = world.client.post("/tools/netprobe", headers=ACME,
+                                    json={"operation": "tcp", "params": {"target": f"127.0.0.1:{port}"}})
+            assert raw.status_code == 403 and raw.json()["reason"] == "unknown_target"
+            assert "vmselect" in raw.json()["detail"]
+            with pytest.raises(TimeoutError):
+                listener.accept()  # nothing connected for the refused request

@@ -13,7 +13,9 @@ SAMPLES = Path(__file__).resolve().parents[4] / "samples"
 
 
 def _run(*args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(cli, ["explain", *args], env={"QWEN_API_KEY": ""})
+    # The tenant owns every namespace, so actions can go ahead (an unscoped tenant is read-only).
+    env = {"QWEN_API_KEY": "", "RCAFLOW_TENANTS__DEFAULT__NAMESPACES": '["*"]'}
+    result = CliRunner().invoke(cli, ["explain", *args], env=env)
     return result.exit_code, result.output
 
 

@@ -56,3 +56,11 @@ def test_an_action_that_started_stays_started_even_when_its_approval_is_read_aga
     assert ledger.still_running("a-1") is not None  # no outcome yet: a run to settle, never to repeat
     ledger.see(_action(ActionState.SUCCEEDED))
     assert ledger.already_started("a-1") and ledger.still_running("a-1") is None
+
+
+def test_a_running_record_read_again_after_the_outcome_does_not_make_the_action_running_again() -> None:
+    ledger = ActionLedger()
+    for state in (ActionState.APPROVED, ActionState.RUNNING, ActionState.SUCCEEDED):
+        ledger.see(_action(state))  # the pre-scan read the whole story
+    ledger.see(_action(ActionState.RUNNING))  # then the main consumer re-delivers the old running record
+    assert ledger.already_started("a-1") and ledger.still_running("a-1") is None

@@ -6,10 +6,12 @@ from datetime import UTC, datetime
 
 import pytest
 
+from policies.decision_signature import DecisionKeys
 from schemas.records import ActionEvent, ActionState, Risk
 from streams.executor.rollbacks import RollbackRefusedError, plan_rollback, rollback_id, rolled_back
 
 T0 = datetime(2026, 11, 25, 3, 0, tzinfo=UTC)
+KEYS = DecisionKeys.from_text("k" * 40)
 SCALE = {"namespace": "insight-system", "kind": "deployment", "name": "vminsert", "replicas": "6"}
 
 
@@ -27,7 +29,8 @@ def _history(*states: ActionState, dry_run: bool = False, undo: bool = True) -> 
 
 
 def test_a_finished_real_run_with_a_recorded_inverse_becomes_an_approved_rollback() -> None:
-    plan = plan_rollback(_history(ActionState.RUNNING, ActionState.SUCCEEDED), "a-1", by="alice", at=T0)
+    plan = plan_rollback(_history(ActionState.RUNNING, ActionState.SUCCEEDED), "a-1", by="alice", at=T0,
+                         keys=KEYS)
     assert plan.state is ActionState.APPROVED and plan.action_id == rollback_id("a-1")
     assert (plan.tool, plan.operation, plan.params["replicas"]) == ("k8s", "scale", "2")
     assert plan.rollback_of == "a-1" and plan.risk is Risk.HIGH
@@ -51,18 +54,19 @@ def test_what_cannot_be_rolled_back_is_refused_with_the_reason(
     history: list[ActionEvent], action_id: str, why: str
 ) -> None:
     with pytest.raises(RollbackRefusedError, match=why):
-        plan_rollback(history, action_id, by="alice", at=T0)
+        plan_rollback(history, action_id, by="alice", at=T0, keys=KEYS)
 
 
 def test_a_second_request_while_the_first_is_under_way_is_refused() -> None:
     history = _history(ActionState.RUNNING, ActionState.SUCCEEDED)
-    history.append(plan_rollback(history, "a-1", by="alice", at=T0))
+    history.append(plan_rollback(history, "a-1", by="alice", at=T0, keys=KEYS))
     with pytest.raises(RollbackRefusedError, match=f"already being or has been rolled back by {rollback_id('a-1')}"):
-        plan_rollback(history, "a-1", by="bob", at=T0)
+        plan_rollback(history, "a-1", by="bob", at=T0, keys=KEYS)
     with pytest.raises(RollbackRefusedError, match="itself the rollback of a-1"):
-        plan_rollback(history, rollback_id("a-1"), by="bob", at=T0)
+        plan_rollback(history, rollback_id("a-1"), by="bob", at=T0, keys=KEYS)
 
 
 def test_the_requester_must_be_named() -> None:
     with pytest.raises(RollbackRefusedError, match="--by"):
-        plan_rollback(_history(ActionState.RUNNING, ActionState.SUCCEEDED), "a-1", by="  ", at=T0)
+        plan_rollback(_history(ActionState.RUNNING, ActionState.SUCCEEDED), "a-1", by="  ", at=T0,
+                      keys=KEYS)

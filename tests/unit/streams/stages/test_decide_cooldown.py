@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from schemas.records import ActionEvent, ActionState, AlertEvent, Incident, RawMail, RcaResult, SourceKind
-from streams.settings import Settings
+from streams.settings import Settings, TenantSettings
 from streams.stages.core import Position
 from streams.wiring.runtime import Stages, build_stages
 
@@ -39,7 +39,8 @@ def _decide(
 
 def test_an_action_in_cooldown_is_refused_for_the_next_incident_of_the_same_target() -> None:
     now = [T0]
-    stages = build_stages(Settings(), clock=lambda: now[0])
+    # The tenant owns every namespace, so its actions go ahead (an unscoped tenant is read-only).
+    stages = build_stages(Settings(tenants={"default": TenantSettings(namespaces=["*"])}), clock=lambda: now[0])
     first, memory = _decide(stages, _triaged(stages, 1), None)
     assert first["restart_controller"] is ActionState.AWAITING_APPROVAL
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry
 
 from schemas.records import ActionState, AlertEvent, Engine, Incident, RawMail, RcaResult, SourceKind
-from streams.settings import Settings
+from streams.settings import Settings, TenantSettings
 from streams.stages.core import Position
 from streams.stages.metrics import StageMetrics
 from streams.stages.second_opinion import SecondOpinion
@@ -36,7 +36,8 @@ def _triaged(stages: Stages) -> RcaResult:
 
 def test_the_model_refines_the_diagnosis_but_cannot_add_an_action_the_policy_lacks() -> None:
     registry = CollectorRegistry()
-    stages = build_stages(Settings(), StageMetrics(registry))
+    # The tenant owns every namespace, so the accepted action goes ahead (an unscoped tenant is read-only).
+    stages = build_stages(Settings(tenants={"default": TenantSettings(namespaces=["*"])}), StageMetrics(registry))
     triaged = _triaged(stages)
     labels = triaged.incident.event.labels
     diagnostics = {"name": "collect_diagnostics", "reason": "look at the member",

@@ -1,0 +1,122 @@
+"""Reach the Kafka cluster with the configured security, or say in one line why not.
+
+The librdkafka properties come from :func:`streams.settings.client_config` (one place for the
+bootstrap address, ``kafka.security`` and ``kafka.client``). librdkafka never gives up on a refused
+login: it logs and reconnects forever, and a metadata request just times out as a "transport
+failure". So every process and CLI starts with :func:`check_cluster`, which watches librdkafka's
+error callback and turns a refused login or a failed TLS handshake into a
+:class:`~streams.errors.KafkaAuthError` within about a second.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin._metadata import ClusterMetadata
+
+from streams.errors import KafkaAuthError, StreamsError
+from streams.settings import client_config  # re-exported: the one way a client is configured
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["KafkaAuthError", "KafkaUnreachableError", "check_cluster", "client_config", "describe"]
+
+#: How long one metadata attempt waits before the error callback is looked at again.
+_ATTEMPT_S = 1.0
+#: librdkafka's words for a peer that hung up on a PLAINTEXT client right after connecting: the listener
+#: wants SASL or TLS (Kafka closes such connections without an answer).
+_HUNG_UP = "connection closed by peer"
+
+
+class KafkaUnreachableError(StreamsError):
+    """No broker answered in time (down, wrong address, firewall); it may come back, so a retry can help."""
+
+    retriable = True
+
+
+def describe(config: Mapping[str, Any]) -> str:
+    """``127.0.0.1:9092 (SASL_SSL SCRAM-SHA-512 as user alice)``: where and how, never the password."""
+    protocol = str(config.get("security.protocol", "plaintext")).upper()
+    how = protocol
+    if protocol.startswith("SASL"):
+        mechanism = config.get("sasl.mechanism") or config.get("sasl.mechanisms") or "GSSAPI"
+        how = f"{protocol} {mechanism} as user {config.get('sasl.username') or '(none)'}"
+    return f"{config.get('bootstrap.servers', '?')} ({how})"
+
+
+class _ErrorWatch:
+    """librdkafka's error callback and logger: keeps the first of each, so a refusal can be told from an absence.
+
+    (A PLAINTEXT client hung up on by a SASL listener only shows in the log, never as an error.)
+    """
+
+    def __init__(self) -> None:
+        self.errors: list[KafkaError] = []
+        self.logs: list[str] = []
+
+    def __call__(self, error: KafkaError) -> None:
+        if len(self.errors) < 50:
+            self.errors.append(error)
+
+    def log(self, level: int, message: str, *args: object, **_: object) -> None:
+        """The ``logger`` librdkafka forwards its log lines to (on poll), instead of printing them on stderr."""
+        if len(self.logs) < 50:
+            self.logs.append(message % args if args else message)
+
+    def refusal(self, protocol: str) -> str | None:
+        """Why the cluster refused us, when it did: a failed login, a failed TLS handshake, or a hang-up."""
+        for error in self.errors:
+            text = error.str()
+            if error.code() == KafkaError._AUTHENTICATION:
+                return f"authentication failed at {{where}}: {_detail(text)}"
+            if error.code() == KafkaError._SSL or "SSL handshake failed" in text:
+                return f"TLS handshake failed at {{where}}: {_detail(text)}"
+        if protocol == "PLAINTEXT" and any(_HUNG_UP in line for line in self.logs):
+            return ("{where} closed the connection without an answer, as a SASL or TLS listener does to a "
+                    "PLAINTEXT client")
+        return None
+
+
+def _detail(text: str) -> str:
+    """librdkafka's words without its ``sasl_ssl://host:port/bootstrap:`` prefix and ``(after 3ms in state X)``."""
+    _head, sep, rest = text.partition("/bootstrap: ")
+    detail = rest if sep else text
+    return re.sub(r"\s*\(after \d+ms in state \w+\)$", "", detail)
+
+
+def check_cluster(config: Mapping[str, Any], *, timeout: float = 15.0) -> ClusterMetadata:
+    """The cluster's metadata, fetched with ``config``; a refused login fails at once, not after ``timeout``.
+
+    Raises :class:`KafkaAuthError` (fix ``kafka.security``; retrying cannot help) or
+    :class:`KafkaUnreachableError` (nothing answered within ``timeout``).
+    """
+    watch = _ErrorWatch()
+    hooks: dict[str, Any] = {"error_cb": watch, "logger": watch}
+    admin = AdminClient({**config, **hooks})
+    protocol = str(config.get("security.protocol", "plaintext")).upper()
+    deadline = time.monotonic() + timeout
+    last: KafkaException | None = None
+    while True:
+        try:
+            return admin.list_topics(timeout=max(0.1, min(_ATTEMPT_S, deadline - time.monotonic())))
+        except KafkaException as exc:
+            last = exc
+        admin.poll(0)  # serve the error callbacks and log lines queued meanwhile
+        refused = watch.refusal(protocol)
+        if refused is not None:
+            raise KafkaAuthError(f"kafka: {refused.format(where=describe(config))}: check kafka.security")
+        if time.monotonic() >= deadline:
+            break
+    raise KafkaUnreachableError(f"kafka: no broker answered at {describe(config)} within {timeout:.0f} s "
+                                f"({_reason(last)}): is it running, and is KAFKA_BOOTSTRAP_SERVERS right?")
+
+
+def _reason(exc: KafkaException | None) -> str:
+    error = exc.args[0] if exc is not None and exc.args else None
+    return error.str() if isinstance(error, KafkaError) else str(exc)
