@@ -495,7 +495,13 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (env_settings, init_settings, file_secret_settings)
+        if not cls.model_config.get("secrets_dir"):
+            return (env_settings, init_settings, file_secret_settings)
+        # Secret files nest like env vars: a subdirectory (approvals/link_secret) or SECRET_NESTING in the name.
+        subdirs = NestedSecretsSettingsSource(file_secret_settings, secrets_prefix="", secrets_nested_subdir=True)
+        flat = NestedSecretsSettingsSource(file_secret_settings, secrets_prefix="",
+                                           secrets_nested_delimiter=SECRET_NESTING)
+        return (env_settings, init_settings, subdirs, flat)
 
 
 def load_settings(config_file: Path | None = None, secrets_dir: Path | None = None) -> Settings:
@@ -561,20 +567,6 @@ def _with_secrets_dir(secrets_dir: Path) -> type[Settings]:
 
     class _Settings(Settings):
         model_config = SettingsConfigDict(**{**Settings.model_config, "secrets_dir": str(secrets_dir)})
-
-        @classmethod
-        def settings_customise_sources(
-            cls,
-            settings_cls: type[BaseSettings],
-            init_settings: PydanticBaseSettingsSource,
-            env_settings: PydanticBaseSettingsSource,
-            dotenv_settings: PydanticBaseSettingsSource,
-            file_secret_settings: PydanticBaseSettingsSource,
-        ) -> tuple[PydanticBaseSettingsSource, ...]:
-            subdirs = NestedSecretsSettingsSource(file_secret_settings, secrets_prefix="", secrets_nested_subdir=True)
-            flat = NestedSecretsSettingsSource(file_secret_settings, secrets_prefix="",
-                                               secrets_nested_delimiter=SECRET_NESTING)
-            return (env_settings, init_settings, subdirs, flat)
 
     return _Settings
 

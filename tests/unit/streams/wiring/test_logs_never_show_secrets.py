@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import Iterator
 
 import pytest
@@ -10,8 +11,10 @@ import pytest
 from streams.settings import Settings, secret_values
 from streams.wiring.logging_setup import setup_logging
 
-TOKEN = "xoxb-123456789012-abcdefABCDEF"
-LINK_SECRET = "L1nk-S3cret-0123456789abcdefghijklmnop"
+#: Made up per run: the values only need to be recognisable in the output, and none belongs in the repository.
+TOKEN = "bot-" + secrets.token_hex(12)
+LINK_SECRET = secrets.token_urlsafe(32)
+KAFKA_PASSWORD = secrets.token_hex(8)
 
 
 @pytest.fixture
@@ -27,13 +30,13 @@ def _settings() -> Settings:
     return Settings.model_validate({
         "approvals": {"link_secret": LINK_SECRET},
         "notify": {"tenants": {"acme": {"slack": {"token": TOKEN, "channel": "#ops"}}}},
-        "kafka": {"client": {"sasl.password": "kafka-pass-77", "client.id": "rcaflow"}},
+        "kafka": {"client": {"sasl.password": KAFKA_PASSWORD, "client.id": "rcaflow"}},
     })
 
 
 def test_every_configured_secret_is_known_to_the_formatter() -> None:
     values = secret_values(_settings())
-    assert {TOKEN, LINK_SECRET, "kafka-pass-77"} <= set(values) and "rcaflow" not in values
+    assert {TOKEN, LINK_SECRET, KAFKA_PASSWORD} <= set(values) and "rcaflow" not in values
 
 
 @pytest.mark.parametrize("json_lines", [False, True])
@@ -44,11 +47,11 @@ def test_a_secret_in_a_message_or_a_traceback_is_blanked(capsys: pytest.CaptureF
 
     log.warning("posting to https://hooks.example/robot/send?access_token=%s failed", TOKEN)
     try:
-        raise RuntimeError(f"link signing with {LINK_SECRET} and kafka-pass-77")
+        raise RuntimeError(f"link signing with {LINK_SECRET} and {KAFKA_PASSWORD}")
     except RuntimeError:
         log.exception("while signing")
 
     err = capsys.readouterr().err
     assert "access_token=[redacted]" in err and "while signing" in err
-    for secret in (TOKEN, LINK_SECRET, "kafka-pass-77", TOKEN[:12]):
+    for secret in (TOKEN, LINK_SECRET, KAFKA_PASSWORD, TOKEN[:12]):
         assert secret not in err
