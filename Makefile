@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 RUN_STAMP  := $(VENV)/.run-installed
 TEST_STAMP := $(VENV)/.test-installed
 
-.PHONY: run test lint typecheck unit integration bench demo system-deps clean
+.PHONY: run test lint typecheck unit integration bench demo system-deps flowchart evals-live clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -57,6 +57,22 @@ bench: $(TEST_STAMP) system-deps
 	$(BIN)/python -m benchmarks.rca_bench --out benchmarks/results.json
 	$(BIN)/python -m benchmarks.bench_imap --out benchmarks/results.json
 	$(BIN)/python -m benchmarks.bench_imap --server cyrus --out benchmarks/results.json
+
+## runbooks: regenerate docs/runbooks/ from policies/remediation_policies.yaml and policies/runbook_guidance/
+runbooks: $(RUN_STAMP)
+	$(BIN)/python -m policies.runbooks
+
+## flowchart: render docs/aiops-email-rca-flowchart.{svg,png} from docs/flowchart/*.dot (Debian's graphviz)
+flowchart:
+	@command -v dot >/dev/null || { echo "flowchart: needs graphviz's dot (make system-deps, or apt-get install graphviz)" >&2; exit 2; }
+	dot -Tsvg docs/flowchart/aiops-email-rca-flowchart.dot -o docs/aiops-email-rca-flowchart.svg
+	dot -Tpng -Gdpi=90 docs/flowchart/aiops-email-rca-flowchart.dot -o docs/aiops-email-rca-flowchart.png
+
+## evals-live: the eval cases against a real Qwen2.5-Coder-0.5B on llama-server; writes benchmarks/results.json
+evals-live: $(TEST_STAMP)
+	bash .ci/llm-deps.sh
+	$(BIN)/python -m benchmarks.evals_live --out benchmarks/results.json
+	RCAFLOW_LIVE_MODEL_GATE=1 CI=true $(BIN)/pytest tests/integration/llm_real -p no:cacheprovider
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -7,6 +7,7 @@ if ! java -version 2>&1 | grep -qE 'version "(1[7-9]|[2-9][0-9])'; then need+=(o
 command -v mvn >/dev/null 2>&1 || need+=(maven)
 command -v prometheus >/dev/null 2>&1 || need+=(prometheus)
 command -v vmalert >/dev/null 2>&1 || need+=(victoria-metrics)
+command -v dot >/dev/null 2>&1 || need+=(graphviz)
 if [ ${#need[@]} -gt 0 ]; then
   echo "system-deps: installing ${need[*]}" >&2
   SUDO=""
@@ -17,3 +18,9 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 # Cyrus IMAP, the second IMAP server (its own script: it must not replace dovecot-imapd).
 bash "$(dirname "$0")/cyrus-deps.sh"
+# Elasticsearch for the knowledge-base and /tools/es tests (downloaded once, cached outside the checkout).
+bash "$(dirname "$0")/es-deps.sh"
+# llama-server and the Qwen GGUF for the real-model tests (cached under ~/.cache/rcaflow; its own script).
+bash "$(dirname "$0")/llm-deps.sh"
+# The Kubernetes control plane (k8s v1.37.2 + kwok) for tests/integration/k8s_real (cached under ~/.cache/rcaflow).
+bash "$(dirname "$0")/k8s-deps.sh"

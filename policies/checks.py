@@ -166,12 +166,16 @@ def _compile_class(
                 Problem((*step_path, "operation"), f"unknown evidence tool/operation {step.tool}.{step.operation}")
             )
         promql = form is QueryForm.PROMQL
-        problems += _check_template(step.query, variables, (*step_path, "query"), promql=promql)
-        if form is not None and not promql:
-            problems += _check_name_vars(step.query, variables, (*step_path, "query"))
-        if form is QueryForm.TARGET and len(step.query.split()) != 1:
-            problems.append(Problem((*step_path, "query"), f"a {step.tool}.{step.operation} query is one target "
-                                    "(a configured name, host:port or one ${var}), without spaces"))
+        # The alternatives are queries like the first: the same escaping and placement rules hold for each.
+        queries = [(step.query, (*step_path, "query")),
+                   *((alt, (*step_path, "alternatives", j)) for j, alt in enumerate(step.alternatives))]
+        for query, query_path in queries:
+            problems += _check_template(query, variables, query_path, promql=promql)
+            if form is not None and not promql:
+                problems += _check_name_vars(query, variables, query_path)
+            if form is QueryForm.TARGET and len(query.split()) != 1:
+                problems.append(Problem(query_path, f"a {step.tool}.{step.operation} query is one target "
+                                        "(a configured name, host:port or one ${var}), without spaces"))
 
     thresholds: dict[str, Expression] = {}
     for i, th in enumerate(cls.thresholds):

@@ -57,11 +57,15 @@ def decide(
     policies: PolicySet,
     now: datetime,
     last_run: Mapping[str, datetime] | None = None,
+    went_ahead: Mapping[str, str] | None = None,
 ) -> Decisions:
     """Check each proposed action against the policy of the incident's class and give it its first state.
 
     ``last_run`` maps :func:`cooldown_key` to when that action last ran; an action inside its
-    cooldown is rejected. Read/low-risk actions with automatic approval are ``approved``; high-risk
+    cooldown is rejected. ``went_ahead`` maps the same key to the id of the action that went ahead
+    then: the same action again (this incident's analysis re-delivered after a worker restart, or the
+    LLM proposing what the triage did) is already decided, so it gets no record at all rather than a
+    rejection "in cooldown" of itself. Read/low-risk actions with automatic approval are ``approved``; high-risk
     ones or those requiring approval are ``awaiting_approval`` until ``now`` + the approval TTL.
     """
     incident = result.incident
@@ -95,8 +99,14 @@ def decide(
                 if expr.evaluate(context) is not True:
                     reason = f"precondition not met: {expr.source}"
                     break
+        key = cooldown_key(incident.tenant, incident.fingerprint, action.name)
+        if reason is None and spec is not None and (went_ahead or {}).get(key) == action_id_for(
+            incident.incident_id, spec.name
+        ):
+            seen.add(action.name)
+            continue
         if reason is None and spec is not None and last_run:
-            last = last_run.get(cooldown_key(incident.tenant, incident.fingerprint, spec.name))
+            last = last_run.get(key)
             if last is not None and now - last < spec.cooldown:
                 reason = f"in cooldown until {(last + spec.cooldown).isoformat()}"
         if reason is not None or spec is None:

@@ -10,7 +10,9 @@ Rules (documented in docs/policies.md):
   stays the same incident: flapping alerts are one incident per window, which is what the
   "silence a flapping duplicate" actions rely on;
 - outside the window, firing -> a new incident opens (the state starts over);
-- a resolved event never opens an incident; with no state it is ignored.
+- a resolved event never opens an incident; with no state it is ignored. The first resolved event
+  of an open incident resolves it (``resolved_at``/``resolved_by`` remember when and by what), at
+  any age; a re-fire inside the window opens it again (flapping stays one incident).
 
 The clock is ``now`` (the caller passes the record's timestamp, so a replay decides the same).
 """
@@ -40,6 +42,9 @@ class DedupState(BaseModel):
     last_seen_at: datetime
     count: int = 1
     resolved: bool = False
+    #: When and by what the incident resolved (the first resolved event since it last fired).
+    resolved_at: datetime | None = None
+    resolved_by: str | None = None
     recent_event_ids: tuple[str, ...] = Field(default_factory=tuple)
 
 
@@ -59,6 +64,12 @@ def incident_id_for(tenant: str, fingerprint: str, opening_event_id: str) -> str
     return hashlib.sha256(joined.encode("utf-8")).hexdigest()[:24]
 
 
+def resolver(event: AlertEvent) -> str:
+    """What resolved an incident, for people and the audit trail: the notification's source and event id."""
+    where = f" {event.source.mailbox}" if event.source.mailbox else ""
+    return f"{event.source.kind.value}{where} (event {event.event_id})"[:300]
+
+
 def _remember(ids: tuple[str, ...], event_id: str) -> tuple[str, ...]:
     return (*ids, event_id)[-RECENT_EVENT_IDS:]
 
@@ -72,11 +83,14 @@ def dedup(state: DedupState | None, event: AlertEvent, window: timedelta, now: d
     inside = state is not None and now - state.opened_at < window
 
     if state is not None and (inside or not firing):
+        resolves_now = not firing and not state.resolved
         updated = state.model_copy(
             update={
                 "last_seen_at": max(state.last_seen_at, now),
                 "count": state.count + 1,
                 "resolved": not firing,
+                "resolved_at": None if firing else (now if resolves_now else state.resolved_at),
+                "resolved_by": None if firing else (resolver(event) if resolves_now else state.resolved_by),
                 "recent_event_ids": _remember(state.recent_event_ids, event.event_id),
             }
         )

@@ -39,10 +39,16 @@ class Expression:
     _program: Any
 
     def evaluate(self, variables: Mapping[str, Any]) -> bool | None:
-        """True/False, or None when a variable it reads is missing or evaluation fails (unknown)."""
-        if not self.names <= variables.keys():
-            return None
-        activation = {name: json_to_cel(variables[name]) for name in self.names}
+        """True/False, or None for *unknown*, in strong Kleene logic (docs/policies.md, "Missing evidence").
+
+        A name missing from ``variables`` (an evidence series that did not answer) is unknown, and so is
+        every comparison or arithmetic that reads it. CEL's commutative ``||`` and ``&&`` absorb an unknown
+        operand when the other one decides: ``true || unknown`` is true, ``false && unknown`` is false;
+        ``!unknown``, ``unknown ? a : b`` and a comparison with an unknown operand stay unknown. So the
+        missing names are left out of the activation (never replaced by a made-up value) and CEL decides;
+        a missing series must not hide a series that is there.
+        """
+        activation = {name: json_to_cel(variables[name]) for name in self.names if name in variables}
         try:
             result = self._program.evaluate(activation)
         except CELEvalError as exc:

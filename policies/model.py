@@ -67,6 +67,10 @@ class EvidenceStep(_Model):
     tool: NonEmpty
     operation: NonEmpty
     query: NonEmpty
+    #: Further queries for the same number, tried in order while the previous one finds no series: metric names
+    #: differ across the versions users run (vmalert 1.79 has ``vmalert_recording_rules_error``, later ones
+    #: ``vmalert_recording_rules_errors_total``). The evidence record names the one that answered.
+    alternatives: list[NonEmpty] = Field(default_factory=list)
     description: str = ""
 
 

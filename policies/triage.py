@@ -99,6 +99,28 @@ def triage(
     )
 
 
+def alternative_queries(incident: Incident, policies: PolicySet) -> dict[str, tuple[str, ...]]:
+    """Each evidence step's ``alternatives``, rendered like its query, by step id.
+
+    An alternative that reads a variable without a valid value is left out: it is never run with an
+    unsafe value, and the others still are.
+    """
+    cls = policies.get(incident.alert_class)
+    if cls is None:
+        return {}
+    variables = variables_for(cls, incident)
+    rendered: dict[str, tuple[str, ...]] = {}
+    for step in cls.spec.evidence:
+        if not step.alternatives:
+            continue
+        promql = EVIDENCE_QUERY_FORMS.get((step.tool, step.operation)) is QueryForm.PROMQL
+        rendered[step.id] = tuple(
+            render(alt, variables.values, promql=promql) for alt in step.alternatives
+            if all(ph.var in variables.values for ph in parse_template(alt))
+        )
+    return rendered
+
+
 def evaluate_thresholds(
     cls: CompiledClass, evidence_values: Mapping[str, float], context: Mapping[str, Any] | None = None
 ) -> dict[str, bool | None]:

@@ -57,6 +57,13 @@ class AlertStatus(StrEnum):
     RESOLVED = "resolved"
 
 
+class IncidentState(StrEnum):
+    """open: opened (count 1) or updated (count > 1); resolved: a resolved notification closed it."""
+
+    OPEN = "open"
+    RESOLVED = "resolved"
+
+
 class Risk(StrEnum):
     READ = "read"
     LOW = "low"
@@ -86,6 +93,8 @@ class ActionState(StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     ROLLED_BACK = "rolled_back"
+    #: Terminal: its incident resolved while it awaited approval; an approval arriving later is refused.
+    WITHDRAWN = "withdrawn"
 
 
 class Decision(StrEnum):
@@ -194,6 +203,10 @@ class Incident(Record):
     count: int = 1
     last_event_id: str
     event: AlertEvent
+    state: IncidentState = IncidentState.OPEN
+    #: When and by what (source and event id of the resolved notification) it resolved; None while open.
+    resolved_at: datetime | None = None
+    resolved_by: str | None = None
 
 
 # --------------------------------------------------------------------------- rca-result
@@ -298,6 +311,9 @@ class ApprovalDecision(Record):
     #: Digest of the single-use credential the decision spent (link nonce, Slack request, DingTalk callback):
     #: the approvals topic is the replay memory every API replica and the worker read. Empty: none.
     claim_id: str = ""
+    #: The API's approval signature over every other field (policies.decision_signature.ApprovalKeys); the worker
+    #: applies no decision without a valid one. None: unsigned.
+    signature: str | None = None
 
 
 # --------------------------------------------------------------------------- audit / dead-letter / checkpoints

@@ -28,6 +28,8 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "explain": ("streams.commands.explain:explain",
                 "Parse, triage (with evidence and the LLM when configured) and decide, printing what would happen."),
     "ingest": ("streams.commands.ingest:ingest", "Mail producers: publish incoming alert mails to raw-mail."),
+    "kb": ("streams.commands.kb:kb",
+           "The incident knowledge base in Elasticsearch: consumer, retention, similar incidents, stats."),
     "msgraph": ("streams.commands.msgraph:msgraph", "Microsoft Graph mail subscriptions (Exchange Online)."),
     "parse": ("streams.commands.parse:parse",
               'Print each mail\'s AlertEvents as JSON lines; a mail without alerts prints {"file", "error"}.'),
@@ -40,6 +42,7 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
             "Run everything (embedded broker when KAFKA_BOOTSTRAP_SERVERS is unset) until Ctrl-C."),
     "stats": ("streams.commands.stats:stats",
               "Incidents, time to a root cause, actions (auto / approved / how they ended) per alert class."),
+    "topic": ("streams.commands.topic:topic", "Read a topic's records as JSON lines (`topic read TOPIC --decode`)."),
     "worker": ("streams.commands.processes:worker",
                "The Faust worker: normalize, dedup, rca, decide and audit agents."),
 }
@@ -79,13 +82,17 @@ def short_help(name: str, limit: int = 45) -> str:
 @click.option("--secrets-dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
               envvar="RCAFLOW_SECRETS_DIR", help="Directory of mounted secret files.")
 @click.option("--log-level", default=None, help="DEBUG, INFO, WARNING ...")
+@click.option("--reset-section", "reset", multiple=True, hidden=True,
+              help="Set this top-level settings section back to its defaults (replay's shadow roles).")
 @click.pass_context
-def cli(ctx: click.Context, config_file: Path | None, secrets_dir: Path | None, log_level: str | None) -> None:
+def cli(ctx: click.Context, config_file: Path | None, secrets_dir: Path | None, log_level: str | None,
+        reset: tuple[str, ...]) -> None:
     """rcaflow: alert e-mails in, root-cause analyses and safe, audited remediation out."""
+    from streams.commands.context import reset_sections
     from streams.settings import load_settings, secret_values
     from streams.wiring.logging_setup import setup_logging
 
-    settings = load_settings(config_file, secrets_dir)
+    settings = reset_sections(load_settings(config_file, secrets_dir), reset)
     if log_level:
         settings = settings.model_copy(update={"log_level": log_level})
     setup_logging(settings.log_level, settings.log_json, secret_values(settings))

@@ -18,6 +18,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     SecretStr,
     StringConstraints,
     ValidationError,
@@ -32,6 +33,7 @@ from pydantic_settings import (
     SettingsError,
 )
 
+from executors.evidence.auth import BackendAuth
 from executors.tools.reload_targets import ReloadTarget
 from producers.imap.config import ImapConfig
 from producers.msgraph.config import MsgraphConfig
@@ -176,6 +178,10 @@ class SlackTarget(BaseModel):
     token: SecretStr
     channel: Annotated[str, Field(pattern=r"^[A-Za-z0-9#_.-]{1,80}$")]
     api_base: str = "https://slack.com/api"
+    #: ``link:<identity>`` approver -> their Slack user id: each gets their own approval link by direct message
+    #: (the bot needs ``im:write``); never in the shared channel.
+    approver_dms: dict[Annotated[str, Field(pattern=r"^link:[A-Za-z0-9._@+-]{1,128}$")],
+                       Annotated[str, Field(pattern=r"^[UW][A-Z0-9]{2,30}$")]] = Field(default_factory=dict)
 
 
 class DingTalkTarget(BaseModel):
@@ -212,6 +218,9 @@ class NotifySettings(BaseModel):
     keep_hours: Annotated[float, Field(gt=0)] = 24.0
     #: How often the worker forgets what is older than ``keep_hours``.
     prune_interval_s: Annotated[float, Field(gt=0)] = 300.0
+    #: Where your copy of docs/runbooks/ is served (e.g. your Git server's folder URL); every first response
+    #: links ``<this>/<class>.md``. Empty: the message names the repository path ``docs/runbooks/<class>.md``.
+    runbook_base_url: str = ""
 
 
 class LlmSettings(BaseModel):
@@ -231,6 +240,15 @@ class LlmSettings(BaseModel):
     max_concurrency_per_tenant: int = 32
     rate_per_tenant_per_s: float = 20.0
     burst_per_tenant: float = 5.0
+    #: How JSON is asked for first (json_schema, json_object or text); a server refusing it is asked the next.
+    response_mode: Literal["json_schema", "json_object", "text"] = "json_schema"
+    #: Longest answer, in tokens (a small local model with a small context needs less).
+    max_tokens: Annotated[int, Field(ge=1)] = 2000
+    #: The model's evidence round (docs/llm.md): rounds of reads it may ask for by catalogue operation (0: off),
+    #: reads in total, and seconds for all of them; runs only when evidence backends are configured.
+    evidence_rounds: Annotated[int, Field(ge=0, le=3)] = 1
+    evidence_max_calls: Annotated[int, Field(ge=0, le=20)] = 5
+    evidence_budget_s: Annotated[float, Field(gt=0)] = 30.0
 
 
 class MailSettings(BaseModel):
@@ -243,15 +261,38 @@ class MailSettings(BaseModel):
     bundled_templates: bool = True
 
 
+class KubernetesClusterSettings(BaseModel):
+    """A cluster named explicitly, instead of a kubeconfig or the pod's service account."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    #: The API server, e.g. https://10.0.0.1:6443.
+    server: str
+    token: SecretStr | None = None
+    #: A token file read again every minute (a projected, rotating service-account token).
+    token_file: Path | None = None
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    verify_tls: bool = True
+    timeout_s: float = Field(default=10.0, gt=0)
+
+
 class EvidenceSettings(BaseModel):
     """Where the read-only evidence tools look; a tool without a backend reports its steps as skipped."""
 
     prometheus_url: str | None = None
     elasticsearch_url: str | None = None
     elasticsearch_index: str = "insight-es-k8s-logs-*"
+    #: Login and CA of each backend (``…__ELASTICSEARCH_AUTH__PASSWORD`` / ``__API_KEY`` / ``__CA_FILE``, or mounted
+    #: secret files ``evidence/elasticsearch_auth/password``); production Elasticsearch 8 requires one.
+    elasticsearch_auth: BackendAuth = Field(default_factory=BackendAuth)
+    prometheus_auth: BackendAuth = Field(default_factory=BackendAuth)
     kubeconfig: Path | None = None
     kube_context: str | None = None
     in_cluster: bool = False
+    #: Explicit cluster settings (used when neither kubeconfig nor in_cluster is set).
+    cluster: KubernetesClusterSettings | None = None
     netprobe_targets: dict[str, str] = Field(default_factory=dict)
     call_timeout_s: float = 10.0
     budget_s: float = 30.0
@@ -260,7 +301,37 @@ class EvidenceSettings(BaseModel):
     @property
     def any_backend(self) -> bool:
         return bool(self.prometheus_url or self.elasticsearch_url or self.kubeconfig or self.in_cluster
-                    or self.netprobe_targets)
+                    or self.cluster or self.netprobe_targets)
+
+
+class KbSettings(BaseModel):
+    """The knowledge base (``rcaflow kb``, docs/knowledge-base.md): one Elasticsearch document per incident.
+
+    Off while ``elasticsearch_url`` is unset: no consumer, and no similar incidents in prompts or messages.
+    """
+
+    elasticsearch_url: str | None = None
+    auth: BackendAuth = Field(default_factory=BackendAuth)
+    #: Indices are ``<prefix>-<tenant>.<YYYY.MM>`` (month the incident opened); retention deletes whole months.
+    index_prefix: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{0,40}$")] = "rcaflow-kb"
+    retention_months: int = Field(default=12, ge=1, le=120)
+    #: Replicas per index in the template (0 for a single-node cluster).
+    replicas: int = Field(default=1, ge=0, le=5)
+    #: Consumer group (``kafka.topic_prefix`` is put in front), apart from the worker's, so a slow KB never
+    #: holds the pipeline up.
+    group_id: str = "rcaflow-kb"
+    batch_size: int = Field(default=200, ge=1, le=5000)
+    request_timeout_s: float = 30.0
+    #: Past resolved incidents of the same tenant shown to the LLM and in the first response.
+    similar_k: int = Field(default=3, ge=0, le=10)
+    #: The worker waits at most this long for them; a slow or failing KB only means no history is shown.
+    similar_timeout_s: float = Field(default=2.0, gt=0, le=30)
+    metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.elasticsearch_url)
 
 
 class ApprovalSettings(BaseModel):
@@ -366,6 +437,9 @@ class WorkerSettings(BaseModel):
     partitions: int = 3
     #: How often awaiting approvals are checked against their expiry.
     expiry_check_seconds: float = 5.0
+    #: After how long a record held in a transient retry (broker, registry, LLM down) turns the worker's /readyz
+    #: (on metrics_port) 503, naming the stage; the record keeps retrying either way.
+    stuck_after_s: float = Field(default=300.0, gt=0)
 
 
 class ExecutorSettings(BaseModel):
@@ -378,6 +452,8 @@ class ExecutorSettings(BaseModel):
     kubeconfig: Path | None = None
     kube_context: str | None = None
     in_cluster: bool = False
+    #: Explicit cluster settings (used when neither kubeconfig nor in_cluster is set).
+    cluster: KubernetesClusterSettings | None = None
     #: Named reload endpoints for http.reload (e.g. vmalert: http://vmalert.insight-system:8880); actions
     #: name the endpoint, never a URL.
     #: A plain URL, or {"url": ..., "kind": "vmalert"|"prometheus"|"alertmanager"} to confirm each reload
@@ -415,14 +491,30 @@ class SecuritySettings(BaseModel):
     #: How long an action the policy approved by itself may wait for the executor before it is refused as
     #: expired (a human approval stays valid for the action's approval TTL instead).
     auto_approval_valid_minutes: int = Field(default=60, ge=1, le=24 * 60)
+    #: The key the API signs the human decisions it verified with and the worker checks them with (API and
+    #: worker only; not the decision key, so the API cannot authorise a run). Env
+    #: ``RCAFLOW_SECURITY__APPROVAL_KEY`` or the secret file ``security/approval_key``; rotate like the decision
+    #: key, through ``approval_previous_keys``.
+    approval_key: SecretStr | None = None
+    approval_previous_keys: list[SecretStr] = Field(default_factory=list)
 
-    @field_validator("decision_key", "decision_previous_keys")
+    @field_validator("decision_key", "decision_previous_keys", "approval_key", "approval_previous_keys")
     @classmethod
     def _long_enough(cls, value: SecretStr | list[SecretStr] | None) -> SecretStr | list[SecretStr] | None:
         keys = value if isinstance(value, list) else [value] if value is not None else []
         if any(len(key.get_secret_value().encode("utf-8")) < DECISION_KEY_MIN_BYTES for key in keys):
-            raise ValueError(f"a decision key needs at least {DECISION_KEY_MIN_BYTES} bytes")
+            raise ValueError(f"a decision or approval key needs at least {DECISION_KEY_MIN_BYTES} bytes")
         return value
+
+
+class SettingsOrigin(BaseModel):
+    """Where a Settings was read from besides the environment, so the processes ``rcaflow run`` starts read
+    the same file and secrets dir (streams/wiring/supervisor.py); None for settings built in code."""
+
+    model_config = ConfigDict(frozen=True)
+
+    config_file: Path | None = None
+    secrets_dir: Path | None = None
 
 
 class Settings(BaseSettings):
@@ -450,6 +542,8 @@ class Settings(BaseSettings):
     mail: MailSettings = Field(default_factory=MailSettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
     evidence: EvidenceSettings = Field(default_factory=EvidenceSettings)
+    #: The incident knowledge base in Elasticsearch (off unless kb.elasticsearch_url is set).
+    kb: KbSettings = Field(default_factory=KbSettings)
     approvals: ApprovalSettings = Field(default_factory=ApprovalSettings)
     #: Per-tenant Slack / DingTalk targets for first-response notifications.
     notify: NotifySettings = Field(default_factory=NotifySettings)
@@ -466,6 +560,13 @@ class Settings(BaseSettings):
     mailboxes: dict[str, ImapConfig] = Field(default_factory=dict)
     log_level: str = "INFO"
     log_json: bool = False
+    #: Set by :func:`load_settings`; kept by ``model_copy``.
+    _origin: SettingsOrigin | None = PrivateAttr(default=None)
+
+    @property
+    def origin(self) -> SettingsOrigin | None:
+        """The file and secrets dir these settings were loaded from (None: built in code)."""
+        return self._origin
 
     @field_validator("tenants")
     @classmethod
@@ -515,14 +616,15 @@ def load_settings(config_file: Path | None = None, secrets_dir: Path | None = No
     if config_file is not None:
         init = _read_yaml(config_file)
     try:
-        if secrets_dir is not None:
-            return _with_secrets_dir(secrets_dir)(**init)
-        return Settings(**init)
+        settings = _with_secrets_dir(secrets_dir)(**init) if secrets_dir is not None else Settings(**init)
     except ValidationError as exc:
         where = f" (environment or {config_file})" if config_file is not None else " (environment)"
         raise ConfigurationError(f"invalid settings{where}: {_summary(exc)}") from exc
     except SettingsError as exc:  # a complex value (JSON in an env var or secret file) that does not parse
         raise ConfigurationError(f"invalid settings: {exc}") from exc
+    settings._origin = SettingsOrigin(config_file=config_file.resolve() if config_file is not None else None,
+                                      secrets_dir=secrets_dir.resolve() if secrets_dir is not None else None)
+    return settings
 
 
 def _read_yaml(config_file: Path) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict
 
 from executors.base import ActionSpec
 from executors.errors import UpstreamError, error_for_status
+from executors.evidence.auth import BackendAuth
 from executors.evidence.base import EvidenceContext, EvidenceTool, Finding, RequestLog, upstream_body
 from executors.evidence.k8s import repeated_lines
 from executors.params import Params
@@ -58,6 +59,8 @@ class EsConfig(BaseModel):
     container_field: str = "kubernetes.container_name"
     message_field: str = "log"
     time_field: str = "@timestamp"
+    #: Basic auth, an API key, and/or a private CA (production Elasticsearch 8 has security on).
+    auth: BackendAuth = BackendAuth()
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,12 +164,13 @@ class EsApi:
     def create(cls, client: httpx.AsyncClient, config: EsConfig) -> EsApi:
         if not _INDEX_RE.fullmatch(config.index):
             raise ValueError("index must be lower-case letters, digits, '_', '.', '-', '*' or ','")
-        return cls(client, safe_base_url(config.base_url), config)
+        return cls(config.auth.apply(client), safe_base_url(config.base_url), config)
 
     @classmethod
     def from_config(cls, config: EsConfig) -> EsApi:
-        """A client of its own (auth headers go on it); the caller closes it with :meth:`aclose`."""
-        return cls.create(httpx.AsyncClient(timeout=config.timeout_s, follow_redirects=False), config)
+        """A client of its own (auth headers and CA go on it); the caller closes it with :meth:`aclose`."""
+        client = httpx.AsyncClient(timeout=config.timeout_s, follow_redirects=False, verify=config.auth.verify())
+        return cls.create(client, config)
 
     async def aclose(self) -> None:
         await self.client.aclose()

@@ -1,15 +1,17 @@
 """k8s.pods / events / logs / owners / describe: read-only Kubernetes facts through the shared ``K8sApi``.
 
-Every name is a validated DNS-1123 name and is percent-encoded into the path;
-selectors are rebuilt from validated parts, so nothing from an alert can add a
-path segment or a second selector term.
+Every name is a validated DNS-1123 name, passed to the official client as a
+parameter (which percent-encodes it into the path); selectors are validated
+term by term, so nothing from an alert can add a path segment or a second
+selector term. Each request is written to the ``RequestLog`` (method, path,
+query) before it is sent.
 """
 
 from __future__ import annotations
 
 import re
 from collections import Counter
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 from urllib.parse import quote
 
 from pydantic import AfterValidator, Field, model_validator
@@ -18,7 +20,7 @@ from executors.base import ActionSpec
 from executors.errors import InvalidParamsError, NotFoundError
 from executors.evidence.base import EvidenceContext, EvidenceTool, Finding, RequestLog
 from executors.params import Namespace, ObjectName, Params
-from executors.tools.k8s_api import K8sApi
+from executors.tools.k8s_api import OWNER_KINDS, K8sApi, Permission, permissions
 from schemas.records import Risk
 
 MAX_PODS = 10
@@ -35,10 +37,6 @@ _SINCE_RE = re.compile(r"^(\d{1,4})([smhd])$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 #: Digits and hex runs vary between repeats of one message; fold them to see what repeats.
 _VARYING = re.compile(r"0x[0-9a-fA-F]+|\b[0-9a-f]{8,}\b|\d+")
-#: Kinds whose apps/v1 object we may read when walking ownerReferences.
-_APPS_KINDS = {"ReplicaSet": "replicasets", "Deployment": "deployments", "StatefulSet": "statefulsets",
-               "DaemonSet": "daemonsets"}
-_BATCH_KINDS = {"Job": "jobs", "CronJob": "cronjobs"}
 
 
 def _selector(value: str) -> str:
@@ -147,8 +145,16 @@ def pod_line(pod: dict[str, Any]) -> tuple[str, int, bool]:
             f"restarts={restarts}{extra}", restarts, ready)
 
 
+#: What reading an owner chain needs (read-only).
+_OWNER_READS = permissions("apps", "replicasets deployments statefulsets daemonsets", "get") | permissions(
+    "batch", "jobs cronjobs", "get")
+
+
 class K8sEvidence(EvidenceTool[Any]):
     """Shared construction: every operation reads through the one injected ``K8sApi``."""
+
+    #: The read-only RBAC rules the operation needs (the evidence ClusterRole is their union).
+    rbac: ClassVar[frozenset[Permission]] = frozenset()
 
     def __init__(self, api: K8sApi) -> None:
         self.api = api
@@ -160,9 +166,14 @@ class K8sEvidence(EvidenceTool[Any]):
         namespace = parse_pairs(query).get("namespace")
         return (namespace,) if namespace else ()
 
-    async def get(self, path: str, log: RequestLog, params: dict[str, str] | None = None) -> dict[str, Any]:
-        log.sent("GET", path, params)
-        return await self.api.json("GET", path, params=params)
+    async def pod(self, namespace: str, pod: str, log: RequestLog) -> dict[str, Any]:
+        log.sent("GET", f"/api/v1/namespaces/{_seg(namespace)}/pods/{_seg(pod)}", None)
+        return await self.api.get_pod(namespace, pod)
+
+    async def events(self, namespace: str, name: str, log: RequestLog, limit: int) -> list[dict[str, Any]]:
+        log.sent("GET", f"/api/v1/namespaces/{_seg(namespace)}/events",
+                 {"fieldSelector": f"involvedObject.name={name}", "limit": str(limit)})
+        return await self.api.list_events(namespace, name, limit=limit)
 
 
 class Pods(K8sEvidence):
@@ -173,17 +184,18 @@ class Pods(K8sEvidence):
         params=PodsParams,
         risk=Risk.READ,
     )
+    rbac = permissions("", "pods", "get list")
 
     async def _gather(self, params: PodsParams, ctx: EvidenceContext, log: RequestLog) -> Finding:
-        base = f"/api/v1/namespaces/{_seg(params.namespace)}/pods"
         if params.name is not None:
             try:
-                pods = [await self.get(f"{base}/{_seg(params.name)}", log)]
+                pods = [await self.pod(params.namespace, params.name, log)]
             except NotFoundError:
                 return Finding(f"pod {params.namespace}/{params.name} not found", value=0.0, no_data=True)
         else:
-            data = await self.get(base, log, {"labelSelector": str(params.selector), "limit": "200"})
-            pods = [p for p in data.get("items") or [] if isinstance(p, dict)]
+            log.sent("GET", f"/api/v1/namespaces/{_seg(params.namespace)}/pods",
+                     {"labelSelector": str(params.selector), "limit": "200"})
+            pods = await self.api.list_pods(params.namespace, selector=str(params.selector), limit=200)
         if not pods:
             return Finding(f"no pods in {params.namespace} match {params.selector}", value=0.0, no_data=True)
         rows = [pod_line(p) for p in pods]
@@ -211,13 +223,11 @@ class Events(K8sEvidence):
         params=EventsParams,
         risk=Risk.READ,
     )
+    rbac = permissions("", "events", "list")
 
     async def _gather(self, params: EventsParams, ctx: EvidenceContext, log: RequestLog) -> Finding:
-        data = await self.get(
-            f"/api/v1/namespaces/{_seg(params.namespace)}/events", log,
-            {"fieldSelector": f"involvedObject.name={params.name}", "limit": "200"},
-        )
-        events = sorted((e for e in data.get("items") or [] if isinstance(e, dict)), key=_event_time, reverse=True)
+        found = await self.events(params.namespace, params.name, log, 200)
+        events = sorted(found, key=_event_time, reverse=True)
         if not events:
             return Finding(f"no events for {params.namespace}/{params.name} (events expire after ~1h)",
                            value=0.0, extra={"total": 0.0}, no_data=True)
@@ -253,17 +263,20 @@ class Logs(K8sEvidence):
         params=LogsParams,
         risk=Risk.READ,
     )
+    rbac = permissions("", "pods/log", "get")
 
     async def _gather(self, params: LogsParams, ctx: EvidenceContext, log: RequestLog) -> Finding:
         path = f"/api/v1/namespaces/{_seg(params.namespace)}/pods/{_seg(params.pod)}/log"
         query = {"tailLines": str(params.tail), "limitBytes": str(LOG_LIMIT_BYTES)}
+        since = int(params.since[:-1]) * _UNITS[params.since[-1]] if params.since else None
         if params.container:
             query["container"] = params.container
-        if params.since:
-            query["sinceSeconds"] = str(int(params.since[:-1]) * _UNITS[params.since[-1]])
+        if since is not None:
+            query["sinceSeconds"] = str(since)
         log.sent("GET", path, query)
-        response = await self.api.request("GET", path, params=query)
-        lines = response.text.splitlines()[-params.tail:]
+        text = await self.api.pod_log(params.namespace, params.pod, tail_lines=params.tail,
+                                      limit_bytes=LOG_LIMIT_BYTES, container=params.container, since_seconds=since)
+        lines = text.splitlines()[-params.tail:]
         if params.grep:
             pattern = re.compile(params.grep)
             lines = [line for line in lines if pattern.search(line[:4096])]
@@ -286,9 +299,10 @@ class Owners(K8sEvidence):
         params=PodParams,
         risk=Risk.READ,
     )
+    rbac = permissions("", "pods", "get") | _OWNER_READS
 
     async def _gather(self, params: PodParams, ctx: EvidenceContext, log: RequestLog) -> Finding:
-        pod = await self.get(f"/api/v1/namespaces/{_seg(params.namespace)}/pods/{_seg(params.pod)}", log)
+        pod = await self.pod(params.namespace, params.pod, log)
         chain = await self.chain(params.namespace, pod, log)
         return Finding(" → ".join(chain), value=float(len(chain)))
 
@@ -301,14 +315,12 @@ class Owners(K8sEvidence):
                 break
             kind, name = str(ref.get("kind", "")), str(ref.get("name", ""))
             chain.append(f"{kind}/{name}")
-            if kind in _APPS_KINDS:
-                group, resource = "/apis/apps/v1", _APPS_KINDS[kind]
-            elif kind in _BATCH_KINDS:
-                group, resource = "/apis/batch/v1", _BATCH_KINDS[kind]
-            else:
+            if kind not in OWNER_KINDS:
                 break  # a custom controller: its kind is named, we do not read arbitrary APIs
+            group, resource = OWNER_KINDS[kind]
             try:
-                obj = await self.get(f"{group}/namespaces/{_seg(namespace)}/{resource}/{_seg(name)}", log)
+                log.sent("GET", f"{group}/namespaces/{_seg(namespace)}/{resource}/{_seg(name)}", None)
+                obj = await self.api.get_owner(namespace, kind, name)
             except NotFoundError:
                 chain[-1] += " (gone)"
                 break
@@ -322,16 +334,14 @@ class Describe(Owners):
         params=PodParams,
         risk=Risk.READ,
     )
+    rbac = permissions("", "pods", "get") | permissions("", "events", "list") | _OWNER_READS
 
     async def _gather(self, params: PodParams, ctx: EvidenceContext, log: RequestLog) -> Finding:
-        ns = _seg(params.namespace)
-        pod = await self.get(f"/api/v1/namespaces/{ns}/pods/{_seg(params.pod)}", log)
+        pod = await self.pod(params.namespace, params.pod, log)
         line, restarts, ready = pod_line(pod)
         chain = await self.chain(params.namespace, pod, log)
         lines = [line.removeprefix("- "), "owners: " + " → ".join(chain)]
-        data = await self.get(f"/api/v1/namespaces/{ns}/events", log,
-                              {"fieldSelector": f"involvedObject.name={params.pod}", "limit": "50"})
-        events = sorted((e for e in data.get("items") or [] if isinstance(e, dict)), key=_event_time, reverse=True)
+        events = sorted(await self.events(params.namespace, params.pod, log, 50), key=_event_time, reverse=True)
         lines += [_clip(f"- {e.get('type', '?')} {e.get('reason', '?')}: {e.get('message', '')}")
                   for e in events[:5]]
         return Finding("\n".join(lines), value=float(restarts), extra={"ready": 1.0 if ready else 0.0})

@@ -19,6 +19,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict
 
 from executors.base import ActionSpec
 from executors.errors import UpstreamError, error_for_status
+from executors.evidence.auth import BackendAuth
 from executors.evidence.base import EvidenceContext, EvidenceTool, Finding, RequestLog, stats_line, upstream_body
 from executors.evidence.promql import check_promql
 from executors.params import Params
@@ -44,6 +45,8 @@ class PromConfig(BaseModel):
     timeout_s: float = 10.0
     method: Literal["GET", "POST"] = "POST"
     max_query_chars: int = 4000
+    #: Basic auth or a bearer token, and/or a private CA (a Prometheus behind an authenticating proxy).
+    auth: BackendAuth = BackendAuth()
 
 
 def _promql(value: str) -> str:
@@ -90,14 +93,16 @@ class PromApi:
     method: Literal["GET", "POST"] = "POST"
 
     @classmethod
-    def create(cls, client: httpx.AsyncClient, base_url: str, *, method: Literal["GET", "POST"] = "POST") -> PromApi:
-        return cls(client, safe_base_url(base_url), method)
+    def create(cls, client: httpx.AsyncClient, base_url: str, *, method: Literal["GET", "POST"] = "POST",
+               auth: BackendAuth | None = None) -> PromApi:
+        """``auth`` puts its credentials on ``client`` (its CA must already be in the client's ``verify``)."""
+        return cls(auth.apply(client) if auth is not None else client, safe_base_url(base_url), method)
 
     @classmethod
     def from_config(cls, config: PromConfig) -> PromApi:
         """A client of its own; the caller closes it with :meth:`aclose`."""
-        client = httpx.AsyncClient(timeout=config.timeout_s, follow_redirects=False)
-        return cls.create(client, config.base_url, method=config.method)
+        client = httpx.AsyncClient(timeout=config.timeout_s, follow_redirects=False, verify=config.auth.verify())
+        return cls.create(client, config.base_url, method=config.method, auth=config.auth)
 
     async def aclose(self) -> None:
         await self.client.aclose()

@@ -23,7 +23,11 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class PlannedStep:
-    """One rendered step. ``blocked`` is set when ``policies`` could not render it safely: it is reported, not run."""
+    """One rendered step. ``blocked`` is set when ``policies`` could not render it safely: it is reported, not run.
+
+    ``alternatives`` are further queries for the same number (metric names that differ across versions), tried
+    in order while the one before finds no series.
+    """
 
     id: str
     tool: str
@@ -31,18 +35,26 @@ class PlannedStep:
     query: str
     description: str = ""
     blocked: Evidence | None = None
+    alternatives: tuple[str, ...] = ()
+
+    @property
+    def queries(self) -> tuple[str, ...]:
+        return (self.query, *self.alternatives)
 
     @property
     def name(self) -> str:
         return f"{self.tool}.{self.operation}"
 
 
-def plan_from_triage(step_ids: Sequence[str], evidence: Sequence[Evidence]) -> list[PlannedStep]:
+def plan_from_triage(step_ids: Sequence[str], evidence: Sequence[Evidence],
+                     alternatives: Mapping[str, Sequence[str]] | None = None) -> list[PlannedStep]:
     """Pair a class's evidence step ids (in plan order) with the entries ``policies.triage`` rendered for them.
 
     ``triage`` writes one entry per plan step, in order, before any action entries;
     an entry with ``status=error`` is a step whose variables had no valid value.
+    ``alternatives``: the rendered alternative queries by step id (``policies.triage.alternative_queries``).
     """
+    more = alternatives or {}
     if len(evidence) < len(step_ids):
         raise ValueError(f"{len(step_ids)} step ids but only {len(evidence)} evidence entries")
     return [
@@ -52,6 +64,7 @@ def plan_from_triage(step_ids: Sequence[str], evidence: Sequence[Evidence]) -> l
             operation=entry.operation,
             query=entry.query,
             blocked=entry if entry.status is EvidenceStatus.ERROR else None,
+            alternatives=tuple(more.get(step_id, ())),
         )
         for step_id, entry in zip(step_ids, evidence, strict=False)
     ]
@@ -78,19 +91,21 @@ class ReadTarget:
     namespace: str | None
 
     def why_not(self, step: PlannedStep, tool: EvidenceTool[Any]) -> str | None:
+        """Judged on every query the step may send (its alternatives too): one outside the scope stops it."""
         about = self.scope.why_not_read(cluster=self.cluster, namespace=self.namespace)
         if about is not None:
             return about
-        try:
-            namespaces = tool.namespaces_in(step.query)
-        except (InvalidParamsError, ValueError):
-            return "the step's query does not parse, so the namespaces it would read are unknown"
-        if namespaces is None:
-            return None
-        for namespace in namespaces or (None,):
-            why = self.scope.why_not_read(cluster=self.cluster, namespace=namespace)
-            if why is not None:
-                return why
+        for query in step.queries:
+            try:
+                namespaces = tool.namespaces_in(query)
+            except (InvalidParamsError, ValueError):
+                return "the step's query does not parse, so the namespaces it would read are unknown"
+            if namespaces is None:
+                continue
+            for namespace in namespaces or (None,):
+                why = self.scope.why_not_read(cluster=self.cluster, namespace=namespace)
+                if why is not None:
+                    return why
         return None
 
 
@@ -180,24 +195,49 @@ class EvidenceRunner:
         return None
 
     async def _one(self, step: PlannedStep, gate: asyncio.Semaphore, now: datetime) -> Observation:
+        """The step's queries in order, each under the call timeout, until one finds series.
+
+        Only "no series" moves on to the next query (the metric is named differently in this version); an
+        error or a timeout is about the backend and ends the step. The record is the answering query's, its
+        summary says which of the step's queries answered (or that none did).
+        """
         tool = self.tools[step.name]
+        queries = step.queries
+        observation: Observation | None = None
+        answered = 0
         async with gate:
-            try:
-                async with asyncio.timeout(self.call_timeout_s):
-                    observation = await tool.observe_query(step.query, now=now)
-            except TimeoutError:
-                logger.info("evidence step %s timed out after %gs", step.id, self.call_timeout_s)
-                return _timed_out(step, f"no answer within {self.call_timeout_s:g}s")
+            for answered, query in enumerate(queries):  # noqa: B007 - the index of the answering query is kept
+                try:
+                    async with asyncio.timeout(self.call_timeout_s):
+                        observation = await tool.observe_query(query, now=now)
+                except TimeoutError:
+                    logger.info("evidence step %s timed out after %gs", step.id, self.call_timeout_s)
+                    return _timed_out(step, f"no answer within {self.call_timeout_s:g}s", query)
+                if observation.evidence.status is not EvidenceStatus.NO_DATA:
+                    break
+        assert observation is not None  # a step has at least one query
         if observation.evidence.status is not EvidenceStatus.SUCCESS:
             logger.info("evidence step %s: %s", step.id, observation.evidence.status.value)
         evidence = observation.evidence
         prefix = f"{step.id}: "
+        if len(queries) > 1:
+            prefix += _which(answered, queries, evidence.status)
         return Observation(evidence.model_copy(update={"summary": prefix + evidence.summary}), observation.values)
 
 
-def _timed_out(step: PlannedStep, why: str) -> Observation:
+def _which(index: int, queries: Sequence[str], status: EvidenceStatus) -> str:
+    """Which of a step's queries this record is about, for the reader who reruns it."""
+    if status is EvidenceStatus.NO_DATA:
+        return f"none of its {len(queries)} queries found series (tried: {'; '.join(queries)}); "
+    if index == 0:
+        return f"answered by its first query (of {len(queries)}); "
+    return (f"answered by alternative {index} of {len(queries) - 1} (no series for: "
+            f"{'; '.join(queries[:index])}); ")
+
+
+def _timed_out(step: PlannedStep, why: str, query: str | None = None) -> Observation:
     return Observation(
-        Evidence(tool=step.tool, operation=step.operation, query=step.query, status=EvidenceStatus.ERROR,
+        Evidence(tool=step.tool, operation=step.operation, query=query or step.query, status=EvidenceStatus.ERROR,
                  summary=f"{step.id}: timed out", error=f"{step.name}: {why}"),
         {},
     )

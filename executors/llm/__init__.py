@@ -8,6 +8,7 @@ from executors.llm.client import LlmClient
 from executors.llm.errors import (
     LlmCircuitOpenError,
     LlmConfigError,
+    LlmContextOverflowError,
     LlmError,
     LlmRateLimitedError,
     LlmRequestError,
@@ -37,6 +38,7 @@ __all__ = [
     "LlmClient",
     "LlmConfig",
     "LlmConfigError",
+    "LlmContextOverflowError",
     "LlmError",
     "LlmFailure",
     "LlmOutcome",

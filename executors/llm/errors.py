@@ -22,6 +22,15 @@ class LlmRequestError(LlmError):
         self.body = body
 
 
+class LlmContextOverflowError(LlmRequestError):
+    """The prompt (plus the tokens asked for) does not fit the model's context window.
+
+    A 400 like any refused request, but named: the caller can tell "our prompt is too long for this
+    model" (shorten the evidence, or pick a model with a larger context) from a malformed request.
+    Retrying the same prompt cannot help.
+    """
+
+
 class LlmUnavailableError(LlmError):
     """Transport failure, timeout or 5xx: the server may answer later."""
 

@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 
 from executors.llm.errors import (
+    LlmContextOverflowError,
     LlmRateLimitedError,
     LlmRequestError,
     LlmTimeoutError,
@@ -28,7 +29,12 @@ from executors.llm.provider import ChatCompletion, ChatRequest, LlmConfig, Respo
 logger = logging.getLogger(__name__)
 
 _BODY_PREVIEW = 300
-_FORMAT_WORDS = ("response_format", "json_schema", "json_object", "response format")
+#: llama.cpp says "JSON schema error at #: ..." when it cannot compile a schema into a grammar.
+_FORMAT_WORDS = ("response_format", "json_schema", "json_object", "response format", "json schema")
+#: How servers say "the prompt does not fit the context": llama.cpp (exceed_context_size_error), OpenAI
+#: (context_length_exceeded), vLLM ("maximum context length"), DashScope ("Range of input length").
+_CONTEXT_WORDS = ("exceed_context_size", "context_length_exceeded", "maximum context length",
+                  "exceeds the available context", "context window", "range of input length")
 
 
 def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
@@ -60,7 +66,7 @@ class OpenAICompatProvider:
 
     def mode(self) -> ResponseMode:
         """The response mode this server is currently asked with."""
-        return self._modes.get(self._url, ResponseMode.JSON_SCHEMA)
+        return self._modes.get(self._url, self._config.response_mode)
 
     async def chat(self, request: ChatRequest) -> ChatCompletion:
         while True:
@@ -69,7 +75,8 @@ class OpenAICompatProvider:
                 return await self._post(request, mode)
             except LlmRequestError as exc:
                 following = _next_mode(mode)
-                if exc.status != 400 or following is None or not _about_format(exc.body):
+                overflow = isinstance(exc, LlmContextOverflowError)
+                if overflow or exc.status != 400 or following is None or not _about_format(exc.body):
                     raise
                 logger.warning(
                     "LLM server %s refused response_format %s; asking with %s from now on",
@@ -122,6 +129,13 @@ class OpenAICompatProvider:
             raise LlmRateLimitedError(f"{self._url} answered 429 (rate limited)", retry_after=retry_after)
         if status >= 500:
             raise LlmUnavailableError(f"{self._url} answered {status}: {_preview(response.text)}", status=status)
+        if status >= 400 and _about_context(response.text):
+            raise LlmContextOverflowError(
+                f"{self._url} answered {status}: the prompt does not fit the model's context: "
+                f"{_preview(response.text)}",
+                status=status,
+                body=response.text,
+            )
         if status >= 400:
             raise LlmRequestError(
                 f"{self._url} answered {status}: {_preview(response.text)}", status=status, body=response.text
@@ -187,6 +201,11 @@ def _next_mode(mode: ResponseMode) -> ResponseMode | None:
 def _about_format(body: str) -> bool:
     lowered = body.lower()
     return any(word in lowered for word in _FORMAT_WORDS)
+
+
+def _about_context(body: str) -> bool:
+    lowered = body.lower()
+    return any(word in lowered for word in _CONTEXT_WORDS)
 
 
 def _preview(text: str) -> str:

@@ -104,6 +104,22 @@ def _allowed_actions_text(actions: Sequence[AllowedAction]) -> str:
     return "\n".join(lines)
 
 
+#: How each tool's ``query`` is written, so a model's evidence_plan entry can run as asked.
+_QUERY_FORMS: dict[str, str] = {
+    "prom": "query: PromQL",
+    "k8s": "query: key=value pairs, e.g. namespace=<ns> pod=<pod> (pods: selector=<label>=<value>)",
+    "es": 'query: field:"value" AND ... AND @timestamp:[now-15m TO now]',
+}
+
+
+def _evidence_tools_text(tools: dict[str, tuple[str, ...]]) -> str:
+    lines = []
+    for tool, ops in tools.items():
+        form = _QUERY_FORMS.get(tool)
+        lines.append(f"- {tool}: {', '.join(ops)}" + (f" ({form})" if form else ""))
+    return "\n".join(lines) or "(none)"
+
+
 def build_messages(
     brief: ClassBrief,
     event: AlertEvent,
@@ -117,7 +133,7 @@ def build_messages(
         runbooks="\n".join(f"- {url}" for url in brief.runbooks) or "(none)",
         known_causes="\n".join(f"- {c}" for c in brief.known_causes) or "(none)",
         allowed_actions=_allowed_actions_text(brief.allowed_actions),
-        evidence_tools="\n".join(f"- {t}: {', '.join(ops)}" for t, ops in brief.evidence_tools.items()) or "(none)",
+        evidence_tools=_evidence_tools_text(brief.evidence_tools),
         alert_json=data_block(alert_data(event)),
         evidence_json=data_block(evidence_data(evidence)),
         past_json=data_block([p.model_dump() for p in similar]),

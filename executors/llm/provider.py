@@ -38,6 +38,9 @@ class LlmConfig(BaseModel):
     api_key: SecretStr = SecretStr("")
     temperature: float = Field(default=0.1, ge=0.0, le=2.0)
     max_tokens: int | None = Field(default=2000, ge=1)
+    #: How JSON is asked for first; a server that refuses it with a 400 is asked the next mode. Start lower
+    #: for a server known not to support ``json_schema`` (saves the first 400).
+    response_mode: ResponseMode = ResponseMode.JSON_SCHEMA
     timeout_s: float = Field(default=60.0, gt=0)
     max_retries: int = Field(default=3, ge=0)
     backoff_base_s: float = Field(default=0.5, gt=0)

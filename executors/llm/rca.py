@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from executors.errors import ExecutorError
 from executors.llm.answer import AnswerProblem, EvidenceRequest, LlmAnswer, answer_json_schema, parse_answer
 from executors.llm.client import LlmClient
-from executors.llm.errors import LlmCircuitOpenError, LlmError, LlmRequestError
+from executors.llm.errors import LlmCircuitOpenError, LlmContextOverflowError, LlmError, LlmRequestError
 from executors.llm.gate import Rejection, gate
 from executors.llm.prompt import ClassBrief, PastIncident, build_messages
 from executors.llm.provider import ChatMessage, ChatRequest, Usage
@@ -92,7 +92,7 @@ class LlmRca(BaseModel):
 
 
 class LlmFailure(BaseModel):
-    """No usable answer; ``kind``: unavailable | circuit_open | request | invalid_answer."""
+    """No usable answer; ``kind``: unavailable | circuit_open | context_overflow | request | invalid_answer."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -222,6 +222,8 @@ async def _ask(
 def _failure(exc: LlmError, spent: _Spent) -> LlmFailure:
     if isinstance(exc, LlmCircuitOpenError):
         kind = "circuit_open"
+    elif isinstance(exc, LlmContextOverflowError):
+        kind = "context_overflow"
     elif isinstance(exc, LlmRequestError):
         kind = "request"
     else:

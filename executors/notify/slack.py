@@ -1,4 +1,5 @@
-"""Slack: Block Kit message builders (pure) and a sender for chat.postMessage, chat.update and response_url.
+"""Slack: Block Kit message builders (pure) and a sender for chat.postMessage, chat.update and response_url,
+and for approval links sent privately (conversations.open + chat.postMessage into the approver's DM).
 
 Buttons carry ``value = "<tenant>|<action id>"`` and ``action_id``
 ``rcaflow_approve`` / ``rcaflow_reject``; the ``actions`` block of one action
@@ -128,6 +129,27 @@ def update(rca: RcaResult, actions: Sequence[ActionEvent], *, ref: MessageRef) -
     return {**message, "ts": ref.ts}
 
 
+def private_link(rca: RcaResult, action: ActionEvent, url: str, *, channel: str) -> dict[str, Any]:
+    """The chat.postMessage body of one approver's own approval link (sent into their direct messages only:
+    the link decides in their name)."""
+    lines = [
+        f"*Your approval is asked for:* {slack_escape(action.name, 100)} — "
+        f"`{slack_escape(action.tool)}.{slack_escape(action.operation)}` · risk *{action.risk.value}*",
+        f"`{slack_escape(params_line(action), 600)}`",
+        f"{slack_escape(_header(rca), 150)} · incident `{slack_escape(rca.incident_id, 100)}`",
+    ]
+    if action.expires_at is not None:
+        lines.append(f"Waiting for approval until {utc(action.expires_at)}")
+    lines.append("This link decides in your name: do not forward it.")
+    return {
+        "channel": channel, "unfurl_links": False,
+        "text": clip(f"Approval asked: {slack_escape(action.name, 100)}", 300),
+        "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": clip("\n".join(lines), _SECTION_LIMIT)}},
+                   {"type": "actions", "elements": [{"type": "button", "action_id": OPEN, "url": url,
+                                                     "text": {"type": "plain_text", "text": "Review and decide"}}]}],
+    }
+
+
 def decided_text(action: ActionEvent, decision: ApprovalDecision) -> str:
     verb = "Approved" if decision.decision is Decision.APPROVE else "Rejected"
     who = decision.approver.removeprefix("slack:")
@@ -203,11 +225,32 @@ class SlackChannel:
     name = "slack"
 
     def __init__(self, client: httpx.AsyncClient, *, token: SecretStr, channel: str,
-                 api_base: str = "https://slack.com/api") -> None:
+                 api_base: str = "https://slack.com/api", approver_dms: Mapping[str, str] | None = None) -> None:
         self._client = client
         self._token = token
         self._channel = channel
         self._api = api_base.rstrip("/")
+        #: Approver identity ("link:alice@acme.example") -> Slack user id their own links are sent to (``im:write``).
+        self._dms = dict(approver_dms or {})
+
+    def reaches(self, approver: str) -> bool:
+        """Whether this bot can send ``approver`` a private message (a Slack user id is configured for them)."""
+        return approver in self._dms
+
+    async def send_privately(self, approver: str, rca: RcaResult, action: ActionEvent, url: str) -> None:
+        """``approver``'s own approval link, into their direct messages (conversations.open, then
+        chat.postMessage to the channel it answers); never into the shared channel."""
+        user = self._dms.get(approver)
+        if user is None:
+            raise NotifyError(f"no Slack user configured for {clip(approver, 100)}")
+        opened = await self._call("conversations.open", {"users": user})
+        dm = opened.get("channel")
+        dm_id = dm.get("id") if isinstance(dm, dict) else None
+        if not isinstance(dm_id, str) or not dm_id:
+            raise NotifyError("Slack conversations.open answered no channel id")
+        await self._call("chat.postMessage", private_link(rca, action, url, channel=dm_id))
+        logger.info("slack: sent %s their approval link privately", approver,
+                    extra={"incident_id": rca.incident_id, "action_id": action.action_id})
 
     async def _call(self, method: str, body: Mapping[str, Any]) -> dict[str, Any]:
         headers = {"Authorization": f"Bearer {self._token.get_secret_value()}"}

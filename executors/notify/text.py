@@ -5,10 +5,10 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 
-from schemas.records import ActionEvent, ActionState
+from schemas.records import ActionEvent, ActionState, RcaResult
 
-#: States a person (or the approval window) put an action in: shown with their time (who and when).
-DECISION_STATES = frozenset({ActionState.APPROVED, ActionState.REJECTED, ActionState.EXPIRED})
+#: States a person (or the approval window, or the incident's resolution) put an action in: shown with their time.
+DECISION_STATES = frozenset({ActionState.APPROVED, ActionState.REJECTED, ActionState.EXPIRED, ActionState.WITHDRAWN})
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 #: DingTalk's markdown subset has no reliable backslash escapes, so the characters that could open a
@@ -40,3 +40,19 @@ def utc(moment: datetime) -> str:
 def params_line(action: ActionEvent) -> str:
     """``k=v`` pairs, sorted, unescaped (each channel escapes the result)."""
     return " ".join(f"{k}={v}" for k, v in sorted(action.params.items())) or "(no parameters)"
+
+
+def with_runbook(rca: RcaResult, link: str) -> RcaResult:
+    """The result with its class's runbook after the diagnosis (docs/runbooks/<class>.md or the deployment's
+    copy): the on-call engineer's next click. The link comes from configuration and the policy's class id."""
+    if not link:
+        return rca
+    return rca.model_copy(update={"diagnosis": f"{rca.diagnosis}\nRunbook: {clip(link, 300)}"})
+
+
+def with_history(rca: RcaResult, history: str) -> RcaResult:
+    """The result as a first response shows it: the knowledge base's ``seen 3 times before; last fixed by X``
+    after the diagnosis (the record on rca-result stays as it is). Each channel escapes the text."""
+    if not history:
+        return rca
+    return rca.model_copy(update={"diagnosis": f"{rca.diagnosis}\nHistory: {clip(history, 200)}"})

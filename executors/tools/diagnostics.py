@@ -12,6 +12,7 @@ from executors.base import ActionSpec, RunContext, ToolResult
 from executors.errors import NotFoundError
 from executors.params import Namespace, ObjectName, Params
 from executors.tools.k8s import K8sExecutor
+from executors.tools.k8s_api import permissions
 from schemas.records import Risk
 
 MAX_PODS = 5
@@ -60,6 +61,7 @@ class Collect(K8sExecutor[CollectParams]):
         params=CollectParams,
         risk=Risk.READ,
     )
+    rbac = permissions("", "pods events", "list") | permissions("", "pods/log", "get")
 
     async def _run(self, params: CollectParams, ctx: RunContext) -> ToolResult:
         api = self.require_api(ctx)

@@ -6,6 +6,12 @@ scale and annotate are set-to-value. With a cluster configured, a dry run is
 the API server's own ``?dryRun=All`` (admission and RBAC included); without
 one, it is a description of the request we would send.
 
+Each change is read-decide-write with optimistic concurrency: the patch
+carries the ``resourceVersion`` that was read, so the API server refuses it
+(409) if the object moved in between, and the whole step is tried again on a
+fresh read (client-go's ``RetryOnConflict``). A decision such as "already
+restarted by this action" is thus never taken on a stale object.
+
 Restart and scale record what they changed from, and after a real run they
 can be watched until the rollout finishes (``_check``), so a restart whose new
 pods never become ready can be undone: putting the pod template's restart
@@ -15,7 +21,7 @@ is what ``kubectl rollout undo`` does.
 
 from __future__ import annotations
 
-from typing import Any, Self
+from typing import Any, ClassVar, Self
 
 from executors.base import ActionSpec, Check, Executor, P, Rollback, RunContext, ToolResult
 from executors.errors import ToolNotConfiguredError, UpstreamError
@@ -31,7 +37,7 @@ from executors.params import (
     ScalableKind,
     WorkloadKind,
 )
-from executors.tools.k8s_api import K8sApi
+from executors.tools.k8s_api import K8sApi, Permission, permissions, retry_on_conflict
 from executors.tools.k8s_rollout import rollout_check, scale_check
 from schemas.records import Risk
 
@@ -42,6 +48,9 @@ ACTION_ANNOTATION = "rcaflow.io/action-id"
 
 class K8sExecutor(Executor[P]):
     backend = "k8s"
+    #: The RBAC rules the operation needs, its confirmation check included: the executor's Role is the union
+    #: over the policy's operations and their rollbacks (deploy/kubernetes; tests/unit/deploy check it).
+    rbac: ClassVar[frozenset[Permission]] = frozenset()
 
     def __init__(self, api: K8sApi | None) -> None:
         self.api = api
@@ -86,19 +95,19 @@ class RolloutRestart(K8sExecutor[RolloutRestartParams]):
         params=RolloutRestartParams,
         risk=Risk.LOW,
     )
+    rbac = permissions("apps", "deployments statefulsets daemonsets", "get patch")
 
     async def _run(self, params: RolloutRestartParams, ctx: RunContext) -> ToolResult:
         api = self.require_api(ctx)
         target = f"{params.kind.value} {params.namespace}/{params.name}"
         stamp = ctx.now.strftime("%Y-%m-%dT%H:%M:%SZ")
-        patch = {
-            "spec": {
-                "template": {"metadata": {"annotations": {RESTARTED_AT: stamp, ACTION_ANNOTATION: ctx.action_id}}}
-            }
-        }
         if api is None:
             return ToolResult(_preview(ctx, f"PATCH {K8sApi.workload_path(params.namespace, params.kind, params.name)}"
                                        f" setting {RESTARTED_AT}={stamp} (restart {target})", None))
+        return await retry_on_conflict(lambda: self._restart(api, params, ctx, target, stamp))
+
+    async def _restart(self, api: K8sApi, params: RolloutRestartParams, ctx: RunContext, target: str,
+                       stamp: str) -> ToolResult:
         current = await api.get_workload(params.namespace, params.kind, params.name)
         annotations = _dig(current, "spec", "template", "metadata", "annotations")
         if annotations.get(ACTION_ANNOTATION) == ctx.action_id:
@@ -112,6 +121,10 @@ class RolloutRestart(K8sExecutor[RolloutRestartParams]):
             "restarted_at": previous_stamp if isinstance(previous_stamp, str) else "",
             "previous_action": previous_action if isinstance(previous_action, str) else "",
         })
+        # The action id changes the template even when restartedAt does not (two restarts in one second).
+        patch = _versioned(current, {
+            "spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: stamp,
+                                                               ACTION_ANNOTATION: ctx.action_id}}}}})
         await api.patch_workload(params.namespace, params.kind, params.name, patch, dry_run=ctx.dry_run)
         return ToolResult(_preview(ctx, f"restart {target} (restartedAt={stamp})", api), rollback=undo)
 
@@ -145,6 +158,7 @@ class UndoRestart(K8sExecutor[UndoRestartParams]):
         params=UndoRestartParams,
         risk=Risk.LOW,
     )
+    rbac = permissions("apps", "deployments statefulsets daemonsets", "get patch")
 
     async def _run(self, params: UndoRestartParams, ctx: RunContext) -> ToolResult:
         api = self.require_api(ctx)
@@ -154,13 +168,17 @@ class UndoRestart(K8sExecutor[UndoRestartParams]):
         if api is None:
             path = K8sApi.workload_path(params.namespace, params.kind, params.name)
             return ToolResult(_preview(ctx, f"PATCH {path} restoring {shown} (undo the restart of {target})", None))
-        current = await api.get_workload(params.namespace, params.kind, params.name)
-        annotations = _dig(current, "spec", "template", "metadata", "annotations")
-        if all(annotations.get(k) == v for k, v in restore.items()):
-            return ToolResult(f"{target} already has {shown}; nothing to undo")
-        patch = {"spec": {"template": {"metadata": {"annotations": restore}}}}
-        await api.patch_workload(params.namespace, params.kind, params.name, patch, dry_run=ctx.dry_run)
-        return ToolResult(_preview(ctx, f"undo the restart of {target} (restored {shown})", api))
+
+        async def attempt() -> ToolResult:
+            current = await api.get_workload(params.namespace, params.kind, params.name)
+            annotations = _dig(current, "spec", "template", "metadata", "annotations")
+            if all(annotations.get(k) == v for k, v in restore.items()):
+                return ToolResult(f"{target} already has {shown}; nothing to undo")
+            patch = _versioned(current, {"spec": {"template": {"metadata": {"annotations": restore}}}})
+            await api.patch_workload(params.namespace, params.kind, params.name, patch, dry_run=ctx.dry_run)
+            return ToolResult(_preview(ctx, f"undo the restart of {target} (restored {shown})", api))
+
+        return await retry_on_conflict(attempt)
 
     async def _check(self, params: UndoRestartParams, ctx: RunContext) -> Check | None:
         if self.api is None:
@@ -183,6 +201,7 @@ class DeletePod(K8sExecutor[DeletePodParams]):
         params=DeletePodParams,
         risk=Risk.LOW,
     )
+    rbac = permissions("", "pods", "delete")
 
     async def _run(self, params: DeletePodParams, ctx: RunContext) -> ToolResult:
         api = self.require_api(ctx)
@@ -213,6 +232,8 @@ class Scale(K8sExecutor[ScaleParams]):
         params=ScaleParams,
         risk=Risk.LOW,
     )
+    rbac = (permissions("apps", "deployments/scale statefulsets/scale", "get patch")
+            | permissions("apps", "deployments statefulsets", "get"))
 
     async def _run(self, params: ScaleParams, ctx: RunContext) -> ToolResult:
         api = self.require_api(ctx)
@@ -220,22 +241,28 @@ class Scale(K8sExecutor[ScaleParams]):
         if api is None:
             path = K8sApi.workload_path(params.namespace, params.kind, params.name)
             return ToolResult(_preview(ctx, f"PATCH {path}/scale to {params.replicas} replicas ({target})", None))
-        scale = await api.get_scale(params.namespace, params.kind, params.name)
-        previous = _dig(scale, "spec").get("replicas", 0)
-        if not isinstance(previous, int):
-            raise UpstreamError(f"k8s scale of {target}: spec.replicas is not an integer")
-        rollback = Rollback(
-            name=self.spec.name,
-            params={"namespace": params.namespace, "kind": params.kind.value, "name": params.name,
-                    "replicas": str(previous)},
-        )
-        if previous == params.replicas:
-            return ToolResult(f"{target} already has {previous} replicas; nothing to do")
-        await api.patch_scale(params.namespace, params.kind, params.name, params.replicas, dry_run=ctx.dry_run)
-        return ToolResult(
-            _preview(ctx, f"scale {target} from {previous} to {params.replicas} replicas", api),
-            rollback=rollback,
-        )
+
+        async def attempt() -> ToolResult:
+            scale = await api.get_scale(params.namespace, params.kind, params.name)
+            previous = _dig(scale, "spec").get("replicas", 0)
+            if not isinstance(previous, int):
+                raise UpstreamError(f"k8s scale of {target}: spec.replicas is not an integer")
+            rollback = Rollback(
+                name=self.spec.name,
+                params={"namespace": params.namespace, "kind": params.kind.value, "name": params.name,
+                        "replicas": str(previous)},
+            )
+            if previous == params.replicas:
+                return ToolResult(f"{target} already has {previous} replicas; nothing to do")
+            version = _dig(scale, "metadata").get("resourceVersion")
+            await api.patch_scale(params.namespace, params.kind, params.name, params.replicas, dry_run=ctx.dry_run,
+                                  resource_version=version if isinstance(version, str) else None)
+            return ToolResult(
+                _preview(ctx, f"scale {target} from {previous} to {params.replicas} replicas", api),
+                rollback=rollback,
+            )
+
+        return await retry_on_conflict(attempt)
 
     async def _check(self, params: ScaleParams, ctx: RunContext) -> Check | None:
         if self.api is None:
@@ -262,6 +289,7 @@ class AnnotatePod(K8sExecutor[AnnotatePodParams]):
         params=AnnotatePodParams,
         risk=Risk.LOW,
     )
+    rbac = permissions("", "pods", "get patch")
 
     async def _run(self, params: AnnotatePodParams, ctx: RunContext) -> ToolResult:
         api = self.require_api(ctx)
@@ -269,22 +297,26 @@ class AnnotatePod(K8sExecutor[AnnotatePodParams]):
         if api is None:
             path = K8sApi.pod_path(params.namespace, params.pod)
             return ToolResult(_preview(ctx, f"PATCH {path} setting annotation {params.key}={params.value!r}", None))
-        pod = await api.get_pod(params.namespace, params.pod)
-        previous = _dig(pod, "metadata", "annotations").get(params.key)
-        where = {"namespace": params.namespace, "pod": params.pod, "key": params.key}
-        if isinstance(previous, str):
-            rollback = Rollback(name=self.spec.name, params={**where, "value": previous})
-            note = ""
-        else:
-            rollback = Rollback(name=RemovePodAnnotation.spec.name, params=where)
-            note = (f" (was unset; the rollback removes it, like "
-                    f"`kubectl annotate pod -n {params.namespace} {params.pod} {params.key}-`)")
-        if previous == params.value:
-            return ToolResult(f"{target} already has {params.key}={params.value!r}; nothing to do")
-        patch = {"metadata": {"annotations": {params.key: params.value}}}
-        await api.patch_pod(params.namespace, params.pod, patch, dry_run=ctx.dry_run)
-        return ToolResult(_preview(ctx, f"annotate {target} with {params.key}={params.value!r}{note}", api),
-                          rollback=rollback)
+
+        async def attempt() -> ToolResult:
+            pod = await api.get_pod(params.namespace, params.pod)
+            previous = _dig(pod, "metadata", "annotations").get(params.key)
+            where = {"namespace": params.namespace, "pod": params.pod, "key": params.key}
+            if isinstance(previous, str):
+                rollback = Rollback(name=self.spec.name, params={**where, "value": previous})
+                note = ""
+            else:
+                rollback = Rollback(name=RemovePodAnnotation.spec.name, params=where)
+                note = (f" (was unset; the rollback removes it, like "
+                        f"`kubectl annotate pod -n {params.namespace} {params.pod} {params.key}-`)")
+            if previous == params.value:
+                return ToolResult(f"{target} already has {params.key}={params.value!r}; nothing to do")
+            patch = _versioned(pod, {"metadata": {"annotations": {params.key: params.value}}})
+            await api.patch_pod(params.namespace, params.pod, patch, dry_run=ctx.dry_run)
+            return ToolResult(_preview(ctx, f"annotate {target} with {params.key}={params.value!r}{note}", api),
+                              rollback=rollback)
+
+        return await retry_on_conflict(attempt)
 
 
 # ----------------------------------------------------------------------------- remove_pod_annotation
@@ -306,6 +338,7 @@ class RemovePodAnnotation(K8sExecutor[RemovePodAnnotationParams]):
         params=RemovePodAnnotationParams,
         risk=Risk.LOW,
     )
+    rbac = permissions("", "pods", "get patch")
 
     async def _run(self, params: RemovePodAnnotationParams, ctx: RunContext) -> ToolResult:
         api = self.require_api(ctx)
@@ -313,13 +346,25 @@ class RemovePodAnnotation(K8sExecutor[RemovePodAnnotationParams]):
         if api is None:
             path = K8sApi.pod_path(params.namespace, params.pod)
             return ToolResult(_preview(ctx, f"PATCH {path} removing annotation {params.key}", None))
-        pod = await api.get_pod(params.namespace, params.pod)
-        if params.key not in _dig(pod, "metadata", "annotations"):
-            return ToolResult(f"{target} has no annotation {params.key}; nothing to do")
-        # A JSON merge patch deletes a key by setting it to null (RFC 7386).
-        patch = {"metadata": {"annotations": {params.key: None}}}
-        await api.patch_pod(params.namespace, params.pod, patch, dry_run=ctx.dry_run)
-        return ToolResult(_preview(ctx, f"remove annotation {params.key} from {target}", api))
+
+        async def attempt() -> ToolResult:
+            pod = await api.get_pod(params.namespace, params.pod)
+            if params.key not in _dig(pod, "metadata", "annotations"):
+                return ToolResult(f"{target} has no annotation {params.key}; nothing to do")
+            # A JSON merge patch deletes a key by setting it to null (RFC 7386).
+            patch = _versioned(pod, {"metadata": {"annotations": {params.key: None}}})
+            await api.patch_pod(params.namespace, params.pod, patch, dry_run=ctx.dry_run)
+            return ToolResult(_preview(ctx, f"remove annotation {params.key} from {target}", api))
+
+        return await retry_on_conflict(attempt)
+
+
+def _versioned(current: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+    """``patch`` with the resourceVersion that was read: the API server answers 409 if the object moved since."""
+    version = _dig(current, "metadata").get("resourceVersion")
+    if not isinstance(version, str) or not version:
+        return patch
+    return {**patch, "metadata": {**patch.get("metadata", {}), "resourceVersion": version}}
 
 
 def _dig(obj: Any, *keys: str) -> dict[str, Any]:

@@ -91,8 +91,11 @@ class ImapProducer:
         sleep: Sleep = asyncio.sleep,
         clock: Clock = _utcnow,
         rand: Callable[[], float] | None = None,
+        once: bool = False,
     ) -> None:
         self.config = config
+        #: Catch up with the folder and stop (``rcaflow ingest imap --once``, for cron or a first import).
+        self.once = once
         self.stats = IngestStats()
         #: Set while the server holds our IDLE (or we sleep between polls), i.e. we are caught up.
         self.idling = asyncio.Event()
@@ -150,7 +153,8 @@ class ImapProducer:
                     )
                     raise
                 except (ImapProducerError, PublishError) as exc:
-                    if not exc.retriable:
+                    if not exc.retriable or self.once:
+                        # --once never waits out an outage: the checkpoint stays, the next run resumes there.
                         logger.error("IMAP ingest for %s stopped: %s", mailbox, exc)
                         raise
                     if self._stop.is_set() and isinstance(exc, PublishError):
@@ -197,6 +201,9 @@ class ImapProducer:
         while not self._stop.is_set():
             await self._catch_up(session)
             self._progressed = True
+            if self.once:
+                self._stop.set()
+                return
             await self._wait(session, state)
 
     async def _in_thread(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:

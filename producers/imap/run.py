@@ -32,14 +32,15 @@ async def ingest(
     install_signal_handlers: bool = True,
     schema_registry_url: str | None = None,
     metrics_registry: CollectorRegistry | None = None,
+    once: bool = False,
 ) -> int:
-    """Run one mailbox producer until SIGTERM/SIGINT; returns the process exit code."""
+    """Run one mailbox producer until SIGTERM/SIGINT (or, ``once``, until caught up); the process exit code."""
     from schemas.codec import make_codec
 
     codec = make_codec(schema_registry_url)
     publisher = KafkaPublisher(bootstrap, codec, prefix=prefix, extra=kafka_extra)
     reader = KafkaCheckpointReader(bootstrap, codec, prefix=prefix, extra=kafka_extra)
-    producer = ImapProducer(config, publisher, reader, topic_prefix=prefix)
+    producer = ImapProducer(config, publisher, reader, topic_prefix=prefix, once=once)
     if metrics_registry is not None:
         from producers.imap.metrics import ImapStatsCollector
 
@@ -50,6 +51,11 @@ async def ingest(
             loop.add_signal_handler(sig, producer.stop)
     try:
         await producer.run()
+        if once:
+            stats = producer.stats
+            logger.info("IMAP %s caught up after UID %d: %d published, %d duplicates, %d filtered, %d dead-lettered",
+                        config.mailbox_id, producer.last_uid, stats.published, stats.duplicates, stats.filtered,
+                        stats.dead_lettered)
         return EXIT_OK
     except ImapAuthError:
         return EXIT_AUTH  # already logged once, clearly, by the producer

@@ -84,7 +84,6 @@ class ImapSession:
         self._stop = stop
         self._client: IMAPClient | None = None
         self._idle_supported = False
-        self._partial = b""
 
     # ------------------------------------------------------------------ connection
 
@@ -273,51 +272,50 @@ class ImapSession:
         return changed or _has_new_mail(late)
 
     def _idle_lines(self, timeout: float) -> list[bytes]:
-        """Untagged lines the server sent during IDLE, waiting at most ``timeout`` for the first.
+        """Untagged lines the server sent during IDLE, waiting at most ``timeout`` for the first byte.
 
-        Not imapclient's idle_check: it polls the socket only, so lines that arrived in
-        the same packet as "+ idling" (already in imaplib's read buffer) would sit
-        unseen until the next packet, and it hides EOF. Here the buffer is drained
-        first and a readable socket that yields nothing is a closed connection.
+        Lines are read whole, in blocking mode: only the *wait* is non-blocking. A
+        non-blocking ``readline`` loses bytes over TLS: when a TLS record ends inside a
+        line, the next raw read raises ``SSLWantReadError`` and the buffered reader
+        drops the part of the line it had already taken (``unexpected response:
+        b'RECENT'``, then a reconnect; issue 19). imapclient's ``idle_check`` makes the
+        same non-blocking ``readline`` (mjs/imapclient#519, open), so it is not used.
+        Bytes already decrypted or buffered count as "something came", since a select
+        on the socket cannot see them.
         """
         client = self._c
         sock = client.socket()
         reader = client._imap.file  # imaplib's buffered reader of the socket
         lines: list[bytes] = []
+        if not self._readable(sock, reader, timeout):
+            return lines
+        while True:
+            # The server has started a response: the rest of the line follows at once, so wait for it
+            # (up to the socket timeout) rather than handing imaplib half a line later.
+            line = reader.readline(_MAX_LINE)
+            if not line:
+                raise ImapConnectionError("server closed the connection during IDLE")
+            if not line.endswith(b"\n"):
+                raise ImapConnectionError(f"IDLE response line longer than {_MAX_LINE} bytes")
+            lines.append(line)
+            if not self._readable(sock, reader, 0):
+                return lines
+
+    def _readable(self, sock: socket.socket, reader: BinaryIO, timeout: float) -> bool:
+        """True when a read would not block: bytes in imaplib's buffer, in the TLS layer or on the socket."""
+        if isinstance(sock, ssl.SSLSocket) and sock.pending():
+            return True
+        # peek() answers from the buffer; only an empty buffer costs one non-blocking read, which
+        # either fills it or raises/returns nothing with no byte taken (the buffer was empty).
         sock.setblocking(False)
         try:
-            self._drain(reader, lines)
-            if not lines and not self._partial:
-                if not select.select([sock], [], [], timeout)[0]:
-                    return lines
-                if not self._drain(reader, lines):
-                    raise ImapConnectionError("server closed the connection during IDLE")
-            while self._partial:  # never hand imaplib half a line: wait for the rest of it
-                if not select.select([sock], [], [], self._config.socket_timeout_seconds)[0]:
-                    raise ImapConnectionError("server stopped in the middle of a line during IDLE")
-                if not self._drain(reader, lines):
-                    raise ImapConnectionError("server closed the connection during IDLE")
-            return lines
+            if reader.peek(1):  # type: ignore[attr-defined]  # a BufferedReader
+                return True
+        except (BlockingIOError, ssl.SSLWantReadError):
+            pass
         finally:
-            sock.setblocking(True)
             sock.settimeout(self._config.socket_timeout_seconds)
-
-    def _drain(self, reader: BinaryIO, lines: list[bytes]) -> bool:
-        """Read complete lines available without blocking; True if any byte came."""
-        got = False
-        while True:
-            try:
-                chunk = reader.readline(_MAX_LINE)
-            except (BlockingIOError, ssl.SSLWantReadError):
-                return got
-            if not chunk:
-                return got
-            got = True
-            if not chunk.endswith(b"\n"):
-                self._partial += chunk
-                continue
-            lines.append(self._partial + chunk)
-            self._partial = b""
+        return bool(select.select([sock], [], [], timeout)[0])
 
     def _pending_new_mail(self) -> bool:
         """Take EXISTS/RECENT that imaplib filed away while answering other commands.

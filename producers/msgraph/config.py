@@ -85,6 +85,9 @@ class MsgraphConfig(BaseModel):
     max_message_bytes: int = Field(MAX_MAIL_BYTES, gt=0)
     timeout_seconds: float = Field(30.0, gt=0)
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
+    #: After a failed maintenance round (drain, catch-up, subscription renewal): Graph's Retry-After if it sent
+    #: one, else 5 s doubling, with full jitter, up to 15 min (``max_attempts`` is not used: rounds go on).
+    round_retry: RetryPolicy = Field(default_factory=lambda: RetryPolicy(base_seconds=5.0, cap_seconds=900.0))
 
     @field_validator("authority_host", "graph_url", "notification_url", "lifecycle_notification_url")
     @classmethod

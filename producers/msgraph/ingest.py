@@ -13,7 +13,8 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Callable
+import random
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from email.header import decode_header, make_header
 from email.parser import BytesHeaderParser
@@ -22,8 +23,15 @@ from typing import Any, Protocol
 
 from producers.msgraph.client import GraphClient
 from producers.msgraph.config import MailboxConfig, MsgraphConfig
-from producers.msgraph.errors import GraphError, GraphNotFoundError, MailTooLargeError, NotificationRejected
+from producers.msgraph.errors import (
+    GraphError,
+    GraphNotFoundError,
+    GraphThrottledError,
+    MailTooLargeError,
+    NotificationRejected,
+)
 from producers.msgraph.notifications import EntryKind, LifecycleEvent, parse_body, verify
+from producers.msgraph.retry import retry_delay
 from producers.msgraph.spool import Spool
 from producers.msgraph.subscriptions import SubscriptionManager
 from producers.oversize import oversize_dead_letter
@@ -87,8 +95,10 @@ class GraphIngest:
         *,
         subscriptions: SubscriptionManager | None = None,
         now: Callable[[], datetime] = _utcnow,
+        rand: Callable[[], float] = random.random,
     ) -> None:
         self._config = config
+        self._rand = rand
         self._client = client
         self._publisher = publisher
         self._spool = spool
@@ -321,20 +331,26 @@ class GraphIngest:
 
     async def maintain(
         self, stop: asyncio.Event, interval_seconds: float = 60.0, *, ensure_subscriptions: bool = True,
-        initial_delay_seconds: float = 5.0,
+        initial_delay_seconds: float = 5.0, wait: Callable[[float], Awaitable[None]] | None = None,
     ) -> None:
         """Background duty of a long-running process: retry spooled items and renew subscriptions.
 
         The first round waits ``initial_delay_seconds``: creating a subscription makes Graph call
-        the webhook at once, so the HTTP server has to be listening by then.
+        the webhook at once, so the HTTP server has to be listening by then. A round that succeeded is
+        followed by the next after ``interval_seconds``; one that failed is tried again after
+        :meth:`round_retry_delay` (Graph's Retry-After when it sent one, else exponential backoff with
+        jitter up to ``round_retry.cap_seconds``), so a short outage is bridged in seconds and a long
+        one, or a throttled app, is not hammered. ``wait`` (tests) replaces waiting on ``stop``.
         """
-        delay = initial_delay_seconds
-        while not stop.is_set():
+        async def pause(seconds: float) -> None:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=delay)
+                await asyncio.wait_for(stop.wait(), timeout=seconds)
+
+        delay, failures = initial_delay_seconds, 0
+        while not stop.is_set():
+            await (wait or pause)(delay)
             if stop.is_set():
                 return
-            delay = interval_seconds
             try:
                 await self.drain()
                 for mailbox_id in sorted(self._catch_up_due):
@@ -343,4 +359,18 @@ class GraphIngest:
                     for mailbox in self._config.mailboxes:
                         await self._subs.ensure(mailbox)
             except (GraphError, PublishError) as exc:
-                logger.warning("Graph maintenance round failed (%s); next round in %.0fs", exc, interval_seconds)
+                delay = self.round_retry_delay(failures, exc)
+                failures += 1
+                logger.warning("Graph maintenance round failed (%s); round %d failed in a row, next in %.1fs%s", exc,
+                               failures, delay,
+                               " (Graph's Retry-After)" if isinstance(exc, GraphThrottledError) and exc.retry_after
+                               is not None else "")
+                continue
+            if failures:
+                logger.info("Graph maintenance round succeeded after %d failed rounds", failures)
+            delay, failures = interval_seconds, 0
+
+    def round_retry_delay(self, failures: int, exc: BaseException) -> float:
+        """Seconds before the round after ``failures + 1`` failed ones: Retry-After first, then capped backoff."""
+        hint = exc.retry_after if isinstance(exc, GraphThrottledError) else None
+        return retry_delay(failures, hint, self._config.round_retry, self._rand)

@@ -37,7 +37,7 @@ _FATAL_FOR_THE_VIEW = frozenset({KafkaError._ALL_BROKERS_DOWN, KafkaError.UNKNOW
 #: States after a decision; an older record re-read later must not move an action back.
 _DECIDED = frozenset({
     ActionState.APPROVED, ActionState.REJECTED, ActionState.EXPIRED, ActionState.RUNNING,
-    ActionState.SUCCEEDED, ActionState.FAILED, ActionState.ROLLED_BACK,
+    ActionState.SUCCEEDED, ActionState.FAILED, ActionState.ROLLED_BACK, ActionState.WITHDRAWN,
 })
 
 

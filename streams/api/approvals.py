@@ -8,7 +8,9 @@ channel. A refusal at any step publishes nothing, answers a clear 4xx with a
 
 Every credential (Slack request, DingTalk callback, link nonce) is spent once across replicas:
 its digest travels on the decision (``claim_id``) and the approvals topic is the shared memory
-(:mod:`streams.api.claims`).
+(:mod:`streams.api.claims`). Every decision is signed with the approval key before it is published
+(:class:`policies.decision_signature.ApprovalKeys`): the worker applies nothing else, so writing to the
+approvals topic is not enough to approve.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from executors.approvals.dingtalk_event import TOLERANCE_MS, DingTalkCallbackKey
 from executors.notify import NotifyError
 from executors.notify import slack as slack_messages
 from policies import PolicySet
+from policies.decision_signature import ApprovalKeys
 from producers.publisher import Publisher, PublishError
 from schemas.records import ActionEvent, ActionState, ApprovalDecision, Decision, Risk
 from schemas.topics import APPROVALS
@@ -86,10 +89,12 @@ class ApprovalsConfig:
     authenticating proxy in front of the API). A link that names nobody decides only actions
     for which ``anonymous_approval`` (the policy's ``anonymous_approval: true``) says yes.
     DingTalk decisions come only through the encrypted event callback (``dingtalk_callback``).
-    A channel without its secret is not mounted.
+    A channel without its secret is not mounted. ``approval_keys`` signs every decision this API publishes
+    (the worker's copy of the key verifies it).
     """
 
     approvers: Mapping[str, frozenset[str]]
+    approval_keys: ApprovalKeys
     slack_signing_secret: SecretStr | None = None
     dingtalk_callback: DingTalkCallbackKeys | None = None
     link_signer: ApprovalLinkSigner | None = None
@@ -102,8 +107,9 @@ class ApprovalsConfig:
     decision_memory: timedelta = timedelta(days=1)
 
 
-def approvals_config(settings: ApprovalSettings, policies: PolicySet) -> ApprovalsConfig:
-    """The router's configuration from the ``approvals`` settings and the policy (for ``anonymous_approval``)."""
+def approvals_config(settings: ApprovalSettings, policies: PolicySet, keys: ApprovalKeys) -> ApprovalsConfig:
+    """The router's configuration from the ``approvals`` settings, the policy (for ``anonymous_approval``) and the
+    approval keys (``security.approval_key``)."""
     callback = None
     if settings.dingtalk_callback_token and settings.dingtalk_aes_key and settings.dingtalk_owner_key:
         callback = DingTalkCallbackKeys(token=settings.dingtalk_callback_token, aes_key=settings.dingtalk_aes_key,
@@ -116,7 +122,7 @@ def approvals_config(settings: ApprovalSettings, policies: PolicySet) -> Approva
         return action.risk is not Risk.HIGH and policies.allows_anonymous_approval(action.alert_class, action.name)
 
     return ApprovalsConfig(
-        approvers={tenant: frozenset(ids) for tenant, ids in settings.approvers.items()},
+        approvers={tenant: frozenset(ids) for tenant, ids in settings.approvers.items()}, approval_keys=keys,
         slack_signing_secret=settings.slack_signing_secret, dingtalk_callback=callback, link_signer=signer,
         link_identity_header=settings.link_identity_header, anonymous_approval=anonymous_approval,
     )
@@ -200,6 +206,11 @@ class _Approvals:
 
     def check_open(self, action: ActionEvent, channel: str, approver: str | None) -> None:
         now = self.clock()
+        if action.state is ActionState.WITHDRAWN:
+            raise self.refuse(RejectionReason.WITHDRAWN,
+                              f"action {action.action_id} was withdrawn because its incident resolved: "
+                              f"{action.result or 'withdrawn'}",
+                              channel, tenant=action.tenant, action_id=action.action_id, approver=approver)
         if action.state is not ActionState.AWAITING_APPROVAL:
             raise self.refuse(RejectionReason.ALREADY_DECIDED,
                               f"action {action.action_id} is {action.state.value}, not awaiting approval",
@@ -220,9 +231,10 @@ class _Approvals:
         if not self.claims.claim(key, expires_at=max(until, now + timedelta(minutes=5)), now=now):
             raise self.refuse(RejectionReason.ALREADY_DECIDED, f"action {action.action_id} was already decided",
                               channel, tenant=action.tenant, action_id=action.action_id, approver=approver)
-        record = ApprovalDecision(tenant=action.tenant, action_id=action.action_id, decision=decision,
-                                  approver=approver, channel=channel, decided_at=now, reason=reason,
-                                  claim_id=claim_id)
+        # Signed: the worker applies only decisions the API verified, not whatever lands on the topic.
+        record = self.config.approval_keys.sign(ApprovalDecision(
+            tenant=action.tenant, action_id=action.action_id, decision=decision, approver=approver,
+            channel=channel, decided_at=now, reason=reason, claim_id=claim_id))
         try:
             async with asyncio.timeout(self.config.publish_timeout_s):
                 await self.publisher.publish(APPROVALS, f"{action.tenant}:{action.action_id}", record)

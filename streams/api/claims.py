@@ -8,6 +8,8 @@ reads the topic into a :class:`SharedClaims`, so a request already used on
 another replica is refused here as soon as its decision is visible; two
 replicas racing inside that lag both publish, and the worker (the single
 writer per action) keeps the first and refuses the second as a replay.
+Only decisions that carry the API's approval signature count: a record someone
+else wrote on the topic must not make a genuine approver's click "already decided".
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Any, Protocol
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
+from policies.decision_signature import ApprovalKeys, DecisionSignatureError
 from schemas.codec import Codec
 from schemas.errors import CodecError
 from schemas.records import ApprovalDecision
@@ -95,12 +98,22 @@ class SharedClaims(InMemoryClaims):
     windows): a credential is refused as expired or stale before this memory is asked again.
     """
 
-    def __init__(self, *, keep: timedelta = timedelta(days=2)) -> None:
+    def __init__(self, *, keep: timedelta = timedelta(days=2), keys: ApprovalKeys | None = None) -> None:
         super().__init__()
         self.keep = keep
+        #: Decisions must verify with these to count (None: every decision counts, for single-process tests).
+        self.keys = keys
 
     def see(self, decision: ApprovalDecision) -> None:
-        """Take one decision read from the approvals topic: its action is decided, its credential spent."""
+        """Take one decision read from the approvals topic: its action is decided, its credential spent.
+        A decision the API did not sign is ignored here (the worker dead-letters it)."""
+        if self.keys is not None:
+            try:
+                self.keys.verify(decision)
+            except DecisionSignatureError as exc:
+                logger.warning("approvals feed: ignoring a decision for %s that the API did not sign: %s",
+                               decision.action_id, exc, extra={"tenant": decision.tenant})
+                return
         until = decision.decided_at + self.keep
         self._mark(decision_key(decision.tenant, decision.action_id), until)
         if decision.claim_id:

@@ -16,7 +16,7 @@ from schemas.records import ActionEvent, ActionState
 
 #: States after which nothing more happens to an action on its own: what a caller waits for.
 FINAL_STATES = frozenset({ActionState.SUCCEEDED, ActionState.FAILED, ActionState.ROLLED_BACK,
-                          ActionState.REJECTED, ActionState.EXPIRED})
+                          ActionState.REJECTED, ActionState.EXPIRED, ActionState.WITHDRAWN})
 
 
 class ActionOutcomes:

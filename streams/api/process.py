@@ -59,10 +59,11 @@ def build_api(
         from streams.api.approvals import approvals_config, build_approvals_router, claims_memory
         from streams.api.claims import ApprovalsFeed, SharedClaims
         from streams.stages.approval import Rejection, refusal_letter
+        from streams.wiring.decision_keys import build_approval_keys
 
-        config = approvals_config(approvals, stages.policies)
+        config = approvals_config(approvals, stages.policies, build_approval_keys(settings, role="api"))
         # The approvals topic is the replay memory every replica shares; ready once it has been read.
-        shared_claims = SharedClaims(keep=claims_memory(approvals))
+        shared_claims = SharedClaims(keep=claims_memory(approvals), keys=config.approval_keys)
         loops.add("approvals-feed", following(lambda: ApprovalsFeed(
             bootstrap=bootstrap, codec=codec, claims=shared_claims, topic_prefix=settings.kafka.topic_prefix,
             extra=client)))

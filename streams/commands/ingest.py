@@ -18,8 +18,11 @@ def ingest() -> None:
 @click.option("--mailbox", default=None, help="Which configured mailbox (RCAFLOW_MAILBOXES__<name>__...).")
 @click.option("--metrics-port", default=9467, show_default=True, help="Prometheus /metrics port (0: off).")
 @click.option("--metrics-host", default="127.0.0.1", show_default=True)
+@click.option("--once", is_flag=True,
+              help="Publish every mail not yet published, then exit (for cron or a first import); "
+                   "exit 1 on a connection or broker failure, with the checkpoint where it was.")
 @click.pass_context
-def ingest_imap(ctx: click.Context, mailbox: str | None, metrics_port: int, metrics_host: str) -> None:
+def ingest_imap(ctx: click.Context, mailbox: str | None, metrics_port: int, metrics_host: str, once: bool) -> None:
     """IMAP IDLE producer for one mailbox; never loses or repeats a mail."""
     import asyncio
 
@@ -43,7 +46,7 @@ def ingest_imap(ctx: click.Context, mailbox: str | None, metrics_port: int, metr
     bootstrap = require_bootstrap(settings)
     # Refused credentials end the process here, in one line (KafkaAuthError), before any mail is fetched.
     check_cluster(client_config(settings.kafka, bootstrap))
-    if metrics_port:
+    if metrics_port and not once:
         start_http_server(metrics_port, addr=metrics_host)
     code = asyncio.run(
         run_ingest(
@@ -53,6 +56,7 @@ def ingest_imap(ctx: click.Context, mailbox: str | None, metrics_port: int, metr
             kafka_extra=producer_config(settings.kafka),
             schema_registry_url=settings.schema_registry_url,
             metrics_registry=REGISTRY,
+            once=once,
         )
     )
     sys.exit(code)

@@ -11,13 +11,17 @@ from streams.commands.context import settings_of
 @click.pass_context
 def run(ctx: click.Context) -> None:
     """Run everything (embedded broker when KAFKA_BOOTSTRAP_SERVERS is unset) until Ctrl-C."""
-    from streams.wiring.supervisor import Stack
+    from streams.wiring.supervisor import IMAP_ROLE_PREFIX, Stack, run_roles
 
     settings = settings_of(ctx)
-    with Stack(settings) as stack:
+    # Every role reads the same --config, --secrets-dir and environment as this process (Stack.start_role).
+    roles = run_roles(settings)
+    with Stack(settings, roles=roles) as stack:
+        mailboxes = [role.removeprefix(IMAP_ROLE_PREFIX) for role in roles if role.startswith(IMAP_ROLE_PREFIX)]
         click.echo(
             f"rcaflow running: Kafka {stack.bootstrap}, API http://{settings.api.host}:{settings.api.port} "
-            f"(POST /events, POST /webhook, /metrics). Ctrl-C stops.",
+            f"(POST /events, POST /webhook, /metrics), IMAP mailboxes: {', '.join(mailboxes) or 'none'}. "
+            "Ctrl-C stops.",
             err=True,
         )
         stack.wait()

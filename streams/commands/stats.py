@@ -10,8 +10,8 @@ from pydantic import ValidationError
 
 from schemas.codec import Codec, make_codec
 from schemas.errors import CodecError
-from schemas.records import ActionEvent, RcaResult, Record
-from schemas.topics import ACTIONS, RCA_RESULT, TopicSpec
+from schemas.records import ActionEvent, Incident, RcaResult, Record
+from schemas.topics import ACTIONS, INCIDENTS, RCA_RESULT, TopicSpec
 from streams.commands.context import kafka_client_of
 from streams.commands.replay import parse_since
 from streams.ops.stats import render, summarize
@@ -56,10 +56,13 @@ def stats(ctx: click.Context, since: str, tenant: str | None, as_json: bool, tim
                    if isinstance(r, RcaResult)]
         actions = [a for a in _records(server, codec, ACTIONS, topic_prefix, timeout, client)
                    if isinstance(a, ActionEvent)]
+        # The alerts folded into each incident: dedup's count updates live only on the incidents topic.
+        incidents = [i for i in _records(server, codec, INCIDENTS, topic_prefix, timeout, client)
+                     if isinstance(i, Incident)]
     except TopicReadError as exc:
         click.echo(f"stats: {exc}", err=True)
         raise SystemExit(2) from exc
-    summary = summarize(results, actions, since=start, tenant=tenant)
+    summary = summarize(results, actions, since=start, tenant=tenant, incidents=incidents)
     if as_json:
         click.echo(json.dumps({"since": start.isoformat(), "until": datetime.now(UTC).isoformat(),
                                "tenant": tenant, "classes": {k: v.as_dict() for k, v in summary.items()}},

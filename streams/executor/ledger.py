@@ -36,6 +36,10 @@ class ActionLedger:
     def __init__(self) -> None:
         self._state: dict[str, ActionState] = {}
         self._running: dict[str, ActionEvent] = {}
+        #: Where each action's first ``running`` record lies (partition, offset), when known.
+        self._started_at: dict[str, tuple[int, int]] = {}
+        #: The decider's signature on the approval that started each run (the running record carries it).
+        self._started_by: dict[str, str | None] = {}
 
     def see(self, action: ActionEvent) -> None:
         known = self._state.get(action.action_id)
@@ -52,6 +56,21 @@ class ActionLedger:
     def already_started(self, action_id: str) -> bool:
         return self._state.get(action_id) in _AFTER_APPROVAL
 
+    def started_at(self, action_id: str, partition: int, offset: int, signature: str | None = None) -> None:
+        """The topic position of a ``running`` record of ``action_id``; the first one is where the run started."""
+        self._started_at.setdefault(action_id, (partition, offset))
+        self._started_by.setdefault(action_id, signature)
+
+    def started_by(self, action_id: str) -> str | None:
+        """The signature of the approval the run started from (None when unknown or unsigned)."""
+        return self._started_by.get(action_id)
+
+    def after_start(self, action_id: str, partition: int, offset: int) -> bool:
+        """Whether a record at ``partition``/``offset`` was written after the action's run started (so it is not the
+        approval that started it, re-delivered, but a copy or a forgery written later). False when unknown."""
+        start = self._started_at.get(action_id)
+        return start is not None and start[0] == partition and offset > start[1]
+
     def still_running(self, action_id: str) -> ActionEvent | None:
         """The ``running`` record of an action that has no outcome yet, if that is where it stands."""
         return self._running.get(action_id)
@@ -67,18 +86,31 @@ class ScanTarget:
     end: int
 
 
-def scan_targets(scanner: Consumer, committed: list[TopicPartition], timeout_s: float = 10.0) -> list[ScanTarget]:
-    """Where each partition's scan starts (the group's committed offset) and ends (its high watermark now).
+def scan_targets(scanner: Consumer, committed: list[TopicPartition], timeout_s: float = 10.0, *,
+                 since_ms: int | None = None) -> list[ScanTarget]:
+    """Where each partition's scan starts (the group's committed offset, or the first record written at or after
+    ``since_ms`` if that is earlier) and ends (its high watermark now).
 
+    ``since_ms``: a signed approval stays valid for a while, so a genuine one re-published after its run fell
+    below the committed offset would run again unless the scan also reads back over every run that approval
+    could have started: from the start of the longest validity window (``offsets_for_times``).
     The end is asked of the broker through ``scanner`` (read_uncommitted, so the real high watermark, not the
     last stable offset) after the partitions were assigned to us: every record a previous owner had acked by
     then is below it.
     """
+    back: dict[tuple[str, int], int] = {}
+    if since_ms is not None:
+        asked = [TopicPartition(tp.topic, tp.partition, since_ms) for tp in committed]
+        # -1: nothing was written since then, so the committed offset is the start.
+        back = {(tp.topic, tp.partition): tp.offset
+                for tp in scanner.offsets_for_times(asked, timeout=timeout_s) if tp.offset >= 0}
     targets = []
     for tp in committed:
         low, high = scanner.get_watermark_offsets(TopicPartition(tp.topic, tp.partition), timeout=timeout_s,
                                                   cached=False)
-        start = max(tp.offset, low)  # no commit yet (negative), or records deleted by retention
+        by_time = back.get((tp.topic, tp.partition))
+        first = tp.offset if by_time is None or tp.offset < 0 else min(tp.offset, by_time)
+        start = max(first, low)  # no commit yet (negative: from the oldest record), or records deleted by retention
         if start < high:
             targets.append(ScanTarget(tp.topic, tp.partition, start, high))
     return targets

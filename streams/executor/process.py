@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+from datetime import timedelta
 
 from executors import ConfirmPolicy
 from producers.publisher import KafkaPublisher
@@ -24,7 +25,8 @@ def build_verifier(settings: Settings) -> ActionVerifier:
     approvers and write scopes (a ConfigurationError when no decision key is configured)."""
     return ActionVerifier(build_decision_keys(settings, role="executor"), build_policies(settings),
                           approvers={tenant: frozenset(ids) for tenant, ids in settings.approvals.approvers.items()},
-                          scopes=build_scopes(settings))
+                          scopes=build_scopes(settings),
+                          auto_valid_for=timedelta(minutes=settings.security.auto_approval_valid_minutes))
 
 
 def run_executor(settings: Settings) -> None:

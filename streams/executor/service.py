@@ -44,9 +44,12 @@ from streams.errors import StreamsError
 from streams.executor.ledger import LEDGER_SCAN_CONFIG, ActionLedger, scan_targets, scan_to_end
 from streams.executor.offsets import OffsetTracker
 from streams.executor.rollbacks import rollback_action, rollback_id, rolled_back
-from streams.executor.verify import ActionRefusedError, ActionVerifier
+from streams.executor.verify import ActionRefusedError, ActionVerifier, RefusalReason
 
 logger = logging.getLogger(__name__)
+
+#: How far the ledger pre-scan reads back beyond the longest validity window: the deciders' clocks may differ.
+CLOCK_SKEW = timedelta(minutes=5)
 
 
 class NotSettledError(StreamsError):
@@ -146,7 +149,9 @@ class ExecutorService:
             # on them before the scan reached the end; it waits out a slow broker rather than guess.
             while True:
                 try:
-                    targets = scan_targets(scanner, committed)
+                    # Back over every run a still-valid approval could have started, not only from the commit.
+                    since = self._clock() - self._verifier.max_valid_for - CLOCK_SKEW
+                    targets = scan_targets(scanner, committed, since_ms=int(since.timestamp() * 1000))
                     break
                 except KafkaException as exc:
                     if self._stopping.is_set():
@@ -172,6 +177,8 @@ class ExecutorService:
             logger.warning("executor: undecodable record at %s/%s: %s", msg.partition(), msg.offset(), exc)
             return None
         self._ledger.see(action)
+        if action.state is ActionState.RUNNING:
+            self._ledger.started_at(action.action_id, msg.partition() or 0, msg.offset() or 0, action.signature)
         return action
 
     # ------------------------------------------------------------------ main loop
@@ -254,6 +261,8 @@ class ExecutorService:
         if action is None or action.state is not ActionState.APPROVED:
             return
         if self._ledger.already_started(action.action_id):
+            if await self._refused_after_start(action, msg):
+                return
             logger.info("executor: %s already ran; not running it again", action.action_id,
                         extra={"action_id": action.action_id, "tenant": action.tenant})
             left = self._ledger.still_running(action.action_id)
@@ -297,6 +306,36 @@ class ExecutorService:
             await self._roll_back(final, undo)
         elif action.rollback_of is not None:
             await self._mark_rolled_back(final)  # a rollback an operator asked for (rcaflow rollback)
+
+    async def _refused_after_start(self, action: ActionEvent, msg: Message) -> bool:
+        """An approved record written after its action's run started is not the approval that started it
+        (re-delivered after a crash, which settles a run left behind). A copy of that approval (same signature)
+        is a replay, one that does not verify a forgery: never run, kept in dead-letter with the reason, and
+        audited under a refusal id of its own. A valid decision with a signature of its own is the decider
+        deciding again (the worker after a crash): not run again, only logged. True when handled here."""
+        partition, offset = msg.partition() or 0, msg.offset() or 0
+        if not self._ledger.after_start(action.action_id, partition, offset):
+            return False
+        try:
+            self._verifier.check(action, self._clock())
+            started_by = self._ledger.started_by(action.action_id)
+            if started_by is not None and action.signature != started_by:
+                # A decision of its own, signed by a decider after the run started: the worker deciding the same
+                # analysis again after a crash (at-least-once). Not an attack (that needs the key); not run twice.
+                logger.info("executor: %s was decided again after its run started (a decider's redelivery); it "
+                            "runs once", action.action_id, extra={"action_id": action.action_id,
+                                                                 "tenant": action.tenant})
+                return True
+            refused = ActionRefusedError(
+                RefusalReason.REPLAYED, "a copy of its approval written after the action had started "
+                "(replayed, or asked for again); an action runs once", tenant=action.tenant,
+                action_id=action.action_id)
+        except ActionRefusedError as forged:
+            refused = forged
+        letter, audited = self._verifier.refusal(refused, action, msg, at=self._clock(), started=True)
+        await self._write(audited)
+        await self._publisher.publish(DEAD_LETTER, letter.source_topic, letter)
+        return True
 
     async def _run(self, running: ActionEvent, *, dry_run: bool) -> ExecutionOutcome:
         """``execute``, with a bug in rcaflow recorded as the action's failure instead of leaving it ``running``."""
@@ -413,7 +452,9 @@ class ExecutorService:
         while True:
             attempt += 1
             try:
-                await self._publisher.publish(ACTIONS, key, action)
+                delivery = await self._publisher.publish(ACTIONS, key, action)
+                if action.state is ActionState.RUNNING:
+                    self._ledger.started_at(action.action_id, delivery.partition, delivery.offset, action.signature)
                 if attempt > 1:
                     logger.info("executor: %s %s written after %d attempts", action.action_id, action.state.value,
                                 attempt, extra={"action_id": action.action_id, "tenant": action.tenant})

@@ -12,7 +12,14 @@ approver from the tenant's approvers; (d) the tenant's write scope
 A refused record is kept whole in dead-letter (stage ``executor``, the reason,
 its partition and offset) and answered with a ``rejected`` record of the same
 action, unsigned, so the refusal shows in the tenant's audit chain and on the
-incident; a rejected record can never make anything run.
+incident; a rejected record can never make anything run. A record refused for an
+action that already started (a forgery, or a copy of its approval written after
+the run started) is answered under a refusal id of its own (:func:`refusal_id`),
+so the audit chain shows it without the action's own state turning ``rejected``.
+
+Every signed window is at most :attr:`ActionVerifier.max_valid_for` long (the
+longest any decider grants): the executor's ledger reads that far back, so a
+genuine approval replayed while it is still valid finds its earlier run.
 """
 
 from __future__ import annotations
@@ -20,20 +27,21 @@ from __future__ import annotations
 import logging
 import weakref
 from collections.abc import Collection, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Protocol
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter
 
 from policies.catalog import ACTION_PARAMS
-from policies.decision_signature import DecisionKeys, DecisionSignatureError
+from policies.decision_signature import DEFAULT_APPROVAL_VALID_FOR, DecisionKeys, DecisionSignatureError
 from policies.loader import PolicySet
 from policies.recheck import recheck
 from policies.tenant_scope import TenantScope
 from policies.validate import is_valid
 from schemas.records import ActionEvent, ActionState, DeadLetter
 from streams.errors import StreamsError
+from streams.executor.rollbacks import ROLLBACK_VALID_FOR
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +73,8 @@ class RefusalReason(StrEnum):
     NOT_IN_POLICY = "not_in_policy"
     NO_APPROVER = "no_approver"
     OUT_OF_SCOPE = "out_of_scope"
+    #: A copy of an approval written after the action's run started: never a second run.
+    REPLAYED = "replayed"
 
 
 class ActionRefusedError(StreamsError):
@@ -78,6 +88,19 @@ class ActionRefusedError(StreamsError):
 
 
 _COUNTERS: weakref.WeakKeyDictionary[CollectorRegistry, Counter] = weakref.WeakKeyDictionary()
+
+
+def longest_validity(policies: PolicySet, auto_valid_for: timedelta) -> timedelta:
+    """The longest window any decider signs: auto-approvals, human approvals (the policy's approval TTLs, or the
+    default when an action has none), rollbacks."""
+    ttls = [policies.document.defaults.approval_ttl,
+            *(a.approval_ttl for c in policies.document.classes for a in c.actions if a.approval_ttl is not None)]
+    return max(auto_valid_for, DEFAULT_APPROVAL_VALID_FOR, ROLLBACK_VALID_FOR, *ttls)
+
+
+def refusal_id(action_id: str, partition: int | None, offset: int | None) -> str:
+    """The id a refusal of a record for an already started action is audited under (one per refused record)."""
+    return f"{action_id[:_NAME_CHARS]}:refused@{partition}.{offset}"
 
 
 def _refusals(registry: CollectorRegistry) -> Counter:
@@ -102,8 +125,11 @@ class ActionVerifier:
         approvers: Mapping[str, Collection[str]],
         scopes: Mapping[str, TenantScope],
         registry: CollectorRegistry = REGISTRY,
+        auto_valid_for: timedelta = timedelta(hours=1),
     ) -> None:
         self.keys = keys
+        #: No record valid for longer runs; the ledger reads back this far (plus clock skew) on assignment.
+        self.max_valid_for = longest_validity(policies, auto_valid_for)
         self._policies = policies
         self._approvers = approvers
         self._scopes = scopes
@@ -119,6 +145,11 @@ class ActionVerifier:
             self.keys.verify(action, now)
         except DecisionSignatureError as exc:
             raise refuse(RefusalReason(exc.problem.value), exc.message) from exc
+        assert action.decided_at is not None and action.not_after is not None  # verify() requires both
+        if action.not_after - action.decided_at > self.max_valid_for:
+            raise refuse(RefusalReason.EXPIRED,
+                         f"signed valid for {action.not_after - action.decided_at}, longer than any decider grants "
+                         f"({self.max_valid_for}); the executor's replay check reads back only that far")
         verdict = recheck(action, self._policies)
         if verdict.problem is not None:
             raise refuse(RefusalReason.NOT_IN_POLICY, verdict.problem)
@@ -143,8 +174,11 @@ class ActionVerifier:
             action.alert_class, action.name)
 
     def refusal(self, error: ActionRefusedError, action: ActionEvent, read: ReadRecord, *,
-                at: datetime) -> tuple[DeadLetter, ActionEvent]:
-        """The dead letter keeping the refused record as read, and the ``rejected`` record that audits it."""
+                at: datetime, started: bool = False) -> tuple[DeadLetter, ActionEvent]:
+        """The dead letter keeping the refused record as read, and the ``rejected`` record that audits it.
+
+        ``started``: the action already ran (or runs); its refusal is audited under :func:`refusal_id`, so that
+        the action's own latest state (running, succeeded...) stays what the views and the executor read."""
         topic, partition, offset, key, payload = read.topic(), read.partition(), read.offset(), read.key(), read.value()
         topic = topic or "actions"
         payload = payload.encode("utf-8") if isinstance(payload, str) else payload or b""
@@ -156,7 +190,8 @@ class ActionVerifier:
                             key=key, payload=payload, reason=f"{error.reason.value}: {error.message}"[:4000],
                             error_type=type(error).__name__, at=at)
         rejected = ActionEvent(
-            tenant=action.tenant, action_id=action.action_id, incident_id=action.incident_id[:_NAME_CHARS],
+            tenant=action.tenant, action_id=refusal_id(action.action_id, partition, offset) if started
+            else action.action_id, incident_id=action.incident_id[:_NAME_CHARS],
             alert_class=action.alert_class[:_NAME_CHARS], name=action.name[:_NAME_CHARS],
             tool=action.tool[:_NAME_CHARS], operation=action.operation[:_NAME_CHARS], params=_valid_params(action),
             risk=action.risk, state=ActionState.REJECTED, dry_run=True,

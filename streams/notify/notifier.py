@@ -6,6 +6,11 @@ approve/reject controls); the LLM's second opinion updates the same message
 sent is remembered per incident in an injectable store (the worker backs it with
 a Faust table keyed ``tenant:incident_id``), so a redelivered result sends
 nothing twice: the stream is at-least-once, people should not see that.
+
+Approval links that decide in someone's name (one per ``link:`` approver) never go into the shared
+message: each approver gets their own privately, through a channel that can reach them alone
+(:class:`PrivateDelivery`; Slack by direct message). DingTalk's group robot has no private path, so its
+approvers get none (the shared message carries only anonymous links, see docs/approvals.md).
 """
 
 from __future__ import annotations
@@ -13,18 +18,20 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Callable, Iterable, Mapping, MutableMapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from pydantic import ValidationError
 
 from executors.approvals import LinkSigner
 from executors.notify import ApprovalChannel, MessageRef, NotifyError, RateLimitedError
-from schemas.records import ActionEvent, ActionState, Engine, RcaResult, Risk
+from executors.notify.text import with_history, with_runbook
+from policies.checks import UNCLASSIFIED
+from schemas.records import ActionEvent, ActionState, Engine, Incident, RcaResult, Risk
 from streams.errors import StreamsError
-from streams.notify.links import approval_links
+from streams.notify.links import ApprovalLinkSigner, approval_links, approver_links
 from streams.stages.table_pruning import forget_older
 
 logger = logging.getLogger(__name__)
@@ -70,6 +77,8 @@ class _Sent:
     result: dict[str, Any] | None = None
     #: ISO time of the last change; :func:`forget_stale` drops rows older than the retention.
     updated_at: str | None = None
+    #: Action id -> the approvers who were sent their own link for it (privately), so a redelivery sends none.
+    private: dict[str, list[str]] = field(default_factory=dict)
 
     @classmethod
     def load(cls, raw: object) -> _Sent:
@@ -78,6 +87,7 @@ class _Sent:
         channels = raw.get("channels")
         actions = raw.get("actions")
         result = raw.get("result")
+        private = raw.get("private")
         return cls(
             engine=raw.get("engine") if isinstance(raw.get("engine"), str) else None,
             channels={k: dict(v) for k, v in channels.items() if isinstance(v, Mapping)}
@@ -85,11 +95,13 @@ class _Sent:
             actions=[dict(a) for a in actions if isinstance(a, Mapping)] if isinstance(actions, list) else [],
             result=dict(result) if isinstance(result, Mapping) else None,
             updated_at=raw.get("updated_at") if isinstance(raw.get("updated_at"), str) else None,
+            private={k: [str(p) for p in v] for k, v in private.items() if isinstance(v, list)}
+            if isinstance(private, Mapping) else {},
         )
 
     def dump(self) -> dict[str, Any]:
         return {"engine": self.engine, "channels": self.channels, "actions": self.actions,
-                "result": self.result, "updated_at": self.updated_at}
+                "result": self.result, "updated_at": self.updated_at, "private": self.private}
 
     def shown_result(self) -> RcaResult | None:
         if self.result is None:
@@ -173,6 +185,15 @@ def forget_stale(
     return forget_older(store, field="updated_at", now=now, keep=keep, owned=owned)
 
 
+@runtime_checkable
+class PrivateDelivery(Protocol):
+    """A channel that can send one person a message nobody else sees (Slack: a direct message)."""
+
+    def reaches(self, approver: str) -> bool: ...
+
+    async def send_privately(self, approver: str, rca: RcaResult, action: ActionEvent, url: str) -> None: ...
+
+
 class Notifier:
     """Posts the first response of an incident and keeps it current; at most one message per incident
     and channel (plus, on DingTalk, a new card when new actions wait for approval).
@@ -189,15 +210,24 @@ class Notifier:
         channels: Mapping[str, Mapping[str, ApprovalChannel]],
         store: MutableMapping[str, Any],
         *,
-        link_signer: LinkSigner | None = None,
+        link_signer: LinkSigner | ApprovalLinkSigner | None = None,
         public_base_url: str | None = None,
         clock: Callable[[], datetime] = _utcnow,
+        approvers: Mapping[str, Iterable[str]] | None = None,
+        history: Callable[[Incident], Awaitable[str]] | None = None,
+        runbook: Callable[[str], str] | None = None,
     ) -> None:
         self._channels = {tenant: dict(chs) for tenant, chs in channels.items()}
         self._store = store
+        #: Class id -> its runbook link (policies.runbooks.runbook_link); None: no runbook line.
+        self._runbook = runbook
         self._signer = link_signer
         self._base_url = public_base_url
         self._clock = clock
+        #: tenant -> approver identities (``approvals.approvers``): who gets a link of their own.
+        self._approvers = {tenant: tuple(ids) for tenant, ids in (approvers or {}).items()}
+        #: "seen 3 times before; last fixed by X" from the knowledge base (None: no KB); never raises.
+        self._history = history
 
     @staticmethod
     def key(tenant: str, incident_id: str) -> str:
@@ -224,6 +254,10 @@ class Notifier:
             logger.info("notify: policy result after the LLM's for %s; message left as it is", key,
                         extra={"tenant": result.tenant, "incident_id": result.incident_id})
             return NotificationRef(result.tenant, result.incident_id, self._refs(sent), unchanged=tuple(channels))
+        if self._history is not None:
+            result = with_history(result, await self._history(result.incident))
+        if self._runbook is not None and result.alert_class != UNCLASSIFIED:
+            result = with_runbook(result, self._runbook(result.alert_class))
         digest = _digest(result, merged)
         awaiting = sorted(a.action_id for a in merged if a.state is ActionState.AWAITING_APPROVAL)
         posted: list[str] = []
@@ -250,6 +284,7 @@ class Notifier:
                 logger.warning("notify: %s failed for %s: %s", name, key, exc.message,
                                extra={"tenant": result.tenant, "incident_id": result.incident_id})
                 failures[name] = exc
+        await self._send_private_links(result, merged, sent, failures)
         if posted or updated:
             sent.engine = result.engine.value
             sent.result = remembered_result(result)
@@ -315,6 +350,36 @@ class Notifier:
             raise NotifyStageError(failures)
         return NotificationRef(action.tenant, action.incident_id, self._refs(sent), (), tuple(updated),
                                tuple(unchanged))
+
+    async def _send_private_links(self, result: RcaResult, actions: Sequence[ActionEvent], sent: _Sent,
+                                  failures: dict[str, NotifyError]) -> None:
+        """Each ``link:`` approver's own link for each newly waiting action, through a channel that reaches them
+        alone; an approver no channel reaches privately gets none (logged), never one in the shared message."""
+        if not isinstance(self._signer, ApprovalLinkSigner) or not self._base_url:
+            return
+        waiting = [a for a in actions if a.state is ActionState.AWAITING_APPROVAL]
+        links = approver_links(self._signer, self._base_url, waiting, self._clock(), self._approvers)
+        private = [(name, ch) for name, ch in self._channels.get(result.tenant, {}).items()
+                   if isinstance(ch, PrivateDelivery)]
+        for action in waiting:
+            done = sent.private.setdefault(action.action_id, [])
+            for approver, url in links.get(action.action_id, {}).items():
+                if approver in done:
+                    continue
+                route = next(((name, ch) for name, ch in private if ch.reaches(approver)), None)
+                if route is None:
+                    logger.warning("notify: no private channel reaches %s; their own link for %s is not sent",
+                                   approver, action.action_id,
+                                   extra={"tenant": result.tenant, "action_id": action.action_id})
+                    continue
+                try:
+                    await route[1].send_privately(approver, result, action, url)
+                except NotifyError as exc:
+                    logger.warning("notify: private link to %s via %s failed: %s", approver, route[0], exc.message,
+                                   extra={"tenant": result.tenant, "action_id": action.action_id})
+                    failures[f"{route[0]}:{approver}"] = exc
+                    continue
+                done.append(approver)
 
     @staticmethod
     def _refs(sent: _Sent) -> dict[str, MessageRef]:

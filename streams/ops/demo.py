@@ -42,6 +42,7 @@ from schemas.records import (
     SourceKind,
 )
 from schemas.topics import ACTIONS, DEAD_LETTER, INCIDENTS, NORMALIZED, RAW_MAIL, RCA_RESULT, TopicSpec
+from streams.ops.cleanup import delete_prefixed_topics
 from streams.settings import Settings, client_config, producer_config
 from streams.wiring.runtime import build_codec
 from streams.wiring.supervisor import Stack
@@ -268,6 +269,12 @@ def run_demo(settings: Settings, *, samples_dir: Path | None, as_json: bool, tim
             finally:
                 follower.close()
                 publisher.close_sync()
+        if settings.bootstrap:
+            # A real cluster keeps what the demo made unless we delete it; an embedded broker is thrown away
+            # with its data dir. The roles are stopped by now, so nothing re-creates a topic behind us.
+            gone = delete_prefixed_topics(client_config(settings.kafka, settings.bootstrap), prefix, what="demo",
+                                          app_id=settings.worker.app_id)
+            click.echo(f"demo: deleted {len(gone)} topic(s) under {prefix!r}", err=True)
     return 1 if any(r.error for r in all_rows) else 0
 
 

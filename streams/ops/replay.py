@@ -28,15 +28,15 @@ from typing import Any
 
 import click
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient
 from pydantic import ValidationError
 
 from producers.publisher import Delivery
 from schemas.codec import Codec
 from schemas.errors import CodecError
 from schemas.records import AlertEvent, RawMail
-from schemas.topics import ALL_TOPICS, NORMALIZED, RAW_MAIL, TopicSpec
+from schemas.topics import NORMALIZED, RAW_MAIL, TopicSpec
 from streams.errors import StreamsError
+from streams.ops.cleanup import delete_prefixed_topics
 from streams.ops.demo import Follower, Row, Sent, event_row, print_rows, rows_for, wait_rows
 from streams.settings import Settings, client_config
 from streams.wiring.runtime import build_codec
@@ -214,7 +214,10 @@ def run_replay(settings: Settings, *, topic: str, window: Window, with_llm: bool
             if not copied:
                 return 0
             env = shadow_env(shadow, bootstrap, Path(tmp), with_llm=with_llm)
-            with Stack(shadow_settings, roles=("worker", "executor"), env=env, log_dir=Path(tmp) / "logs") as stack:
+            # The shadow roles read the deployment's --config and --secrets-dir too; an environment variable
+            # cannot take a section away from those, so notify and approvals are reset explicitly.
+            with Stack(shadow_settings, roles=("worker", "executor"), env=env, log_dir=Path(tmp) / "logs",
+                       reset_sections=("notify", "approvals")) as stack:
                 follower = Follower(bootstrap, codec, shadow, extra=client)
                 try:
                     rows = _follow(spec, copied, codec, follower, stack, timeout)
@@ -224,7 +227,7 @@ def run_replay(settings: Settings, *, topic: str, window: Window, with_llm: bool
             return 1 if any(r.error for r in rows) else 0
         finally:
             if not keep:
-                _delete_shadow_topics(client, shadow)
+                delete_prefixed_topics(client, shadow, what="replay", app_id=settings.worker.app_id)
 
 
 def _follow(spec: TopicSpec, copied: list[Copied], codec: Codec, follower: Follower, stack: Stack,
@@ -258,17 +261,3 @@ class _CopiedEvent:
     name: str
     event: AlertEvent
 
-
-def _delete_shadow_topics(client: dict[str, Any], shadow: str) -> None:
-    admin = AdminClient(client)
-    names = [spec.full_name(shadow) for spec in ALL_TOPICS]
-    existing = set(admin.list_topics(timeout=10).topics)
-    internal = [t for t in existing if t.startswith(shadow) and t not in names]
-    doomed = [t for t in [*names, *internal] if t in existing]
-    if not doomed:
-        return
-    for name, future in admin.delete_topics(doomed, operation_timeout=30).items():
-        try:
-            future.result()
-        except KafkaException as exc:
-            logger.warning("replay: could not delete shadow topic %s: %s", name, exc)

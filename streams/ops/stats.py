@@ -3,21 +3,29 @@
 The numbers an SRE lead asks for after a week on call (how many incidents,
 how long to a root cause, how often the automation acted, how often a human
 had to approve and how long that took, what failed or was rolled back) come
-straight from the rca-result and actions topics; nothing else is stored.
+straight from the incidents, rca-result and actions topics; nothing else is stored.
+
+Alerts come from the incidents topic: dedup writes one Incident record per alert it
+folds into an incident (``count`` 1, 2, 3 …), while the rca-result carries the
+incident as it was opened (count 1), so an incident's alerts are the highest count
+seen for it (a re-delivered record counts once). A dry run is its own outcome
+(``dry_run``), never ``succeeded``: nothing was changed.
 """
 
 from __future__ import annotations
 
 import statistics
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from schemas.records import ActionEvent, ActionState, Engine, RcaResult
+from schemas.records import ActionEvent, ActionState, Engine, Incident, RcaResult
 
+#: The outcome of an action the executor only simulated (``dry_run``) and that went through.
+DRY_RUN = "dry_run"
 _FINAL = (ActionState.SUCCEEDED, ActionState.FAILED, ActionState.ROLLED_BACK, ActionState.REJECTED,
-          ActionState.EXPIRED)
+          ActionState.EXPIRED, ActionState.WITHDRAWN)
 
 
 @dataclass
@@ -48,9 +56,23 @@ class ClassStats:
         }
 
 
+def alerts_per_incident(incidents: Iterable[Incident]) -> dict[tuple[str, str], int]:
+    """(tenant, incident id) → how many alerts it folded: the highest ``count`` of its records."""
+    alerts: dict[tuple[str, str], int] = {}
+    for incident in incidents:
+        key = (incident.tenant, incident.incident_id)
+        alerts[key] = max(alerts.get(key, 0), incident.count)
+    return alerts
+
+
 def summarize(results: Iterable[RcaResult], actions: Iterable[ActionEvent], *, since: datetime,
-              tenant: str | None = None) -> dict[str, ClassStats]:
-    """Per alert class (plus ``*`` for all), for incidents opened at or after ``since``."""
+              tenant: str | None = None, incidents: Iterable[Incident] = ()) -> dict[str, ClassStats]:
+    """Per alert class (plus ``*`` for all), for incidents opened at or after ``since``.
+
+    ``incidents`` (the incidents topic) give the alerts per incident; an incident with none of its records
+    there counts the one alert that opened it.
+    """
+    folded: Mapping[tuple[str, str], int] = alerts_per_incident(incidents)
     by_class: dict[str, ClassStats] = defaultdict(ClassStats)
     seen: set[tuple[str, str]] = set()
     opened: dict[str, str] = {}  # incident id -> class, for the actions below
@@ -64,7 +86,7 @@ def summarize(results: Iterable[RcaResult], actions: Iterable[ActionEvent], *, s
             seen.add((result.incident_id, "incident"))
             opened[result.incident_id] = result.alert_class
             stats.incidents += 1
-            stats.alerts += incident.count
+            stats.alerts += max(folded.get((result.tenant, result.incident_id), 0), incident.count, 1)
         if result.engine is Engine.POLICY and (result.incident_id, "policy") not in seen:
             seen.add((result.incident_id, "policy"))
             stats.to_triage_s.append(max(elapsed, 0.0))
@@ -90,9 +112,13 @@ def summarize(results: Iterable[RcaResult], actions: Iterable[ActionEvent], *, s
             stats.human_approved += 1
             stats.approval_wait_s.append(max((approved.at - waiting.at).total_seconds(), 0.0))
         final = next((r for r in reversed(records) if r.state in _FINAL), None)
-        stats.outcomes[final.state.value if final else records[-1].state.value] += 1
-        if final is not None and final.dry_run and final.state in (ActionState.SUCCEEDED, ActionState.FAILED):
+        dry = final is not None and final.dry_run and final.state in (ActionState.SUCCEEDED, ActionState.FAILED)
+        if dry:
             stats.dry_runs += 1
+        if dry and final is not None and final.state is ActionState.SUCCEEDED:
+            stats.outcomes[DRY_RUN] += 1  # simulated: nothing changed, so not "succeeded"
+        else:
+            stats.outcomes[final.state.value if final else records[-1].state.value] += 1
     total = ClassStats()
     for stats in by_class.values():
         total.incidents += stats.incidents

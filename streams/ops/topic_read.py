@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
 
@@ -19,6 +19,16 @@ class TopicReadError(StreamsError):
     retriable = True
 
 
+class TopicMessage(NamedTuple):
+    """One record as it sits on the topic (key and value still encoded)."""
+
+    partition: int
+    offset: int
+    timestamp_ms: int
+    key: bytes
+    value: bytes
+
+
 def read_to_end(bootstrap: str, topic: str, *, timeout: float = 30.0, purpose: str = "read",
                 extra: dict[str, Any] | None = None) -> Iterator[tuple[int, int, bytes]]:
     """(partition, offset, value) of every record; stops at each partition's end as it was when we started.
@@ -26,6 +36,13 @@ def read_to_end(bootstrap: str, topic: str, *, timeout: float = 30.0, purpose: s
     ``extra``: the client properties of :func:`streams.settings.client_config`; refused credentials raise
     ``KafkaAuthError`` before anything is read.
     """
+    for message in read_messages(bootstrap, topic, timeout=timeout, purpose=purpose, extra=extra):
+        yield message.partition, message.offset, message.value
+
+
+def read_messages(bootstrap: str, topic: str, *, timeout: float = 30.0, purpose: str = "read",
+                  extra: dict[str, Any] | None = None) -> Iterator[TopicMessage]:
+    """Like :func:`read_to_end`, with each record's key and timestamp (``rcaflow topic read``)."""
     client = {"bootstrap.servers": bootstrap, **(extra or {})}
     try:
         check_cluster(client, timeout=min(timeout, 10.0))
@@ -57,7 +74,8 @@ def read_to_end(bootstrap: str, topic: str, *, timeout: float = 30.0, purpose: s
             if msg.error() is not None:
                 raise TopicReadError(f"reading {topic}: {msg.error()}")
             partition, offset = msg.partition() or 0, msg.offset() or 0
-            yield partition, offset, msg.value() or b""
+            _kind, timestamp_ms = msg.timestamp()
+            yield TopicMessage(partition, offset, timestamp_ms, msg.key() or b"", msg.value() or b"")
             if partition in ends and offset + 1 >= ends[partition]:
                 del ends[partition]
     finally:

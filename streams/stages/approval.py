@@ -18,7 +18,13 @@ from typing import Any, Literal
 from pydantic import ValidationError
 
 from executors.audit import AuditChains
-from policies.decision_signature import DecisionKeys
+from policies.decision_signature import (
+    DEFAULT_APPROVAL_VALID_FOR,
+    ApprovalKeys,
+    DecisionKeys,
+    DecisionSignatureError,
+    SignatureProblem,
+)
 from schemas.records import (
     ActionEvent,
     ActionState,
@@ -27,6 +33,7 @@ from schemas.records import (
     AuditRecord,
     DeadLetter,
     Decision,
+    Incident,
 )
 from schemas.topics import ACTIONS
 from streams.stages.core import Out, StageContext, StageResult
@@ -35,14 +42,14 @@ from streams.stages.table_pruning import forget_older
 logger = logging.getLogger(__name__)
 
 STAGE = "approval"
-#: How long a human approval of an action without an approval window stays valid for the executor.
-DEFAULT_APPROVAL_VALID_FOR = timedelta(hours=1)
 
 
 class RejectionReason(StrEnum):
     """Why an approval (callback, link, or decision record) changed nothing."""
 
     BAD_SIGNATURE = "bad_signature"
+    #: A decision record without the API's approval signature (written by something that is not the API).
+    UNSIGNED = "unsigned"
     STALE = "stale"
     REPLAYED = "replayed"
     MALFORMED = "malformed"
@@ -52,6 +59,8 @@ class RejectionReason(StrEnum):
     EXPIRED = "expired"
     ALREADY_DECIDED = "already_decided"
     NOT_CONFIGURED = "not_configured"
+    #: The action's incident resolved while it waited, so there is nothing left to approve.
+    WITHDRAWN = "withdrawn"
 
 
 #: Audit chain for refusals nobody could be authenticated for (bad signatures): they belong to no tenant.
@@ -61,6 +70,7 @@ UNAUTHENTICATED_TENANT = "_unauthenticated"
 #: "we know who you are and you may not", 404/409/410 for the state of the action, 400 for garbage.
 HTTP_STATUS: dict[RejectionReason, int] = {
     RejectionReason.BAD_SIGNATURE: 401,
+    RejectionReason.UNSIGNED: 401,
     RejectionReason.STALE: 401,
     RejectionReason.REPLAYED: 409,
     RejectionReason.MALFORMED: 400,
@@ -70,6 +80,7 @@ HTTP_STATUS: dict[RejectionReason, int] = {
     RejectionReason.EXPIRED: 410,
     RejectionReason.ALREADY_DECIDED: 409,
     RejectionReason.NOT_CONFIGURED: 404,
+    RejectionReason.WITHDRAWN: 410,
 }
 
 
@@ -124,7 +135,8 @@ def apply_approval(action: ActionEvent, decision: ApprovalDecision, now: datetim
     Only an ``awaiting_approval`` action of the decision's tenant moves: to ``approved`` or
     ``rejected``, or to ``expired`` when the decision comes after ``expires_at`` (a late "yes"
     must not start a restart nobody is watching any more). The approver's right to decide is
-    checked by the callback that wrote the decision; this function trusts the record.
+    checked by the callback that wrote the decision; this function trusts a record whose approval
+    signature :meth:`Approval.unverified` has checked.
     """
 
     def refuse(reason: RejectionReason, message: str) -> Rejection:
@@ -169,6 +181,20 @@ def expire(action: ActionEvent, now: datetime) -> ActionEvent | None:
                  result=f"nobody decided before {action.expires_at.isoformat()}")
 
 
+def withdraw(action: ActionEvent, incident: Incident, now: datetime) -> ActionEvent | None:
+    """The ``withdrawn`` record for an action of ``incident`` still awaiting approval; else None.
+
+    The incident resolved, so the remedy is no longer wanted: waiting out the approval TTL would
+    leave a button in chat that could still start it. ``withdrawn`` is terminal, and a decision
+    arriving later is refused with :attr:`RejectionReason.WITHDRAWN`.
+    """
+    if action.state is not ActionState.AWAITING_APPROVAL or action.incident_id != incident.incident_id:
+        return None
+    when = _aware(incident.resolved_at or now).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return _next(action, state=ActionState.WITHDRAWN, at=now,
+                 result=f"withdrawn: the incident resolved at {when} ({incident.resolved_by or 'resolved'})")
+
+
 def audit_rejection(chains: AuditChains, rejection: Rejection) -> AuditRecord:
     """The audit record of a refusal, on its tenant's chain (or :data:`UNAUTHENTICATED_TENANT`'s)."""
     chain = chains.for_tenant(rejection.tenant or UNAUTHENTICATED_TENANT)
@@ -196,8 +222,11 @@ def refusal_letter(rejection: Rejection, *, source_topic: str) -> DeadLetter:
     )
 
 
+#: The outcome of :meth:`Approval.withdrawn` that withdrew a waiting action.
+WITHDRAWN = ActionState.WITHDRAWN.value
 #: Outcomes of the worker's approval stage that moved the action out of ``awaiting_approval``.
-DECIDED_OUTCOMES = frozenset({ActionState.APPROVED.value, ActionState.REJECTED.value, ActionState.EXPIRED.value})
+DECIDED_OUTCOMES = frozenset({ActionState.APPROVED.value, ActionState.REJECTED.value, ActionState.EXPIRED.value,
+                              ActionState.WITHDRAWN.value})
 
 
 def remember_decision(action: ActionEvent, decision: ApprovalDecision | None = None) -> dict[str, str]:
@@ -233,6 +262,10 @@ def refuse_decision(
         return Rejection(reason=reason, message=message, channel=decision.channel, at=now, tenant=decision.tenant,
                          action_id=decision.action_id, approver=decision.approver)
 
+    if outcome in _UNVERIFIED:
+        return refuse(RejectionReason(outcome), f"{decision.decision.value} of action {decision.action_id} by "
+                                                f"{decision.approver} via {decision.channel} refused by the worker: "
+                                                f"{_UNVERIFIED[outcome]}; it changes nothing")
     reasons = {r.value for r in RejectionReason} - {RejectionReason.ALREADY_DECIDED.value}
     if outcome in reasons:
         return refuse(RejectionReason(outcome), f"{decision.decision.value} of action {decision.action_id} "
@@ -243,6 +276,11 @@ def refuse_decision(
                       f"the {decision.channel} request behind this {decision.decision.value} by "
                       f"{decision.approver} was already used at {_stamp(str(remembered.get('at', '')))} "
                       f"({remembered.get('state', '?')}); it changes nothing")
+    if remembered and remembered.get("state") == ActionState.WITHDRAWN.value:
+        return refuse(RejectionReason.WITHDRAWN,
+                      f"action {decision.action_id} was withdrawn at {_stamp(str(remembered.get('at', '')))} "
+                      f"because its incident resolved ({remembered.get('result') or 'withdrawn'}); this "
+                      f"{decision.decision.value} by {decision.approver} changes nothing")
     if remembered:
         by = str(remembered.get("by") or "") or "the approval window"
         channel = f" via {remembered['channel']}" if remembered.get("channel") else ""
@@ -253,6 +291,15 @@ def refuse_decision(
     return refuse(RejectionReason.UNKNOWN_ACTION,
                   f"action {decision.action_id} is not awaiting approval (unknown, or decided long ago); "
                   f"this {decision.decision.value} by {decision.approver} changes nothing")
+
+
+#: Why a decision record the worker could not verify was refused (the API signs every decision it verified).
+_UNVERIFIED = {
+    RejectionReason.UNSIGNED.value: "the record carries no approval signature, so the API did not write it",
+    RejectionReason.BAD_SIGNATURE.value: "its approval signature does not verify with the approval key (forged, "
+                                         "altered after the API signed it, or signed with a key the worker does "
+                                         "not know)",
+}
 
 
 def forget_decisions(
@@ -268,7 +315,7 @@ def forget_decisions(
 
 #: States after a decision; a waiting record re-read later must not reopen the action.
 _DECIDED = frozenset({ActionState.APPROVED, ActionState.REJECTED, ActionState.EXPIRED, ActionState.RUNNING,
-                      ActionState.SUCCEEDED, ActionState.FAILED})
+                      ActionState.SUCCEEDED, ActionState.FAILED, ActionState.WITHDRAWN})
 
 PendingChange = tuple[Literal["set"], dict[str, Any]] | tuple[Literal["drop"], None]
 
@@ -285,13 +332,38 @@ def pending_change(action: ActionEvent) -> PendingChange | None:
 class Approval:
     """Applies decision records to the awaiting actions and expires the ones past their window."""
 
-    def __init__(self, *, context: StageContext | None = None, keys: DecisionKeys | None = None) -> None:
+    def __init__(self, *, context: StageContext | None = None, keys: DecisionKeys | None = None,
+                 approval_keys: ApprovalKeys | None = None) -> None:
         self.context = context or StageContext()
         #: Signs what a person approved, so the executor runs it (None: unsigned; the worker refuses that).
         self.keys = keys
+        #: Checks the API's signature on each decision (None: no key, so every decision is refused).
+        self.approval_keys = approval_keys
+
+    def unverified(self, decision: ApprovalDecision) -> RejectionReason | None:
+        """Why ``decision`` cannot be believed (no or a bad approval signature); None when the API signed it."""
+        if self.approval_keys is None:
+            logger.warning("security.approval_key is not set in the worker: no approval decision can be verified, "
+                           "so none is applied; set RCAFLOW_SECURITY__APPROVAL_KEY to the API's approval key")
+            return RejectionReason.BAD_SIGNATURE if decision.signature else RejectionReason.UNSIGNED
+        try:
+            self.approval_keys.verify(decision)
+        except DecisionSignatureError as exc:
+            return RejectionReason.UNSIGNED if exc.problem is SignatureProblem.UNSIGNED else (
+                RejectionReason.BAD_SIGNATURE)
+        return None
 
     def __call__(self, decision: ApprovalDecision, pending: Mapping[str, Any] | None) -> StageResult:
-        """``pending`` is the awaiting action's table row (None: nothing is waiting under this key)."""
+        """``pending`` is the awaiting action's table row (None: nothing is waiting under this key).
+
+        First who wrote it: a decision without the API's valid approval signature moves nothing, whatever it
+        names (the agent dead-letters and audits the refusal)."""
+        unverified = self.unverified(decision)
+        if unverified is not None:
+            logger.warning("approval decision for %s refused: %s", decision.action_id, unverified.value,
+                           extra={"tenant": decision.tenant, "action_id": decision.action_id})
+            self.context.count(STAGE, unverified.value)
+            return StageResult([], unverified.value)
         try:
             action = ActionEvent.model_validate(pending) if pending else None
         except ValidationError as exc:
@@ -314,6 +386,24 @@ class Approval:
             outcome = self.keys.sign(outcome, decided_at=outcome.at, valid_for=window)
         self.context.count(STAGE, outcome.state.value)
         return StageResult([Out(ACTIONS, f"{outcome.tenant}:{outcome.action_id}", outcome)], outcome.state.value)
+
+    def withdrawn(self, incident: Incident, pending: Mapping[str, Any] | None) -> StageResult:
+        """``pending`` is the awaiting row under one of the resolved incident's action keys (None: nothing waits).
+
+        Most keys hold nothing (the action was never proposed, or already decided): "not_pending", no output.
+        """
+        try:
+            action = ActionEvent.model_validate(pending) if pending else None
+        except ValidationError as exc:
+            self.context.count(STAGE, "dead_letter")
+            return StageResult.refuse(exc, incident.tenant)
+        record = withdraw(action, incident, self.context.now()) if action is not None else None
+        if record is None:
+            return StageResult([], "not_pending")
+        logger.info("action %s withdrawn: its incident %s resolved", record.action_id, incident.incident_id,
+                    extra={"tenant": record.tenant, "action_id": record.action_id})
+        self.context.count(STAGE, WITHDRAWN)
+        return StageResult([Out(ACTIONS, f"{record.tenant}:{record.action_id}", record)], WITHDRAWN)
 
     def expired(self, pending: Iterable[Mapping[str, Any]]) -> list[Out]:
         """The ``expired`` records for awaiting actions past their approval window."""

@@ -164,6 +164,8 @@ def _who(action: ActionEvent) -> tuple[AuditKind, str]:
         return AuditKind.APPROVAL, human
     if action.state is ActionState.EXPIRED:
         return AuditKind.APPROVAL, "approval-timer"
+    if action.state is ActionState.WITHDRAWN:
+        return AuditKind.APPROVAL, "incident-resolved"  # its incident resolved while it waited
     return AuditKind.DECISION, "decide"
 
 

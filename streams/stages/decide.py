@@ -88,11 +88,23 @@ class Decide:
         self.context = context or StageContext()
 
     def __call__(self, result: RcaResult, last_run: Mapping[str, str] | None = None) -> StageResult:
-        """``last_run`` (cooldown key → ISO time) is the caller's memory of when each action last went
-        ahead for this fingerprint; the updated memory is in ``StageResult.state``."""
+        """``last_run`` (cooldown key → ``"<ISO time> <action id>"``) is the caller's memory of when each action
+        last went ahead for this fingerprint and which action it was; the updated memory is in
+        ``StageResult.state``. Rows written before the action id was kept hold the time alone.
+
+        The action id makes a decision idempotent: after a worker restart the analyses since the last commit
+        are decided again, and each used to be rejected "in cooldown" of itself, or, once the cooldown was
+        over, approved again at the restart's time, which then put the next alert's action in cooldown.
+        """
         now = self.context.now()
-        memory = {key: datetime.fromisoformat(at) for key, at in (last_run or {}).items()}
-        decision = decide(result, self.policies, now, last_run=memory)
+        memory: dict[str, datetime] = {}
+        went_ahead: dict[str, str] = {}
+        for key, value in (last_run or {}).items():
+            at, _, action_id = value.partition(" ")
+            memory[key] = datetime.fromisoformat(at)
+            if action_id:
+                went_ahead[key] = action_id
+        decision = decide(result, self.policies, now, last_run=memory, went_ahead=went_ahead)
         inside, refused = within_scope(self.scopes[result.incident.tenant], result, decision.actions)
         decision = Decisions(inside, [*decision.rejected, *refused])
         decision = decision._replace(actions=[self._signed(a, now) for a in decision.actions])
@@ -100,7 +112,8 @@ class Decide:
         outs += [Out(ACTIONS, f"{a.tenant}:{a.action_id}", a) for a in decision.rejected]
         updated = dict(last_run or {})
         for action in decision.actions:
-            updated[cooldown_key(action.tenant, result.incident.fingerprint, action.name)] = now.isoformat()
+            updated[cooldown_key(action.tenant, result.incident.fingerprint, action.name)] = \
+                f"{now.isoformat()} {action.action_id}"
         metrics = self.context.metrics
         if metrics:
             for action in decision.actions + decision.rejected:

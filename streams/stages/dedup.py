@@ -1,4 +1,9 @@
-"""normalized → incidents: one incident per alert and dedup window; repeats only count, re-deliveries change nothing."""
+"""normalized → incidents: one incident per alert and dedup window; repeats only count, re-deliveries change nothing.
+
+A resolved notification resolves the open incident: the incident record says so
+(state, when, by what), and :meth:`Dedup.withdrawals` names the actions of that
+incident that the approvals side must withdraw if they still await approval.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +12,15 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from policies import PolicySet, dedup
+from policies import PolicySet, action_id_for, dedup
 from policies.dedup import DedupState
-from schemas.records import AlertEvent, Incident
+from schemas.records import AlertEvent, Incident, IncidentState
 from schemas.topics import INCIDENTS
 from streams.stages.core import Out, StageContext, StageResult
 
 STAGE = "dedup"
+#: The stage outcome of the event that resolved an open incident.
+RESOLVED = "resolved"
 
 
 def table_key(event: AlertEvent) -> str:
@@ -54,12 +61,31 @@ class Dedup:
                 count=state_after.count,
                 last_event_id=event.event_id,
                 event=event,
+                state=IncidentState.RESOLVED if state_after.resolved else IncidentState.OPEN,
+                resolved_at=state_after.resolved_at,
+                resolved_by=state_after.resolved_by,
             )
         result = StageResult([Out(INCIDENTS, table_key(event), incident)] if incident is not None else [])
-        if outcome.duplicate:
+        if outcome.duplicate and state_after is not None and state_after.resolved and not (
+            current is not None and current.resolved
+        ):
+            result.outcome = RESOLVED  # this event closed it: its waiting actions are to be withdrawn
+        elif outcome.duplicate:
             result.outcome = "duplicate"
         elif incident is None:
             result.outcome = "ignored"  # e.g. a resolved alert with no open incident
         self.context.count(STAGE, result.outcome)
         result.state = None if state_after is None else state_after.model_dump(mode="json")
         return result
+
+    def withdrawals(self, incident: Incident) -> list[str]:
+        """``tenant:action-id`` of every action the incident could have waiting (the class's policy actions).
+
+        Action ids derive from the incident id and the action name, and only actions the policy lists
+        for the class can ever await approval, so this is complete without knowing which were proposed;
+        the approvals side withdraws those that are still waiting and ignores the rest.
+        """
+        cls = self.policies.get(incident.alert_class)
+        if cls is None or incident.state is not IncidentState.RESOLVED:
+            return []
+        return [f"{incident.tenant}:{action_id_for(incident.incident_id, spec.name)}" for spec in cls.spec.actions]

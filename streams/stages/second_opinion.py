@@ -9,17 +9,20 @@ through ``decide`` again like any other result.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable, Sequence
 
-from executors.llm import AllowedAction, AllowedParam, ClassBrief, LlmClient, LlmFailure, analyse
+from executors.llm import AllowedAction, AllowedParam, ClassBrief, LlmClient, LlmFailure, PastIncident, analyse
 from policies import PolicySet, action_id_for
 from policies.compiled import CompiledClass
 from policies.errors import LabelValidationError
 from policies.params import context_for, render_params, variables_for
+from policies.runbooks import runbook_link
 from schemas.errors import TransientError
 from schemas.records import ActionEvent, ActionState, Engine, Incident, RcaResult, Risk
 from schemas.topics import ACTIONS, RCA_RESULT
 from streams.errors import StreamsError
 from streams.stages.core import Out, StageContext, StageResult
+from streams.stages.rca import LlmEvidence
 
 STAGE = "llm"
 
@@ -78,7 +81,8 @@ def brief_for(cls: CompiledClass, incident: Incident) -> ClassBrief:
         id=cls.id,
         title=cls.spec.title,
         description=cls.spec.description,
-        runbooks=list(cls.spec.runbooks),
+        # rcaflow's own runbook of the class first (docs/runbooks/<class>.md: evidence, causes, actions), then upstream.
+        runbooks=[runbook_link(cls.id), *cls.spec.runbooks],
         known_causes=known,
         allowed_actions=allowed,
     )
@@ -87,10 +91,22 @@ def brief_for(cls: CompiledClass, incident: Incident) -> ClassBrief:
 class SecondOpinion:
     """rca-result (engine=policy) → rca-result (engine=llm), or nothing when the model fails."""
 
-    def __init__(self, client: LlmClient, policies: PolicySet, *, context: StageContext | None = None) -> None:
+    def __init__(
+        self,
+        client: LlmClient,
+        policies: PolicySet,
+        *,
+        context: StageContext | None = None,
+        evidence: LlmEvidence | None = None,
+        similar: Callable[[Incident], Awaitable[Sequence[PastIncident]]] | None = None,
+    ) -> None:
         self._client = client
         self._policies = policies
         self.context = context or StageContext()
+        #: The model's evidence round (reads it asks for); None: the model sees only the policy's evidence.
+        self.evidence = evidence
+        #: Past resolved incidents of the tenant from the knowledge base (None: no KB configured); never raises.
+        self.similar = similar
 
     async def __call__(self, triaged: RcaResult) -> StageResult:
         """The LLM's answer plus the model's proposals the policy refused (as rejected actions)."""
@@ -114,7 +130,11 @@ class SecondOpinion:
         cls = self._policies.get(triage.alert_class)
         if cls is None:
             return None, [], "unclassified: nothing the policy would let the model propose"
-        outcome = await analyse(self._client, triage.incident, brief_for(cls, triage.incident), triage.evidence)
+        rounds = self.evidence
+        fetch = rounds.fetcher(triage.incident, self.context.now()) if rounds is not None else None
+        past = await self.similar(triage.incident) if self.similar is not None else ()
+        outcome = await analyse(self._client, triage.incident, brief_for(cls, triage.incident), triage.evidence, past,
+                                fetch_evidence=fetch, budget=rounds.budget if rounds is not None else None)
         if isinstance(outcome, LlmFailure):
             if outcome.retriable:
                 self.context.count(STAGE, f"waiting:{outcome.kind}")

@@ -7,13 +7,18 @@ Imported on use (``build_stages(engines=True)``), so a process that needs neithe
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 from executors.evidence import EvidenceRunner
 from policies import PolicySet
 from streams.settings import Settings
 from streams.stages.core import StageContext
+from streams.stages.rca import LlmEvidence
 from streams.stages.second_opinion import SecondOpinion
 from streams.wiring.http_clients import make_async_client
+
+if TYPE_CHECKING:
+    from streams.kb.similar import SimilarLookup
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +39,7 @@ def build_second_opinion(settings: Settings, policies: PolicySet, context: Stage
     """The LLM second opinion, or None when no API key (or explicit switch) enables it."""
     if not settings.llm_enabled:
         return None
-    from executors.llm import LlmClient, LlmConfig
+    from executors.llm import LlmClient, LlmConfig, ResponseMode
 
     key = settings.qwen_api_key
     config = LlmConfig(
@@ -43,10 +48,45 @@ def build_second_opinion(settings: Settings, policies: PolicySet, context: Stage
         model=settings.llm.model,
         api_key=key if key is not None else LlmConfig().api_key,
         timeout_s=settings.llm.timeout_s,
+        max_tokens=settings.llm.max_tokens,
+        response_mode=ResponseMode(settings.llm.response_mode),
         max_concurrency_per_tenant=settings.llm.max_concurrency_per_tenant,
         rate_per_tenant_per_s=settings.llm.rate_per_tenant_per_s,
         burst_per_tenant=settings.llm.burst_per_tenant,
     )
     client = LlmClient(config, make_async_client(settings.http))
-    logger.info("LLM second opinion on: %s at %s", config.model, config.base_url)
-    return SecondOpinion(client, policies, context=context)
+    evidence = build_llm_evidence(settings)
+    logger.info("LLM second opinion on: %s at %s (evidence round %s)", config.model, config.base_url,
+                "on" if evidence is not None else "off")
+    similar = build_similar_lookup(settings)
+    return SecondOpinion(client, policies, context=context, evidence=evidence,
+                         similar=similar.past_incidents if similar is not None else None)
+
+
+def build_similar_lookup(settings: Settings) -> SimilarLookup | None:
+    """Past incidents from the knowledge base for the prompt and the first response; None without a KB."""
+    if not settings.kb.enabled:
+        return None
+    from streams.kb.similar import lookup_from_settings
+
+    return lookup_from_settings(settings.kb)
+
+
+def build_llm_evidence(settings: Settings) -> LlmEvidence | None:
+    """The model's evidence round, or None when it is switched off or no evidence backend is configured.
+
+    Its own runner (same backends and per-call timeout as the rca stage's), so the model's reads have
+    their own budget and never hold up the policy's plan of the next incident.
+    """
+    llm = settings.llm
+    if llm.evidence_rounds == 0 or llm.evidence_max_calls == 0:
+        return None
+    runner = build_evidence_runner(settings)
+    if runner is None:
+        return None
+    from executors.llm import ToolBudget
+    from streams.wiring.runtime import build_scopes
+
+    budget = ToolBudget(max_calls=llm.evidence_max_calls, time_budget_s=llm.evidence_budget_s,
+                        max_rounds=llm.evidence_rounds)
+    return LlmEvidence(runner, build_scopes(settings), budget)

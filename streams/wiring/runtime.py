@@ -22,7 +22,7 @@ from streams.stages.metrics import StageMetrics
 from streams.stages.normalize import Normalize
 from streams.stages.rca import Rca
 from streams.stages.second_opinion import SecondOpinion
-from streams.wiring.decision_keys import optional_decision_keys
+from streams.wiring.decision_keys import optional_approval_keys, optional_decision_keys
 
 logger = logging.getLogger(__name__)
 
@@ -115,6 +115,6 @@ def build_stages(
         second_opinion=second_opinion,
         decide=Decide(policies, scopes=scopes, context=context, keys=keys,
                       auto_valid_for=timedelta(minutes=settings.security.auto_approval_valid_minutes)),
-        approval=Approval(context=context, keys=keys),
+        approval=Approval(context=context, keys=keys, approval_keys=optional_approval_keys(settings)),
         audit=Audit(context=context),
     )

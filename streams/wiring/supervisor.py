@@ -1,8 +1,11 @@
-"""`rcaflow run` and `rcaflow demo`: the broker (if embedded) and the three roles as one process group.
+"""`rcaflow run` and `rcaflow demo`: the broker (if embedded) and the roles as one process group.
 
 Each role runs in its own child process, as it would in production, so one
-machine exercises the same code paths as a cluster. Children die with their
-parent (PR_SET_PDEATHSIG); Ctrl-C stops the roles first, then the broker.
+machine exercises the same code paths as a cluster. Every child reads the same
+configuration as the parent: the parent's environment plus its overrides, and the
+same ``--config`` file, ``--secrets-dir`` and log level (:func:`origin_args`).
+Children die with their parent (PR_SET_PDEATHSIG); Ctrl-C stops the roles first,
+then the broker.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import contextlib
 import ctypes
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -29,6 +33,9 @@ from streams.wiring.topics_admin import ensure_topics
 logger = logging.getLogger(__name__)
 
 ROLES: tuple[str, ...] = ("api", "worker", "executor")
+#: ``imap:<mailbox>`` is the IMAP producer of one configured mailbox (``rcaflow ingest imap --mailbox``).
+IMAP_ROLE_PREFIX = "imap:"
+_MAILBOX_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
 _PR_SET_PDEATHSIG = 1
 #: The exit code of ``rcaflow`` for an error of ours (configuration, refused credentials): not worth a restart.
 EXIT_REFUSED = 2
@@ -71,6 +78,38 @@ def security_env(security: KafkaSecuritySettings) -> dict[str, str]:
     return env
 
 
+def run_roles(settings: Settings) -> tuple[str, ...]:
+    """What ``rcaflow run`` starts: api, worker, executor and one IMAP producer per configured mailbox."""
+    bad = sorted(name for name in settings.mailboxes if not _MAILBOX_NAME.fullmatch(name))
+    if bad:
+        raise ConfigurationError(f"mailbox name(s) {', '.join(map(repr, bad))}: use letters, digits, '_', '.' "
+                                 "and '-' (the name becomes a process role and its log file)")
+    return (*ROLES, *(f"{IMAP_ROLE_PREFIX}{name}" for name in sorted(settings.mailboxes)))
+
+
+def role_command(role: str) -> list[str]:
+    """The ``rcaflow`` subcommand of a role. IMAP producers serve no /metrics of their own here (several would
+    want one port); run ``rcaflow ingest imap`` apart to scrape them."""
+    if role.startswith(IMAP_ROLE_PREFIX):
+        return ["ingest", "imap", "--mailbox", role.removeprefix(IMAP_ROLE_PREFIX), "--metrics-port", "0"]
+    return [role]
+
+
+def origin_args(settings: Settings) -> list[str]:
+    """The ``rcaflow`` options that make a child read the configuration the parent read: the same YAML file and
+    secrets dir (the environment it inherits, with the parent's overrides, still wins over both, as in the
+    parent) and the parent's log level (``--log-level`` overrides the settings after loading)."""
+    origin = settings.origin
+    if origin is None:  # built in code (tests, benchmarks): the environment is all there is
+        return []
+    args = []
+    if origin.config_file is not None:
+        args += ["--config", str(origin.config_file)]
+    if origin.secrets_dir is not None:
+        args += ["--secrets-dir", str(origin.secrets_dir)]
+    return [*args, "--log-level", settings.log_level]
+
+
 def _last_refusal(log: Path) -> str | None:
     """The role's own one-line explanation (``rcaflow: ...``) from the end of its log, if it wrote one."""
     try:
@@ -92,8 +131,12 @@ class Stack:
         env: Mapping[str, str] | None = None,
         log_dir: Path | None = None,
         data_dir: Path | None = None,
+        reset_sections: Sequence[str] = (),
     ) -> None:
+        """``reset_sections``: top-level settings sections every child sets back to defaults after reading the
+        configuration (``rcaflow --reset-section``), e.g. a replay's ``notify`` and ``approvals``."""
         self.roles = tuple(roles)
+        self.reset_sections = tuple(reset_sections)
         # One decision key for every child: the configured one, or one made for this run (never logged).
         self.settings, self.base_env = with_decision_key(settings, env if env is not None else os.environ)
         self.log_dir = log_dir
@@ -144,10 +187,11 @@ class Stack:
         log = None
         if self.log_dir is not None:
             self.log_dir.mkdir(parents=True, exist_ok=True)
-            log = (self.log_dir / f"{role}.log").open("ab")
+            log = (self.log_dir / f"{role.replace(':', '-')}.log").open("ab")
         try:
             child = subprocess.Popen(
-                [sys.executable, "-m", "streams.cli", role],
+                [sys.executable, "-m", "streams.cli", *origin_args(self.settings),
+                 *(arg for name in self.reset_sections for arg in ("--reset-section", name)), *role_command(role)],
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT if log is not None else None,
@@ -165,7 +209,7 @@ class Stack:
         for role, child in self.children.items():
             code = child.poll()
             if code is not None:
-                log = self.log_dir / f"{role}.log" if self.log_dir else None
+                log = self.log_dir / f"{role.replace(':', '-')}.log" if self.log_dir else None
                 why = ""
                 if code == EXIT_REFUSED:
                     # Its one line says what to fix (refused credentials, bad settings); a restart would only

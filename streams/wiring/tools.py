@@ -11,11 +11,13 @@ from typing import TYPE_CHECKING, Any
 
 from executors import ToolRegistry
 from executors.evidence import EvidenceTool, build_evidence_tools
-from streams.settings import Settings
+from streams.settings import KubernetesClusterSettings, Settings
 from streams.wiring.http_clients import make_async_client
 
 if TYPE_CHECKING:
-    from executors.tools.k8s_api import K8sApi, K8sConfig
+    from pathlib import Path
+
+    from executors.tools.k8s_api import K8sApi
 
 logger = logging.getLogger(__name__)
 
@@ -28,17 +30,16 @@ def build_evidence_toolset(settings: Settings) -> dict[str, EvidenceTool[Any]]:
     if config.prometheus_url:
         from executors.evidence.prom import PromApi
 
-        prom = PromApi.create(make_async_client(settings.http), config.prometheus_url)
+        prom = PromApi.create(make_async_client(settings.http, verify=config.prometheus_auth.verify()),
+                              config.prometheus_url, auth=config.prometheus_auth)
     if config.elasticsearch_url:
         from executors.evidence.es import EsApi, EsConfig
 
-        es = EsApi.create(make_async_client(settings.http),
-                          EsConfig(base_url=config.elasticsearch_url, index=config.elasticsearch_index))
-    if config.kubeconfig or config.in_cluster:
-        from executors.tools.k8s_api import load_kubeconfig
-
-        k8s = k8s_api(settings, load_kubeconfig(str(config.kubeconfig) if config.kubeconfig else None,
-                                                context=config.kube_context, in_cluster=config.in_cluster))
+        es = EsApi.create(make_async_client(settings.http, verify=config.elasticsearch_auth.verify()),
+                          EsConfig(base_url=config.elasticsearch_url, index=config.elasticsearch_index,
+                                   auth=config.elasticsearch_auth))
+    k8s = k8s_api(settings, kubeconfig=config.kubeconfig, kube_context=config.kube_context,
+                  in_cluster=config.in_cluster, cluster=config.cluster, timeout_s=config.call_timeout_s)
     if config.netprobe_targets:
         from executors.evidence.netprobe import NetprobeConfig
 
@@ -49,25 +50,49 @@ def build_evidence_toolset(settings: Settings) -> dict[str, EvidenceTool[Any]]:
     return tools
 
 
-def k8s_api(settings: Settings, config: K8sConfig) -> K8sApi:
-    """The Kubernetes client through the shared factory, so http.proxy, no_proxy and allowed_hosts apply to it too."""
-    from executors.tools.k8s_api import K8sApi
+def k8s_api(
+    settings: Settings,
+    *,
+    kubeconfig: Path | None = None,
+    kube_context: str | None = None,
+    in_cluster: bool = False,
+    cluster: KubernetesClusterSettings | None = None,
+    timeout_s: float = 10.0,
+) -> K8sApi | None:
+    """The official Kubernetes client for one configured cluster, or None when none is configured.
 
-    client = make_async_client(settings.http, base_url=config.server.rstrip("/"), verify=config.ssl_context(),
-                               timeout_s=config.timeout_s)
-    return K8sApi.from_config(config, client)
+    Sources, first match wins: the pod's service account (``in_cluster``), a kubeconfig (exec plugins and
+    their token renewal included), explicit ``cluster`` settings. ``http.proxy``, ``no_proxy`` and
+    ``allowed_hosts`` apply to it as to every other outbound call. Nothing is read until the first call.
+    """
+    if not (in_cluster or kubeconfig or cluster):
+        return None
+    from executors.tools.k8s_api import K8sApi, K8sConfig, Outbound
+
+    outbound = Outbound(proxy=settings.http.proxy, no_proxy=tuple(settings.http.no_proxy),
+                        allowed_hosts=tuple(settings.http.allowed_hosts))
+    if in_cluster:
+        return K8sApi.in_cluster(outbound=outbound, timeout_s=timeout_s)
+    if kubeconfig:
+        return K8sApi.from_kubeconfig(str(kubeconfig), context=kube_context, outbound=outbound, timeout_s=timeout_s)
+    assert cluster is not None
+    return K8sApi.from_config(K8sConfig(
+        server=cluster.server, token=cluster.token, token_file=str(cluster.token_file) if cluster.token_file else None,
+        ca_file=str(cluster.ca_file) if cluster.ca_file else None,
+        cert_file=str(cluster.cert_file) if cluster.cert_file else None,
+        key_file=str(cluster.key_file) if cluster.key_file else None,
+        verify_tls=cluster.verify_tls, timeout_s=cluster.timeout_s,
+    ), outbound=outbound)
 
 
 def build_tool_registry(settings: Settings) -> ToolRegistry:
     """The executor's tools with the backends configured; an unconfigured tool can still dry-run."""
     config = settings.executor
     backends: dict[str, object] = {}
-    if config.kubeconfig or config.in_cluster:
-        from executors.tools.k8s_api import load_kubeconfig
-
-        backends["k8s"] = k8s_api(settings, load_kubeconfig(
-            str(config.kubeconfig) if config.kubeconfig else None, context=config.kube_context,
-            in_cluster=config.in_cluster))
+    k8s = k8s_api(settings, kubeconfig=config.kubeconfig, kube_context=config.kube_context,
+                  in_cluster=config.in_cluster, cluster=config.cluster)
+    if k8s is not None:
+        backends["k8s"] = k8s
     if config.reload_endpoints:
         from executors.tools.http_reload import ReloadEndpoints
 

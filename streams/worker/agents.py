@@ -1,7 +1,10 @@
 """One registrar per agent: each reads one topic, decodes at the edge, calls its stage and sends what it returns.
 
-Agent names, ``group_by`` names and the timers' work are frozen (they name
-repartition topics and consumer state; see docs/architecture.md). Tables change
+Agent names, the decide repartition topic's name and the timers' work are frozen
+(consumer state on deployed clusters; see docs/architecture.md). Every record an
+agent sends goes through ``WorkerApp.send/forward`` (awaited, retried): no
+Faust-internal forward (``group_by``) is left, since Faust neither awaits nor
+retries those and drops them when the broker goes away. Tables change
 only inside agents, and outputs are sent before a table is updated: a crash
 between the two re-delivers the input, and the deterministic ids make the
 re-sent records the same records.
@@ -46,14 +49,14 @@ from streams.stages import normalize as normalize_stage
 from streams.stages import rca as rca_stage
 from streams.stages.approval import Approval, forget_decisions, pending_change, refusal_letter, refuse_decision
 from streams.stages.audit import AUDITED, Audit, Auditable, content_id, is_audited
-from streams.stages.core import Out, Position, StageContext, outputs
+from streams.stages.core import Out, Position, StageContext, StageResult, outputs
 from streams.stages.decide import UNKNOWN_GROUP, Decide, group_key
 from streams.stages.dedup import Dedup
 from streams.stages.normalize import Normalize
 from streams.stages.rca import Rca
 from streams.stages.second_opinion import SecondOpinion
 from streams.worker.app import WorkerApp, partition_of
-from streams.worker.edge import decode, events, header, key_text, timed, values, where
+from streams.worker.edge import events, header, key_text, timed, values, where
 from streams.worker.failures import is_transient
 from streams.worker.guard import Guard
 
@@ -62,6 +65,8 @@ logger = logging.getLogger(__name__)
 
 #: A rate-limited chat robot must not hold up the notifications behind it forever.
 NOTIFY_TIMEOUT_S = 10.0
+#: The agent (and guard stage) that re-keys rca-result for the decide agent.
+DECIDE_ROUTE = "decide-route"
 #: The header that names the record type of an audit-input record.
 RECORD_HEADER = "rcaflow-record"
 
@@ -105,8 +110,19 @@ def register_dedup(worker: WorkerApp, stage: Dedup) -> None:
         # Output first: a crash between the two re-delivers the event, and the
         # deterministic incident id makes the re-sent incident the same incident.
         await worker.send(outputs(dedup_stage.STAGE, result, value, pos, context))
+        if result.outcome == dedup_stage.RESOLVED:
+            await withdraw_waiting(result)
         if result.state is not None:
             table[key] = result.state
+
+    async def withdraw_waiting(result: StageResult) -> None:
+        # The awaiting rows are keyed tenant:action-id, elsewhere than this tenant:fingerprint partition:
+        # one record per action key takes the resolved incident there (the "withdraw" agent).
+        incident = next(o.record for o in result.outputs if isinstance(o.record, Incident))
+        name = worker.withdraw_input.get_topic_name()
+        for action_key in stage.withdrawals(incident):
+            await worker.forward(worker.withdraw_input, action_key.encode("utf-8"),
+                                 await worker.encode(incident, topic=name))
 
     @worker.app.agent(worker.topic(NORMALIZED.name), name="dedup")
     async def dedup(stream: faust.StreamT[bytes]) -> None:
@@ -158,14 +174,24 @@ def require_signing(keys: object, agent: str) -> None:
 
 
 def register_decide(worker: WorkerApp, stage: Decide, notify: NotifyRequests) -> None:
+    """The decide-route agent re-keys rca-result by tenant:fingerprint; the decide agent decides from there."""
     require_signing(stage.keys, "decide")
     context, cooldowns = stage.context, worker.tables.cooldowns
+    route_guard = Guard(worker, DECIDE_ROUTE, context)
 
-    source = Position(worker.topic(RCA_RESULT.name).get_topic_name())
+    async def route(value: bytes, pos: Position) -> None:
+        # Our own repartition, where Faust's group_by was: its forward was neither awaited nor retried, so one
+        # failed when the broker went away was dropped while its rca-result was acked (never decided).
+        try:
+            key = group_key(await route_guard.decode(value, RcaResult, pos))
+        except CodecError:
+            key = UNKNOWN_GROUP  # the decide agent dead-letters it, once
+        await worker.forward(worker.decide_input, key.encode("utf-8"), value)
 
-    def fingerprint_of(value: bytes) -> bytes:
-        result = decode(worker.codec, value, RcaResult, source)
-        return (group_key(result) if result is not None else UNKNOWN_GROUP).encode("utf-8")
+    @worker.app.agent(worker.topic(RCA_RESULT.name), name=DECIDE_ROUTE)
+    async def decide_route(stream: faust.StreamT[bytes]) -> None:
+        async for value, pos in values(stream):
+            await route_guard.run(value, pos, partial(route, value, pos))
 
     guard = Guard(worker, decide_stage.STAGE, context)
 
@@ -180,12 +206,10 @@ def register_decide(worker: WorkerApp, stage: Decide, notify: NotifyRequests) ->
         actions = [o.record for o in decided.outputs if isinstance(o.record, ActionEvent)]
         await notify.send(result.tenant, result.incident_id, result_request(result, actions))
 
-    @worker.app.agent(worker.topic(RCA_RESULT.name), name="decide")
+    @worker.app.agent(worker.decide_input, name="decide")
     async def decide(stream: faust.StreamT[bytes]) -> None:
-        # Grouped by fingerprint so the cooldown memory of one target lives in one partition.
-        async for event in events(stream.group_by(fingerprint_of, name="fingerprint")):
-            pos = where(event)
-            value = event.value if isinstance(event.value, bytes) else b""
+        # Keyed by fingerprint (decide-route) so the cooldown memory of one target lives in one partition.
+        async for value, pos in values(stream):
             await guard.run(value, pos, partial(handle, value, pos))
 
 
@@ -247,6 +271,27 @@ def register_approvals(worker: WorkerApp, stage: Approval, notify: NotifyRequest
         async for value, pos in values(stream):
             with timed(context, approval_stage.STAGE):
                 await guard.run(value, pos, partial(apply_decision, value, pos))
+
+    withdraw_guard = Guard(worker, "withdraw", context)
+
+    async def apply_withdrawal(value: bytes, pos: Position) -> None:
+        key = key_text(pos)
+        incident = await withdraw_guard.decode(value, Incident, pos)
+        result = stage.withdrawn(incident, None if key in decided else awaiting.get(key))
+        await worker.send(outputs("withdraw", result, value, pos, context))
+        if result.outcome == approval_stage.WITHDRAWN:
+            action = next(o.record for o in result.outputs if isinstance(o.record, ActionEvent))
+            # Like a decision: an approval arriving before the pending agent sees "withdrawn" is refused.
+            decided[key] = approval_stage.remember_decision(action)
+            if key in awaiting:
+                del awaiting[key]
+            await notify.send(action.tenant, action.incident_id, decided_request(action))
+
+    @worker.app.agent(worker.withdraw_input, name="withdraw")
+    async def withdraw_resolved(stream: faust.StreamT[bytes]) -> None:
+        # Resolved incidents, one record per action key: what still waits for approval is withdrawn.
+        async for value, pos in values(stream):
+            await withdraw_guard.run(value, pos, partial(apply_withdrawal, value, pos))
 
     expiring: set[str] = set()
 

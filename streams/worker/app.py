@@ -23,24 +23,30 @@ from schemas.records import Record
 from schemas.topics import ACTIONS, APPROVALS, AUDIT, DEAD_LETTER, INCIDENTS, NORMALIZED, RAW_MAIL, RCA_RESULT
 from streams.settings import Settings
 from streams.stages.core import Out
+from streams.wiring.topics_admin import (
+    ACTION_COOLDOWNS,
+    APPROVAL_DECISIONS,
+    AUDIT_HEAD,
+    AUDIT_INPUT_SUFFIX,
+    AWAITING_APPROVAL,
+    DECIDE_GROUP_BY,
+    DEDUP_STATE,
+    NOTIFIED,
+    NOTIFY_INPUT_SUFFIX,
+    WITHDRAW_INPUT_SUFFIX,
+    repartition_topic_name,
+)
 from streams.worker.failures import retry_transient, send_failure
 from streams.worker.kafka_auth import faust_credentials
 from streams.worker.rebalance import seek_before_fetching
 
 R = TypeVar("R", bound=Record)
 
-#: Table names (frozen: each names its changelog topic ``<app id>-<name>-changelog``).
-DEDUP_STATE = "dedup-state"
-AUDIT_HEAD = "audit-head"
-AWAITING_APPROVAL = "awaiting-approval"
-ACTION_COOLDOWNS = "action-cooldowns"
-NOTIFIED = "notified"
-APPROVAL_DECISIONS = "approval-decisions"
-#: Internal topics (frozen), after ``<prefix><app id>``.
-NOTIFY_INPUT_SUFFIX = "-notify-input"
-AUDIT_INPUT_SUFFIX = "-audit-input"
 
 _PARTITIONER = DefaultPartitioner()
+
+#: Faust ``producer_request_timeout`` (aiokafka's ``request_timeout_ms``; its own default is 40 s).
+PRODUCER_REQUEST_TIMEOUT_S = 40.0
 
 
 def partition_of(key: str, partitions: int) -> int:
@@ -139,6 +145,11 @@ class WorkerApp:
             producer_linger_ms=5,
             # A dead-lettered mail carries the whole mail (raw-mail and dead-letter allow 11 MiB records).
             producer_max_request_size=PRODUCER_MAX_REQUEST_BYTES,
+            # How long a send may wait for its topic's metadata or its acks before it fails (and is retried with
+            # backoff, in the log). Faust's default, 20 min, turned a topic missing at the first assignment into
+            # a silent 20-minute hang of the agent (aiokafka polls the metadata that long). Every topic the worker
+            # uses is created before it starts (streams.wiring.topics_admin.worker_topics); this bounds the rest.
+            producer_request_timeout=PRODUCER_REQUEST_TIMEOUT_S,
             # ... and the worker reads raw-mail, whose records are that large (aiokafka's default is 1 MiB
             # per partition; it would still fetch an oversized first record, but one fetch per record).
             consumer_max_fetch_size=PRODUCER_MAX_REQUEST_BYTES,
@@ -158,6 +169,14 @@ class WorkerApp:
         # into this topic, and one agent appends to the chains from there.
         self.audit_input = self.app.topic(f"{base}{AUDIT_INPUT_SUFFIX}", key_type=bytes, value_type=bytes,
                                           partitions=self.partitions, internal=True)
+        # Resolved incidents re-keyed by tenant:action-id, so each lands where that action's awaiting row lives.
+        self.withdraw_input = self.app.topic(f"{base}{WITHDRAW_INPUT_SUFFIX}", key_type=bytes, value_type=bytes,
+                                             partitions=self.partitions, internal=True)
+        # rca-result re-keyed by tenant:fingerprint (the decide-route agent), so one target's cooldown memory
+        # lives in one partition. The name is the one Faust's group_by derived before (frozen: records in flight
+        # and the group's offsets on deployed clusters); the forward is now ours, awaited and retried.
+        self.decide_input = self.app.topic(repartition_topic_name(prefix, *DECIDE_GROUP_BY), key_type=bytes,
+                                           value_type=bytes, partitions=self.partitions, internal=True)
 
         def table(name: str) -> TableT[str, Any]:
             # Table changelogs use the app's table serializers (json), not the raw topic serializers.

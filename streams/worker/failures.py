@@ -7,10 +7,14 @@ maps them once, so every agent applies the same rule.
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import itertools
 import logging
 import random
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 from aiokafka.errors import (
@@ -20,6 +24,8 @@ from aiokafka.errors import (
     RecordListTooLargeError,
     RecordTooLargeError,
 )
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 from schemas.errors import RcaflowError, TransientError
 from streams.errors import StreamsError
@@ -99,24 +105,127 @@ class Backoff:
         return random.uniform(ceiling / 2, ceiling)  # jitter, not cryptography
 
 
+#: The stage whose record the current task works on (set by the agent's guard), so a retry deep in a send is
+#: reported under the stage that waits for it.
+CURRENT_STAGE: contextvars.ContextVar[str] = contextvars.ContextVar("rcaflow_stage", default="")
+
+#: The first retry is logged at once; the next ones when the record has been retrying this long, doubling,
+#: then every LOG_EVERY_MAX_S: an outage of hours leaves a few dozen lines, each with the backoff state.
+LOG_FIRST_AFTER_S = 10.0
+LOG_EVERY_MAX_S = 3600.0
+
+
+@dataclass(slots=True)
+class Retrying:
+    """One record held in a transient retry: where, since when, how often, and why."""
+
+    stage: str
+    what: str
+    since: float = field(default_factory=time.monotonic)
+    attempts: int = 0
+    error: str = ""
+    next_delay_s: float = 0.0
+
+    def seconds(self, now: float | None = None) -> float:
+        return (time.monotonic() if now is None else now) - self.since
+
+
+class RetryBoard(Collector):
+    """The records in transient retry right now, per stage: the gauges, the log's state and the worker's /readyz.
+
+    Transient failures are never given up on (they must not become dead letters or skips); this is
+    what makes a long outage visible instead: ``rcaflow_stage_retrying_records{stage}`` and
+    ``rcaflow_stage_retrying_seconds{stage}`` (how long the oldest record of the stage has waited).
+    """
+
+    def __init__(self) -> None:
+        self._held: dict[int, Retrying] = {}
+        self._ids = itertools.count()
+
+    @contextmanager
+    def holding(self, stage: str, what: str) -> Iterator[Retrying]:
+        key = next(self._ids)
+        entry = self._held[key] = Retrying(stage or "unknown", what)
+        try:
+            yield entry
+        finally:
+            self._held.pop(key, None)
+
+    def oldest(self) -> dict[str, Retrying]:
+        """Per stage, the record that has been retrying longest."""
+        oldest: dict[str, Retrying] = {}
+        for entry in list(self._held.values()):  # read from the metrics thread too: iterate a copy
+            if entry.stage not in oldest or entry.since < oldest[entry.stage].since:
+                oldest[entry.stage] = entry
+        return oldest
+
+    def stuck(self, after_s: float) -> dict[str, Retrying]:
+        """The stages whose oldest record has been retrying for ``after_s`` or longer."""
+        now = time.monotonic()
+        return {stage: e for stage, e in self.oldest().items() if e.seconds(now) >= after_s}
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        records = GaugeMetricFamily("rcaflow_stage_retrying_records",
+                                    "Records a stage holds in a transient retry (broker, registry, LLM down).",
+                                    labels=["stage"])
+        seconds = GaugeMetricFamily("rcaflow_stage_retrying_seconds",
+                                    "How long the stage's oldest record in a transient retry has been retrying.",
+                                    labels=["stage"])
+        held = list(self._held.values())
+        now = time.monotonic()
+        for stage, entry in sorted(self.oldest().items()):
+            records.add_metric([stage], sum(1 for e in held if e.stage == stage))
+            seconds.add_metric([stage], entry.seconds(now))
+        yield records
+        yield seconds
+
+
+#: The worker's board (one per process, like the Prometheus default registry it is shown on).
+RETRIES = RetryBoard()
+
+
 async def retry_transient(op: Callable[[], Awaitable[T]], what: str, *, backoff: Backoff | None = None,
-                          on_retry: Callable[[BaseException], None] | None = None) -> T:
+                          on_retry: Callable[[BaseException], None] | None = None,
+                          board: RetryBoard = RETRIES) -> T:
     """``op``'s result; transient failures are retried with capped backoff for as long as they last.
 
     Permanent failures are raised at once. Unbounded on purpose: the input waits (and the log and
-    metrics say why) rather than being dead-lettered or skipped because a dependency was down.
+    metrics say why) rather than being dead-lettered or skipped because a dependency was down. While it
+    waits it is on ``board``, under the stage of :data:`CURRENT_STAGE`; the log says so at the first retry
+    and then at growing intervals (10 s, 20 s, 40 s ... of retrying, then hourly).
     """
+    try:
+        return await op()
+    except Exception as exc:  # classified right here: transient ones are retried, the rest re-raised
+        if not is_transient(exc):
+            raise
+        failure = exc
     backoff = backoff or Backoff()
-    attempt = 0
-    while True:
-        try:
-            return await op()
-        except Exception as exc:  # classified right here: transient ones are retried, the rest re-raised
-            if not is_transient(exc):
-                raise
-            delay = backoff.delay(attempt)
-            attempt += 1
+    with board.holding(CURRENT_STAGE.get(), what) as entry:
+        log_after = 0.0
+        while True:
+            entry.attempts += 1
+            entry.error = f"{type(failure).__name__}: {failure}"
+            entry.next_delay_s = backoff.delay(entry.attempts - 1)
             if on_retry is not None:
-                on_retry(exc)
-            logger.warning("%s failed (%s: %s); retry %d in %.1fs", what, type(exc).__name__, exc, attempt, delay)
-            await asyncio.sleep(delay)
+                on_retry(failure)
+            elapsed = entry.seconds()
+            if elapsed >= log_after:
+                logger.warning("%s failed (%s); retrying for %.0fs, attempt %d, next in %.1fs (stage %s)", what,
+                               entry.error, elapsed, entry.attempts, entry.next_delay_s, entry.stage)
+                log_after = min(max(LOG_FIRST_AFTER_S, 2 * elapsed), elapsed + LOG_EVERY_MAX_S)
+            else:
+                logger.debug("%s failed (%s); retry %d in %.1fs", what, entry.error, entry.attempts,
+                             entry.next_delay_s)
+            await asyncio.sleep(entry.next_delay_s)
+            try:
+                result = await op()
+            except Exception as exc:  # as above
+                if not is_transient(exc):
+                    raise
+                failure = exc
+                continue
+            if entry.seconds() >= LOG_FIRST_AFTER_S:
+                logger.warning("%s succeeded after %.0fs and %d retries (stage %s)", what, entry.seconds(),
+                               entry.attempts, entry.stage)
+            return result

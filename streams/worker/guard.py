@@ -20,7 +20,7 @@ from schemas.errors import RcaflowError
 from schemas.records import Record
 from streams.stages.core import Position, StageContext, dead_letter
 from streams.worker.app import WorkerApp
-from streams.worker.failures import Backoff, OutputTooLargeError, retry_transient
+from streams.worker.failures import CURRENT_STAGE, Backoff, OutputTooLargeError, retry_transient
 
 logger = logging.getLogger(__name__)
 
@@ -51,10 +51,14 @@ class Guard:
         def counted(_exc: BaseException) -> None:
             self.context.count(self.stage, "retried")
 
-        return await retry_transient(
-            op, f"{self.stage}: {what} of {where.topic}[{where.partition}]@{where.offset}", backoff=self.backoff,
-            on_retry=counted,
-        )
+        stage = CURRENT_STAGE.set(self.stage)  # retries inside op (the sends) are reported under this stage
+        try:
+            return await retry_transient(
+                op, f"{self.stage}: {what} of {where.topic}[{where.partition}]@{where.offset}", backoff=self.backoff,
+                on_retry=counted,
+            )
+        finally:
+            CURRENT_STAGE.reset(stage)
 
     async def run(self, value: bytes, where: Position, step: Callable[[], Awaitable[object]], *,
                   tenant: str = "") -> bool:

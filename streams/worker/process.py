@@ -43,16 +43,19 @@ def build_worker(settings: Settings, bootstrap: str, stages: Stages) -> WorkerAp
 
 def run_worker(settings: Settings) -> None:
     import faust
-    from prometheus_client import start_http_server
 
     from streams.stages.metrics import StageMetrics
-    from streams.wiring.topics_admin import ensure_topics
+    from streams.wiring.topics_admin import ensure_topics, worker_topics
+    from streams.worker.health import serve_health
 
     bootstrap = require_bootstrap(settings)
+    prefix = settings.kafka.topic_prefix
+    # Every topic the Faust app uses, its internal ones included, exists with its record limit before it starts.
     # Also the start-up check: refused credentials end the process here, in one line (KafkaAuthError).
-    ensure_topics(bootstrap, settings.kafka.topic_prefix, extra=client_config(settings.kafka, bootstrap))
+    ensure_topics(bootstrap, prefix, extra=client_config(settings.kafka, bootstrap),
+                  internal=worker_topics(prefix, settings.worker.app_id, settings.worker.partitions))
     if settings.worker.metrics_port:
-        start_http_server(settings.worker.metrics_port, addr=settings.worker.metrics_host)
+        serve_health(settings.worker.metrics_port, settings.worker.metrics_host, settings.worker.stuck_after_s)
     # Faust creates only the last path component; on a fresh machine ~/.local/state/rcaflow is not there yet.
     settings.worker.data_dir.mkdir(parents=True, exist_ok=True)
     worker = build_worker(settings, bootstrap, build_stages(settings, StageMetrics(), engines=True))

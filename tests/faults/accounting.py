@@ -203,6 +203,9 @@ class MailAccount:
     normalized: int
     dead_lettered: int
     flow: FlowAccount
+    #: raw-mail positions that became more alerts than the mail holds (a re-delivered mail counted again:
+    #: its events must get the ids of the first time, derived from the position)
+    counted_twice: dict[Position, int] = field(default_factory=dict)
 
     @property
     def lost(self) -> int:
@@ -210,7 +213,7 @@ class MailAccount:
 
     @property
     def duplicates(self) -> int:
-        return len(self.ingested_twice) + self.flow.duplicates
+        return len(self.ingested_twice) + len(self.counted_twice) + self.flow.duplicates
 
 
 @dataclass
@@ -304,8 +307,12 @@ def account_flow(ledger: Ledger, *, expected_fingerprints: Iterable[str] | None 
                        unfinished=unfinished, actions=len(states), finished=finished, missing_events=missing)
 
 
-def account_mails(ledger: Ledger, delivered_ids: Iterable[str], *, require_actions: bool = True) -> MailAccount:
-    """Every delivered mail (Message-ID) → raw-mail or IMAP dead letter → normalized or worker dead letter."""
+def account_mails(ledger: Ledger, delivered_ids: Iterable[str], *, require_actions: bool = True,
+                  alerts_per_mail: int | None = 1) -> MailAccount:
+    """Every delivered mail (Message-ID) → raw-mail or IMAP dead letter → normalized or worker dead letter.
+
+    ``alerts_per_mail``: how many alerts each mail holds (None: it varies), so a mail counted twice shows.
+    """
     delivered = list(delivered_ids)
     raw = ledger.raw_mails()
     by_id: dict[str, list[Position]] = defaultdict(list)
@@ -317,7 +324,13 @@ def account_mails(ledger: Ledger, delivered_ids: Iterable[str], *, require_actio
                    if letter.offset is None}
     not_ingested = sorted(m for m in delivered if m not in by_id and m not in letter_keys)
     twice = sorted(m for m, positions in by_id.items() if len(positions) > 1)
-    out_positions = {(e.source.topic, e.source.partition, e.source.offset) for e in ledger.events()}
+    events_of: dict[Position, set[str]] = defaultdict(set)
+    for event in ledger.events():
+        events_of[(event.source.topic, event.source.partition, event.source.offset)].add(event.event_id)
+    out_positions = set(events_of)
+    raw_positions = {pos for pos, _ in raw}  # events posted to the API have no raw-mail position
+    counted_twice = {pos: len(ids) for pos, ids in events_of.items()
+                     if alerts_per_mail is not None and pos in raw_positions and len(ids) > alerts_per_mail}
     dead_positions = {(d.source_topic, d.partition, d.offset) for d in letters if d.offset is not None}
     unaccounted = [pos for pos, _ in raw if pos not in out_positions and pos not in dead_positions]
     return MailAccount(
@@ -326,7 +339,7 @@ def account_mails(ledger: Ledger, delivered_ids: Iterable[str], *, require_actio
         normalized=sum(1 for pos, _ in raw if pos in out_positions),
         dead_lettered=sum(1 for pos, _ in raw if pos in dead_positions and pos not in out_positions)
         + sum(1 for m in delivered if m not in by_id and m in letter_keys),
-        flow=account_flow(ledger, require_actions=require_actions),
+        flow=account_flow(ledger, require_actions=require_actions), counted_twice=counted_twice,
     )
 
 
@@ -351,6 +364,8 @@ def mail_row(fault: str, account: MailAccount, notes: str = "", *,
         problems["on raw-mail twice"] = account.ingested_twice
     if account.unaccounted:
         problems["raw-mail records with no event and no dead letter"] = account.unaccounted
+    if account.counted_twice:
+        problems["raw-mail records counted as 2+ distinct alerts (position: events)"] = account.counted_twice
     return Row(fault=fault, inputs=account.delivered, outputs=account.normalized,
                dead_letters=account.dead_lettered, duplicates=account.duplicates, lost=account.lost,
                notes=notes, details=problems)

@@ -4,8 +4,11 @@ data dir and port, count.
 Guards: the IMAP producer moves its checkpoint only after the broker acked the mail and retries with
 backoff while the broker is away (neither dead-lettering a good mail nor exiting); the worker and
 executor commit offsets only after their outputs were acked, so nothing read before the outage is lost
-and nothing is repeated after it. A role that exits anyway is started again (as a supervisor would) so
-the count can still be made, and the case fails saying so.
+and nothing is repeated after it. That includes the decide agent's repartition: aiokafka fails every
+pending send at once when the broker goes away, and Faust's own ``group_by`` forward (not awaited, not
+retried) was dropped there while its rca-result was acked; the worker's decide-route agent now sends it
+itself. A role that exits anyway is started again (as a supervisor would) so the count can still be made,
+and the case fails saying so.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Case 3: kill -9 the API mid-load while a client posts to POST /events and retries what was not
+"""Case 3: kill -9 the API (3 times) mid-load while a client posts to POST /events and retries what was not
 acknowledged (as Alertmanager does); after the restart every acknowledged input is accounted for.
 
 Guards: a 2xx from the API means the broker acknowledged every record of the request (it answers only
@@ -23,6 +23,8 @@ from tests.faults.accounting import Ledger, Row, account_flow, short
 from tests.faults.conftest import TOKEN, Pipeline, mails_count
 from tests.faults.load import run_id
 from tests.faults.mails import CLUSTER, NAMESPACE
+
+KILLS = 3
 
 
 def seed(run: str, n: int) -> dict[str, object]:
@@ -78,12 +80,14 @@ def test_api_killed_mid_load(broker: EmbeddedBroker, codec: Codec, tmp_path: Pat
         deadline = time.monotonic() + max(300.0, n * 1.0)
         with httpx.Client() as client, ThreadPoolExecutor(8) as pool:
             futures = [pool.submit(poster.send, client, i, seed(run, i), deadline) for i in range(n)]
-            while len(poster.acked) < n // 3 and time.monotonic() < deadline:
-                pipe.stack.check()
-                time.sleep(0.05)
-            pipe.kill("api")  # requests in flight die with it; the client retries them
-            killed_at = len(poster.acked)
-            pipe.restart("api")
+            killed_at: list[int] = []
+            for k in range(1, KILLS + 1):  # each kill may land between a publish and its ack
+                while len(poster.acked) < n * k // (KILLS + 1) and time.monotonic() < deadline:
+                    pipe.stack.check()
+                    time.sleep(0.02)
+                pipe.kill("api")  # requests in flight die with it; the client retries them
+                killed_at.append(len(poster.acked))
+                pipe.restart("api")
             for future in futures:
                 future.result()
         expected = set(poster.acked.values())
@@ -94,10 +98,11 @@ def test_api_killed_mid_load(broker: EmbeddedBroker, codec: Codec, tmp_path: Pat
         ledger.settle(done, timeout=max(180.0, n * 0.6), alive=pipe.stack.check)
         flow = account_flow(ledger, expected_fingerprints=expected)
         letters = len(ledger.letters())
-    row = Row(fault="kill -9 API mid-load (client retries), restart", inputs=n,
+    row = Row(fault=f"kill -9 API mid-load ({KILLS} times, client retries), restart", inputs=n,
               outputs=len(expected) - len(flow.missing_events) - len(flow.no_incident), dead_letters=letters,
               refused=len(poster.refused), duplicates=flow.duplicates, lost=flow.lost + (n - len(poster.acked)),
-              notes=f"killed after {killed_at} acks; {poster.attempts} posts, {poster.failures} retried",
+              notes=f"killed after {', '.join(map(str, killed_at))} acks; {poster.attempts} posts, "
+                    f"{poster.failures} retried",
               details=flow.problems())
     if poster.refused:
         row.details["refused"] = poster.refused

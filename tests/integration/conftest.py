@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from streams.broker import DEFAULT_CACHE_ROOT, BrokerError, RunningBroker, choose_broker
+from tests.support.es.fixtures import elasticsearch_node, elasticsearch_secure_node  # noqa: F401 (fixtures)
 
 _HERE = Path(__file__).parent
 

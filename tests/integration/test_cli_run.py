@@ -123,6 +123,11 @@ def test_demo_prints_every_class_then_shows_dedup(broker: object, tmp_path: Path
     assert {"succeeded", "awaiting_approval"} <= states
     # The second round is all repeats: nothing new is analysed or run.
     assert second and all(r["suppressed"] or not r["incident_id"] for r in second)
+    # On a real cluster the demo leaves nothing behind: its topics and the worker's internal ones are deleted.
+    from confluent_kafka.admin import AdminClient
+
+    topics = AdminClient({"bootstrap.servers": broker.bootstrap}).list_topics(timeout=10).topics  # type: ignore[attr-defined]
+    assert sorted(t for t in topics if t.startswith("demo-") or t.startswith("decide-demo-")) == []
 
 
 @pytest.mark.tansu

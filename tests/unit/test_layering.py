@@ -76,11 +76,13 @@ ROOM_MAY_IMPORT = {
     "streams.stages": ("streams.stages",),
     "streams.notify": ("streams.notify", "streams.stages", "streams.settings"),
     "streams.broker": ("streams.broker",),
-    "streams.wiring": ("streams.wiring", "streams.stages", "streams.notify", "streams.settings", "streams.broker"),
+    "streams.wiring": ("streams.wiring", "streams.stages", "streams.notify", "streams.settings", "streams.broker",
+                       "streams.kb"),
     "streams.worker": ("streams.worker", "streams.stages", "streams.notify", "streams.wiring", "streams.settings"),
     "streams.api": ("streams.api", "streams.stages", "streams.notify", "streams.wiring", "streams.settings"),
     "streams.executor": ("streams.executor", "streams.wiring", "streams.settings"),
     "streams.ops": ("streams.ops", "streams.wiring", "streams.stages", "streams.settings", "streams.broker"),
+    "streams.kb": ("streams.kb", "streams.settings"),
 }
 
 #: Engines, frameworks and clients, each in the one room that is about it.

@@ -28,6 +28,7 @@ from streams.api.approvals import ApprovalsConfig, build_approvals_router
 from streams.commands.audit import audit
 from streams.wiring.topics_admin import ensure_topics
 from tests.integration.flow.helpers import TopicReader
+from tests.support.approval_keys import APPROVAL_KEYS
 
 SECRET = "integration-slack-signing-secret"
 
@@ -60,7 +61,8 @@ def test_a_click_on_an_action_read_from_kafka_lands_on_the_approvals_topic(broke
         await task
 
     app = FastAPI(lifespan=lifespan)
-    config = ApprovalsConfig(approvers={"acme": frozenset({"slack:U1"})}, slack_signing_secret=SecretStr(SECRET))
+    config = ApprovalsConfig(approvers={"acme": frozenset({"slack:U1"})}, approval_keys=APPROVAL_KEYS,
+                             slack_signing_secret=SecretStr(SECRET))
     app.include_router(build_approvals_router(config=config, pending=pending, publisher=publisher))
     payload = {"type": "block_actions", "user": {"id": "U1"}, "response_url": "https://hooks.slack.com/actions/x",
                "actions": [{"action_id": slack_messages.APPROVE, "value": "acme|act-3"}]}

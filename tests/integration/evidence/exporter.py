@@ -11,6 +11,10 @@ HIGHEST_TS = 1_764_064_800.0
 SENT_TS = HIGHEST_TS - 600
 LABELS = 'namespace="insight-system",pod="prometheus-insight-agent-0"'
 REMOTE = 'remote_name="vm",url="http://vminsert:8480/api/v1/write"'
+#: A second Prometheus whose receiver rejects writes (issue 19): 600 s behind, 1,005 failed samples/s, its queue
+#: at max_shards, and no vminsert series at all.
+REJECTED_LABELS = 'namespace="insight-system",pod="prometheus-insight-agent-1"'
+FAILED_PER_S = 1005.0
 #: etcd WAL fsync: every second, 10 fsyncs land in the 1.024 s bucket (slow disk), none faster.
 FSYNC_BUCKETS = ("0.001", "0.008", "0.256", "0.512", "1.024", "2.048", "+Inf")
 
@@ -28,8 +32,17 @@ class Exporter:
         lines = [
             "# TYPE prometheus_remote_storage_highest_timestamp_in_seconds gauge",
             f"prometheus_remote_storage_highest_timestamp_in_seconds{{{LABELS}}} {HIGHEST_TS}",
+            f"prometheus_remote_storage_highest_timestamp_in_seconds{{{REJECTED_LABELS}}} {HIGHEST_TS}",
             "# TYPE prometheus_remote_storage_queue_highest_sent_timestamp_seconds gauge",
             f"prometheus_remote_storage_queue_highest_sent_timestamp_seconds{{{LABELS},{REMOTE}}} {SENT_TS}",
+            f"prometheus_remote_storage_queue_highest_sent_timestamp_seconds{{{REJECTED_LABELS},{REMOTE}}} {SENT_TS}",
+            "# TYPE prometheus_remote_storage_samples_failed_total counter",
+            f"prometheus_remote_storage_samples_failed_total{{{REJECTED_LABELS},{REMOTE}}} "
+            f"{FAILED_PER_S * elapsed:.3f}",
+            "# TYPE prometheus_remote_storage_shards gauge",
+            f"prometheus_remote_storage_shards{{{REJECTED_LABELS},{REMOTE}}} 4",
+            "# TYPE prometheus_remote_storage_shards_max gauge",
+            f"prometheus_remote_storage_shards_max{{{REJECTED_LABELS},{REMOTE}}} 4",
             "# TYPE vm_rows_inserted_total counter",
             f'vm_rows_inserted_total{{namespace="insight-system",type="promremotewrite"}} {1000 * elapsed:.3f}',
             "# TYPE etcd_disk_wal_fsync_duration_seconds histogram",

@@ -7,7 +7,6 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
 import pytest
 from pydantic import SecretStr
 
@@ -74,7 +73,7 @@ def test_token_is_never_in_the_evidence(serve: Any) -> None:
     url = serve(cluster.app())
 
     async def go() -> Any:
-        api = K8sApi(httpx.AsyncClient(base_url=url), token=SecretStr("s3cr3t-token"))
+        api = K8sApi.from_config(K8sConfig(server=url, token=SecretStr("s3cr3t-token")))
         try:
             return await Logs(api).observe_query("namespace=insight-system pod=absent-0")
         finally:

@@ -19,6 +19,7 @@ from schemas.records import ActionEvent
 from streams.executor.verify import ActionVerifier
 from streams.settings import KafkaSettings, SecuritySettings, Settings
 from streams.wiring.supervisor import Stack
+from tests.support.approval_keys import APPROVAL_KEY
 
 #: The decision key of every test stack: tests that write approved actions themselves sign with it.
 DECISION_KEY = "rcaflow-integration-tests-decision-key-0123456789"
@@ -61,11 +62,14 @@ def stack_for(
         "RCAFLOW_EXECUTOR__METRICS_PORT": "0",
         "RCAFLOW_LOG_LEVEL": "INFO",
         "RCAFLOW_SECURITY__DECISION_KEY": DECISION_KEY,
+        # The worker applies only decisions signed with it (tests sign theirs with tests.support.approval_keys).
+        "RCAFLOW_SECURITY__APPROVAL_KEY": APPROVAL_KEY,
         **tenants_env,
         **(extra_env or {}),
     }
     settings = Settings(kafka_bootstrap_servers=broker_bootstrap, kafka=KafkaSettings(topic_prefix=prefix),
-                        security=SecuritySettings(decision_key=SecretStr(DECISION_KEY)))
+                        security=SecuritySettings(decision_key=SecretStr(DECISION_KEY),
+                                                  approval_key=SecretStr(APPROVAL_KEY)))
     return Stack(settings, roles=roles, env=env, log_dir=tmp / "logs")
 
 

@@ -19,10 +19,11 @@ from schemas.records import AlertEvent, DeadLetter
 from schemas.topics import DEAD_LETTER, NORMALIZED
 from streams.api.app import TenantAuth, create_app
 from streams.api.process import build_api
-from streams.settings import ApiSettings, ApprovalSettings, KafkaSettings, Settings, TenantSettings
+from streams.settings import ApiSettings, ApprovalSettings, KafkaSettings, SecuritySettings, Settings, TenantSettings
 from streams.wiring.runtime import build_stages
 from streams.wiring.topics_admin import ensure_topics
 from tests.integration.flow.helpers import TopicReader
+from tests.support.approval_keys import APPROVAL_KEY
 
 TOKEN = "s3cret"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -44,6 +45,7 @@ def test_readiness_recovers_when_the_topics_appear_after_the_api_started(broker:
         api=ApiSettings(loop_backoff_max_s=0.5, unhealthy_after_s=2.0),
         approvals=ApprovalSettings(slack_signing_secret=SecretStr("8f742231b10e8888abcd99yyyzzz85a5"),
                                    approvers={"acme": ["slack:U1"]}),
+        security=SecuritySettings(approval_key=SecretStr(APPROVAL_KEY)),  # the API signs what it publishes
     )
     app = build_api(settings, bootstrap, build_stages(settings), TenantAuth({"acme": SecretStr(TOKEN)}, "default"),
                     registry=CollectorRegistry())

@@ -13,10 +13,11 @@ from schemas.records import DeadLetter
 from schemas.topics import DEAD_LETTER
 from streams.api.app import TenantAuth
 from streams.api.process import build_api
-from streams.settings import ApprovalSettings, KafkaSettings, Settings
+from streams.settings import ApprovalSettings, KafkaSettings, SecuritySettings, Settings
 from streams.wiring.runtime import build_stages
 from streams.wiring.topics_admin import ensure_topics
 from tests.integration.flow.helpers import TopicReader
+from tests.support.approval_keys import APPROVAL_KEY
 
 
 def test_api_process_serves_tools_and_approvals_once_its_view_has_caught_up(
@@ -29,6 +30,7 @@ def test_api_process_serves_tools_and_approvals_once_its_view_has_caught_up(
         kafka=KafkaSettings(topic_prefix=topic_prefix),
         approvals=ApprovalSettings(slack_signing_secret=SecretStr("8f742231b10e8888abcd99yyyzzz85a5"),
                                    approvers={"acme": ["slack:U1"]}),
+        security=SecuritySettings(approval_key=SecretStr(APPROVAL_KEY)),  # the API signs what it publishes
     )
     auth = TenantAuth({"acme": SecretStr("s3cret")}, "default")
     app = build_api(settings, bootstrap, build_stages(settings), auth, registry=CollectorRegistry())

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from policies.decision_signature import ApprovalKeys
 from producers.publisher import KafkaPublisher
 from schemas.codec import Codec
 from schemas.records import (
@@ -27,9 +28,10 @@ from streams.wiring.supervisor import Stack
 from tests.integration.flow.approval_helpers import wait_until_the_worker_waits
 from tests.integration.flow.conftest import stack_for
 from tests.integration.flow.helpers import TopicReader, send_mail_file
+from tests.support.approval_keys import signed_decision
 
 #: The executor runs a human-approved action only when its approver is one of the tenant's.
-APPROVERS = {"t-approved": ["slack:U123"]}
+APPROVERS = {"t-approved": ["slack:U123"], "t-forged": ["slack:U123"]}
 
 
 @pytest.fixture(scope="module")
@@ -62,9 +64,7 @@ def test_approved_high_risk_action_runs_once_and_a_second_click_changes_nothing(
     assert waiting.risk is Risk.HIGH and waiting.expires_at is not None
     wait_until_the_worker_waits(stack, f"{tenant}:{waiting.action_id}")
 
-    decision = ApprovalDecision(tenant=tenant, action_id=waiting.action_id, decision=Decision.APPROVE,
-                                approver="slack:U123", channel="slack", decided_at=datetime.now(UTC),
-                                claim_id="slack:0f3c9a")
+    decision = signed_decision(tenant, waiting.action_id, approver="slack:U123", claim_id="slack:0f3c9a")
     for _ in range(2):  # a replayed callback that two replicas both let through
         publisher.publish_sync(APPROVALS, f"{tenant}:{waiting.action_id}", decision)
 
@@ -106,4 +106,61 @@ def test_a_refused_approval_request_reaches_the_tenants_audit_chain(stack: Stack
     (record,) = [r for r in records if isinstance(r, AuditRecord) and r.tenant == tenant]
     assert record.action == "approval_rejected" and record.actor == "slack:U9"
     audit.close()
+    publisher.close_sync()
+
+
+def test_a_decision_the_api_did_not_sign_approves_nothing_and_is_dead_lettered_and_audited(
+    stack: Stack, codec: Codec, samples_dir: Path
+) -> None:
+    """Anyone who can write the approvals topic used to approve in a real approver's name."""
+    tenant = "t-forged"
+    prefix = stack.settings.kafka.topic_prefix
+    publisher = KafkaPublisher(stack.bootstrap, codec, prefix)
+    send_mail_file(publisher, tenant, samples_dir / "jenkins_restart.eml")
+    reader = TopicReader(stack.bootstrap, codec, ACTIONS, prefix, alive=stack.check)
+    records = reader.wait_for(
+        lambda rs: any(a.state is ActionState.AWAITING_APPROVAL for a in _actions(rs, tenant)),
+        what="an action awaiting approval",
+    )
+    waiting = next(a for a in _actions(records, tenant) if a.state is ActionState.AWAITING_APPROVAL)
+    wait_until_the_worker_waits(stack, f"{tenant}:{waiting.action_id}")
+    key = f"{tenant}:{waiting.action_id}"
+
+    unsigned = ApprovalDecision(tenant=tenant, action_id=waiting.action_id, decision=Decision.APPROVE,
+                                approver="slack:U123", channel="slack", decided_at=datetime.now(UTC))
+    forged = signed_decision(tenant, waiting.action_id, approver="slack:U123",
+                             keys=ApprovalKeys.from_text("an attacker's own key, long enough to be accepted"))
+    altered = signed_decision(tenant, waiting.action_id, approver="slack:U666").model_copy(
+        update={"approver": "slack:U123"})  # a genuine signature, another approver's name
+    for bad in (unsigned, forged, altered):
+        publisher.publish_sync(APPROVALS, key, bad)
+
+    letters = TopicReader(stack.bootstrap, codec, DEAD_LETTER, prefix, alive=stack.check)
+
+    def refusals(rs: list[Record]) -> list[DeadLetter]:
+        return [r for r in rs if isinstance(r, DeadLetter) and r.tenant == tenant and r.stage == "approvals"]
+
+    found = refusals(letters.wait_for(lambda rs: len(refusals(rs)) >= 3, what="three refused decisions"))
+    assert [r.reason.split(":")[0] for r in found] == ["unsigned", "bad_signature", "bad_signature"]
+    assert all(f"of action {waiting.action_id} by slack:U123" in r.reason for r in found)
+    audit = TopicReader(stack.bootstrap, codec, AUDIT, prefix, alive=stack.check)
+
+    def rejected_steps(rs: list[Record]) -> list[AuditRecord]:
+        return [r for r in rs if isinstance(r, AuditRecord) and r.tenant == tenant
+                and r.action == "approval_rejected"]
+
+    steps = rejected_steps(audit.wait_for(lambda rs: len(rejected_steps(rs)) >= 3, what="their audit steps"))
+    assert {s.detail["reason"] for s in steps} == {"unsigned", "bad_signature"}
+    assert all(s.subject_id == waiting.action_id for s in steps)
+
+    # Nothing moved: the genuine decision, published after them, is the one that approves.
+    publisher.publish_sync(APPROVALS, key, signed_decision(tenant, waiting.action_id, approver="slack:U123"))
+    states = reader.wait_for(
+        lambda rs: any(a.action_id == waiting.action_id and a.state is ActionState.APPROVED
+                       for a in _actions(rs, tenant)), what="the genuine approval")
+    approved = [a for a in _actions(states, tenant)
+                if a.action_id == waiting.action_id and a.state is ActionState.APPROVED]
+    assert len(approved) == 1 and approved[0].approver == "slack:U123"
+    for closing in (audit, letters, reader):
+        closing.close()
     publisher.close_sync()

@@ -6,7 +6,6 @@ import json
 import time
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -14,10 +13,10 @@ import pytest
 
 from producers.publisher import KafkaPublisher
 from schemas.codec import Codec
-from schemas.records import ApprovalDecision, Decision
 from schemas.topics import APPROVALS
 from tests.integration.flow.conftest import stack_for
 from tests.integration.flow.helpers import send_mail_file
+from tests.support.approval_keys import signed_decision
 from tests.support.loopback import serve
 from tests.unit.executors.notify.notify_helpers import BOT_TOKEN, SlackApiStandIn
 
@@ -61,9 +60,7 @@ def test_an_approval_edits_the_first_response_to_show_who_approved(
                         for element in block["elements"] if element.get("action_id") == "rcaflow_approve"]
             assert value.startswith(f"{tenant}|")
             action_id = value.partition("|")[2]
-            publisher.publish_sync(APPROVALS, f"{tenant}:{action_id}", ApprovalDecision(
-                tenant=tenant, action_id=action_id, decision=Decision.APPROVE, approver="slack:U1",
-                channel="slack", decided_at=datetime.now(UTC)))
+            publisher.publish_sync(APPROVALS, f"{tenant}:{action_id}", signed_decision(tenant, action_id))
 
             _, edited = wait_for_call(
                 standin, lambda c: c[0] == "chat.update" and "approved by slack:U1" in json.dumps(c[1]),

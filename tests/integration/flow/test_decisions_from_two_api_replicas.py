@@ -39,6 +39,7 @@ from streams.wiring.supervisor import Stack
 from tests.integration.flow.approval_helpers import wait_until_the_worker_waits
 from tests.integration.flow.conftest import stack_for
 from tests.integration.flow.helpers import TopicReader, send_mail_file
+from tests.support.approval_keys import APPROVAL_KEYS, signed_decision
 from tests.support.dingtalk import DingTalkStandIn, new_aes_key
 
 #: Who may approve for this module's tenants: the executor runs a human-approved action only for one of them.
@@ -74,9 +75,8 @@ def test_an_approve_and_a_reject_from_two_replicas_run_the_action_once_and_refus
     wait_until_the_worker_waits(stack, key)
     # Each replica's in-memory claim let its click through: both decisions reach the approvals topic.
     for approver, verdict in (("slack:U1", Decision.APPROVE), ("slack:U2", Decision.REJECT)):
-        publisher.publish_sync(APPROVALS, key, ApprovalDecision(
-            tenant=tenant, action_id=waiting.action_id, decision=verdict, approver=approver, channel="slack",
-            decided_at=datetime.now(UTC)))
+        publisher.publish_sync(APPROVALS, key, signed_decision(tenant, waiting.action_id, verdict,
+                                                              approver=approver))
 
     def states(rs: list[Record]) -> list[ActionState]:
         return [a.state for a in mine(rs) if a.action_id == waiting.action_id]
@@ -116,7 +116,7 @@ def api_replica(stack: Stack, codec: Codec, approvers: dict[str, frozenset[str]]
     publisher = KafkaPublisher(stack.bootstrap, codec, prefix)
     pending = InMemoryPendingActions()
     actions_feed = ActionsFeed(bootstrap=stack.bootstrap, codec=codec, pending=pending, topic_prefix=prefix)
-    claims = SharedClaims()
+    claims = SharedClaims(keys=APPROVAL_KEYS)  # as `rcaflow api` builds it
     claims_feed = ApprovalsFeed(bootstrap=stack.bootstrap, codec=codec, claims=claims, topic_prefix=prefix)
 
     @asynccontextmanager
@@ -128,7 +128,7 @@ def api_replica(stack: Stack, codec: Codec, approvers: dict[str, frozenset[str]]
         claims_feed.stop()
         await asyncio.gather(*tasks)
 
-    config = ApprovalsConfig(approvers=approvers, dingtalk_callback=DingTalkCallbackKeys(
+    config = ApprovalsConfig(approvers=approvers, approval_keys=APPROVAL_KEYS, dingtalk_callback=DingTalkCallbackKeys(
         token=SecretStr(dingtalk.token), aes_key=SecretStr(dingtalk.aes_key), owner_key=dingtalk.owner_key))
     app = FastAPI(lifespan=lifespan)
     app.include_router(build_approvals_router(config=config, pending=pending, publisher=publisher, claims=claims))
@@ -177,8 +177,9 @@ def test_a_captured_dingtalk_callback_decides_once_on_one_replica_and_is_a_repla
         assert again.status_code == 409 and again.json()["reason"] == "replayed", again.text
 
     # Had B taken it inside the feed's lag, both decisions would reach the worker: it keeps the first.
-    publisher.publish_sync(APPROVALS, f"{tenant}:{waiting.action_id}",
-                           decision.model_copy(update={"decided_at": datetime.now(UTC)}))
+    publisher.publish_sync(APPROVALS, f"{tenant}:{waiting.action_id}", signed_decision(
+        tenant, waiting.action_id, approver=decision.approver, channel=decision.channel, reason=decision.reason,
+        claim_id=decision.claim_id))
 
     def states(rs: list[Record]) -> list[ActionState]:
         return [x.state for x in mine(rs) if x.action_id == waiting.action_id]

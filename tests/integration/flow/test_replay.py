@@ -42,7 +42,7 @@ def _replay(bootstrap: str, prefix: str, tmp: Path, *args: str,
 
 def _shadow_topics(bootstrap: str, prefix: str) -> list[str]:
     topics = AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=10).topics
-    return sorted(t for t in topics if t.startswith(f"{prefix}replay-"))
+    return sorted(t for t in topics if t.startswith(f"{prefix}replay-") or t.startswith(f"decide-{prefix}replay-"))
 
 
 def test_replay_of_raw_mail_shows_what_todays_policy_makes_of_it_and_leaves_no_trace(

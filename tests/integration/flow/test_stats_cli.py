@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from producers.publisher import KafkaPublisher
 from schemas.codec import Codec
-from schemas.topics import ACTIONS, RCA_RESULT
+from schemas.topics import ACTIONS, INCIDENTS, RCA_RESULT
 from streams.cli import cli
 from streams.wiring.topics_admin import ensure_topics
 from tests.unit.streams.ops.test_stats import A, R, S, _action, _result
@@ -17,7 +17,7 @@ from tests.unit.streams.ops.test_stats import A, R, S, _action, _result
 
 def test_stats_of_the_last_day_from_the_topics(broker: object, codec: Codec, topic_prefix: str) -> None:
     bootstrap = broker.bootstrap  # type: ignore[attr-defined]
-    ensure_topics(bootstrap, topic_prefix, [RCA_RESULT, ACTIONS])
+    ensure_topics(bootstrap, topic_prefix, [INCIDENTS, RCA_RESULT, ACTIONS])
     now = datetime.now(UTC)
     publisher = KafkaPublisher(bootstrap, codec, topic_prefix)
     result = _result("i1", "etcd_latency", after_s=0.2, opened=now - timedelta(minutes=5))

@@ -67,7 +67,7 @@ def test_dockerfile_runs_as_non_root_with_the_rcaflow_entrypoint() -> None:
 
 
 def test_kubernetes_manifests_run_every_role_as_non_root_with_secrets_from_a_secret() -> None:
-    docs = [d for f in sorted((ROOT / "deploy" / "kubernetes").glob("*.yaml"))
+    docs = [d for f in sorted((ROOT / "deploy" / "kubernetes").rglob("*.yaml"))
             for d in yaml.safe_load_all(f.read_text()) if d]
     workloads = [d for d in docs if d["kind"] in ("Deployment", "StatefulSet")]
     commands = _commands()

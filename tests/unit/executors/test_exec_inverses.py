@@ -239,39 +239,6 @@ def patches(standin: K8sStandIn) -> list[tuple[str, str, dict[str, str]]]:
     return [w for w in standin.writes if w[0] == "PATCH"]
 
 
-@pytest.mark.parametrize("pod", ["vminsert-0", "other-0"])
-def test_annotating_an_unset_key_then_rolling_back_restores_the_pods_annotations(
-    cluster: K8sStandIn, pod: str
-) -> None:
-    before = pod_annotations(cluster, pod)
-    outcome = k8s_run(cluster, "k8s.annotate_pod", {"namespace": NS, "pod": pod, "key": LOG_IGNORE, "value": "true"})
-    assert outcome.ok and pod_annotations(cluster, pod) == {**before, LOG_IGNORE: "true"}
-    assert outcome.rollback is not None and outcome.rollback.name == "k8s.remove_pod_annotation"
-    assert outcome.rollback.params == {"namespace": NS, "pod": pod, "key": LOG_IGNORE}
-
-    undo = k8s_run(cluster, outcome.rollback.name, outcome.rollback.params, state=ActionState.RUNNING,
-                   action_id="rb-1")
-
-    assert undo.ok, undo.output
-    assert f"remove annotation {LOG_IGNORE} from pod {NS}/{pod}" in undo.output
-    assert pod_annotations(cluster, pod) == before
-    assert undo.rollback is None
-
-
-def test_annotating_a_set_key_still_records_its_old_value(cluster: K8sStandIn) -> None:
-    outcome = k8s_run(cluster, "k8s.annotate_pod", {"namespace": NS, "pod": "vminsert-0", "key": "team",
-                                                    "value": "platform"})
-    assert outcome.rollback is not None and outcome.rollback.name == "k8s.annotate_pod"
-    assert outcome.rollback.params["value"] == "sre"
-
-
-def test_removing_an_absent_annotation_sends_no_patch(cluster: K8sStandIn) -> None:
-    outcome = k8s_run(cluster, "k8s.remove_pod_annotation", {"namespace": NS, "pod": "vminsert-0",
-                                                             "key": LOG_IGNORE}, state=ActionState.RUNNING)
-    assert outcome.ok and "has no annotation insight.io/log-ignore; nothing to do" in outcome.output
-    assert patches(cluster) == [] and pod_annotations(cluster, "vminsert-0") == {"team": "sre"}
-
-
 def test_remove_dry_run_is_the_api_servers_and_changes_nothing(cluster: K8sStandIn) -> None:
     outcome = k8s_run(cluster, "k8s.remove_pod_annotation", {"namespace": NS, "pod": "vminsert-0", "key": "team"},
                       dry_run=True)

@@ -45,12 +45,6 @@ def restart(kind: str, name: str) -> dict[str, str]:
     return {"namespace": NS, "kind": kind, "name": name}
 
 
-def test_a_restart_that_rolls_out_is_confirmed(cluster: K8sStandIn) -> None:
-    outcome = run(cluster, "k8s.rollout_restart", restart("deployment", "vmalert"))
-    assert outcome.ok
-    assert "confirmed: deployment insight-system/vmalert successfully rolled out" in outcome.output
-
-
 @pytest.mark.parametrize(("kind", "resource", "name", "waiting"), [
     ("deployment", "deployments", "vmalert", "1 out of 2 new replicas of deployment insight-system/vmalert"),
     ("statefulset", "statefulsets", "prometheus", "waiting for 1 pods of statefulset insight-system/prometheus"),
@@ -91,14 +85,6 @@ def test_undo_restores_the_previous_restart_stamp_not_just_removes_it(cluster: K
     assert run(cluster, "k8s.undo_restart", second.rollback.params, state=ActionState.RUNNING).ok
     annotations = cluster.template(NS, "deployments", "vmalert")["metadata"]["annotations"]
     assert annotations[ACTION_ANNOTATION] == "act-old"
-
-
-def test_a_progress_deadline_fails_at_once_instead_of_waiting_out_the_timeout(cluster: K8sStandIn) -> None:
-    cluster.break_rollouts(NS, "deployments", "vmalert", deadline_exceeded=True)
-    outcome = run(cluster, "k8s.rollout_restart", restart("deployment", "vmalert"),
-                  confirm=ConfirmPolicy(within_s=120, every_s=0.02))
-    assert outcome.state is ActionState.FAILED
-    assert "exceeded its progress deadline" in outcome.output and "not confirmed within" not in outcome.output
 
 
 def test_a_scale_beyond_capacity_fails_and_the_rollback_scales_back(cluster: K8sStandIn) -> None:

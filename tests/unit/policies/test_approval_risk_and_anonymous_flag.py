@@ -15,6 +15,7 @@ from producers.fingerprint import alert_fingerprint, event_id
 from schemas.records import ActionEvent, ActionState, AlertEvent, AlertMetrics, Risk
 from streams.api.approvals import approvals_config
 from streams.settings import ApprovalSettings
+from tests.support.approval_keys import APPROVAL_KEYS
 from tests.unit.policies.policy_samples import NOW
 
 POLICY = textwrap.dedent(
@@ -75,7 +76,7 @@ def test_restarting_a_prometheus_or_etcd_pod_is_high_risk_even_if_the_policy_say
     action = _restart_of(policies, pod)
     assert action.risk is Risk.HIGH and action.state is ActionState.AWAITING_APPROVAL
     # ... and so a link naming nobody cannot approve it, although the policy marks the action anonymous.
-    config = approvals_config(ApprovalSettings(), policies)
+    config = approvals_config(ApprovalSettings(), policies, APPROVAL_KEYS)
     assert config.anonymous_approval(action) is False
 
 
@@ -83,13 +84,13 @@ def test_an_action_marked_anonymous_takes_an_anonymous_link(tmp_path: Path) -> N
     policies = _policies(tmp_path)
     action = _restart_of(policies, "web-7d9f-abcde")
     assert action.risk is Risk.LOW and action.state is ActionState.AWAITING_APPROVAL
-    assert approvals_config(ApprovalSettings(), policies).anonymous_approval(action) is True
+    assert approvals_config(ApprovalSettings(), policies, APPROVAL_KEYS).anonymous_approval(action) is True
 
 
 def test_anonymous_approval_is_off_by_default(tmp_path: Path) -> None:
     policies = _policies(tmp_path, POLICY.replace("        anonymous_approval: true\n", ""))
     action = _restart_of(policies, "web-7d9f-abcde")
-    assert approvals_config(ApprovalSettings(), policies).anonymous_approval(action) is False
+    assert approvals_config(ApprovalSettings(), policies, APPROVAL_KEYS).anonymous_approval(action) is False
 
 
 def test_a_high_risk_action_cannot_be_marked_anonymous(tmp_path: Path) -> None:

@@ -130,7 +130,7 @@ def make_client(
     standin: ChatStandIn, http: httpx.AsyncClient, clock: FakeClock | None = None, **overrides: Any
 ) -> LlmClient:
     overrides.setdefault("base_url", "http://llm.test/v1")
-    config = LlmConfig(api_key=SECRET, **overrides)  # type: ignore[arg-type]
+    config = LlmConfig(api_key=SECRET, **overrides)
     fake = clock or FakeClock()
     sleep: Sleep = fake.sleep
     tick: Clock = fake

@@ -1,4 +1,4 @@
-"""Fixed inputs for the message golden files, and the two channel stand-ins."""
+"""Fixed inputs for the message golden files, and the two channel stand-ins (Slack's lives in tests/support)."""
 
 from __future__ import annotations
 
@@ -26,9 +26,11 @@ from schemas.records import (
     RcaResult,
     Risk,
 )
+from tests.support.slack import BOT_TOKEN, SlackApiStandIn
+
+__all__ = ["BOT_TOKEN", "SlackApiStandIn"]
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
-BOT_TOKEN = "test-bot-token"
 ROBOT_TOKEN = "robot-access-token"
 ROBOT_SECRET = "SECrobotsecret"
 
@@ -63,40 +65,6 @@ def actions() -> list[ActionEvent]:
                     params={"namespace": "kube-system", "workload": "etcd"}, risk=Risk.READ,
                     state=ActionState.SUCCEEDED, result="3 pods, 0 restarts"),
     ]
-
-
-@dataclass
-class SlackApiStandIn:
-    """chat.postMessage / chat.update as the Web API answers them (HTTP 200 + ``ok``), plus response_url."""
-
-    token: str = BOT_TOKEN
-    calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
-    error: str | None = None
-    throttled: bool = False
-
-    async def method(self, request: Request) -> Response:
-        name = request.path_params["method"]
-        if self.throttled:
-            return JSONResponse({"ok": False, "error": "ratelimited"}, status_code=429, headers={"Retry-After": "3"})
-        if request.headers.get("authorization") != f"Bearer {self.token}":
-            return JSONResponse({"ok": False, "error": "invalid_auth"})
-        body = json.loads(await request.body())
-        self.calls.append((name, body))
-        if self.error:
-            return JSONResponse({"ok": False, "error": self.error})
-        if name == "chat.postMessage":
-            return JSONResponse({"ok": True, "channel": "C0123", "ts": "1764072000.000100", "message": body})
-        if name == "chat.update":
-            return JSONResponse({"ok": True, "channel": body["channel"], "ts": body["ts"]})
-        return JSONResponse({"ok": False, "error": "unknown_method"})
-
-    async def response_url(self, request: Request) -> Response:
-        self.calls.append(("response_url", json.loads(await request.body())))
-        return JSONResponse({"ok": True})
-
-    def app(self) -> Starlette:
-        return Starlette(routes=[Route("/api/{method}", self.method, methods=["POST"]),
-                                 Route("/actions/{rest:path}", self.response_url, methods=["POST"])])
 
 
 @dataclass

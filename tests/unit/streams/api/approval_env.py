@@ -27,6 +27,7 @@ from streams.api.approvals import ApprovalsConfig, build_approvals_router
 from streams.api.claims import SharedClaims
 from streams.notify.links import ApprovalLinkSigner
 from streams.stages.approval import Rejection
+from tests.support.approval_keys import APPROVAL_KEYS
 from tests.support.dingtalk import DingTalkStandIn, new_aes_key
 from tests.unit.streams.approval_helpers import NOW, MemoryPublisher, action, rca
 
@@ -88,6 +89,7 @@ def make_env(identity_header: str | None = None, *, anonymous: frozenset[str] = 
         approvers={"acme": frozenset({"slack:U1", "slack:U2", "dingtalk:staff1", "link:alice@acme.example",
                                       "link:carol@acme.example"}),
                    "other": frozenset({"slack:U9", "dingtalk:staff9", "link:mallory@other.example"})},
+        approval_keys=APPROVAL_KEYS,
         slack_signing_secret=SecretStr(SLACK_SECRET),
         dingtalk_callback=DingTalkCallbackKeys(token=SecretStr(DINGTALK.token), aes_key=SecretStr(DINGTALK.aes_key),
                                                owner_key=DINGTALK.owner_key),
@@ -95,7 +97,7 @@ def make_env(identity_header: str | None = None, *, anonymous: frozenset[str] = 
         link_identity_header=identity_header,
         anonymous_approval=lambda a: a.name in anonymous,
     )
-    claims = SharedClaims()
+    claims = SharedClaims(keys=APPROVAL_KEYS)  # as `rcaflow api` builds it: only signed decisions count
     http = httpx.AsyncClient(transport=httpx.ASGITransport(app=slack.app()))
     app = FastAPI()
     app.include_router(build_approvals_router(config=config, pending=pending, publisher=publisher, claims=claims,

@@ -14,6 +14,7 @@ from executors.notify import slack as slack_messages
 from schemas.records import ActionEvent, ActionState, ApprovalDecision, Decision
 from streams.api.actions_view import InMemoryPendingActions
 from streams.api.approvals import ApprovalsConfig, build_approvals_router
+from tests.support.approval_keys import APPROVAL_KEYS
 from tests.unit.streams.api.approval_env import SLACK_SECRET, Env, click_body, make_env, post_slack
 from tests.unit.streams.approval_helpers import NOW, MemoryPublisher, action
 
@@ -31,9 +32,10 @@ def test_a_valid_click_publishes_the_decision_and_removes_the_buttons(env: Env) 
     assert response.json() == {"ok": True, "action_id": "act-1", "decision": "approve"}
     [(topic, key, record)] = env.publisher.published
     assert topic == "approvals" and key == "acme:act-1"
-    assert record == ApprovalDecision(tenant="acme", action_id="act-1", decision=Decision.APPROVE,
-                                      approver="slack:U1", channel="slack", decided_at=NOW,
-                                      claim_id=record.claim_id)
+    assert record == APPROVAL_KEYS.sign(ApprovalDecision(
+        tenant="acme", action_id="act-1", decision=Decision.APPROVE, approver="slack:U1", channel="slack",
+        decided_at=NOW, claim_id=record.claim_id))
+    APPROVAL_KEYS.verify(record)  # the worker applies it: the API signed what it verified
     assert record.claim_id.startswith("slack:") and SLACK_SECRET not in record.claim_id
     [update] = env.slack.posts
     assert update["replace_original"] is True
@@ -141,8 +143,8 @@ def test_a_response_url_outside_slack_is_not_called(env: Env) -> None:
 
 def test_only_configured_channels_are_mounted() -> None:
     app = FastAPI()
-    app.include_router(build_approvals_router(config=ApprovalsConfig(approvers={}), pending=InMemoryPendingActions(),
-                                              publisher=MemoryPublisher()))
+    app.include_router(build_approvals_router(config=ApprovalsConfig(approvers={}, approval_keys=APPROVAL_KEYS),
+                                              pending=InMemoryPendingActions(), publisher=MemoryPublisher()))
     with TestClient(app) as client:
         assert client.post("/approvals/slack", content=b"").status_code == 404
 
@@ -183,3 +185,18 @@ def test_a_click_already_used_on_another_replica_is_refused_as_a_replay() -> Non
         again = post_slack(b, body)
         assert again.status_code == 409 and again.json()["reason"] == "replayed"
         assert len(shared.published) == 1
+
+
+def test_a_decision_the_api_did_not_sign_on_the_topic_does_not_block_the_real_approver(env: Env) -> None:
+    """Whoever can write the approvals topic must not make a genuine click "already decided" on every replica."""
+    forged = ApprovalDecision(tenant="acme", action_id="act-1", decision=Decision.REJECT, approver="slack:U2",
+                              channel="slack", decided_at=NOW)
+    env.claims.see(forged)  # what ApprovalsFeed does with every record of the approvals topic
+    env.claims.see(APPROVAL_KEYS.sign(forged).model_copy(update={"action_id": "act-1", "approver": "slack:U9"}))
+
+    response = post_slack(env, click_body())
+
+    assert response.status_code == 200, response.text
+    assert [d.decision for d in env.decisions()] == [Decision.APPROVE]
+    env.claims.see(env.decisions()[0])  # the genuine one counts: a second click is refused everywhere
+    assert post_slack(env, click_body(user="U2"), at=NOW).json()["reason"] in {"already_decided", "replayed"}

@@ -184,3 +184,17 @@ def test_a_refusal_is_kept_whole_and_answered_with_an_unsigned_rejected_record()
     assert rejected.params == {"namespace": NS, "workload": "x"}  # untrusted text that fits no format is left out
     assert "refused by the executor (unsigned)" in rejected.reason
     assert registry.get_sample_value("rcaflow_executor_refused_total", {"reason": "unsigned"}) == 1.0
+
+
+def test_a_record_signed_for_longer_than_any_decider_grants_is_refused_as_expired() -> None:
+    """The ledger reads back only the longest window a decider grants: a longer one could be replayed past it."""
+    verifier = _verifier()
+    assert verifier.max_valid_for == timedelta(hours=1)  # the bundled policy: 1 h approval TTLs, 1 h auto/rollback
+    too_long = KEYS.sign(_collect(), decided_at=T0, valid_for=timedelta(hours=1, minutes=1))
+
+    refused = _refused(verifier, too_long)
+
+    assert refused.reason is RefusalReason.EXPIRED and "longer than any decider grants" in str(refused)
+    longer = ActionVerifier(KEYS, load_policies(), approvers={}, scopes=TenantScopes([TenantScope("acme",
+                            namespaces=(NS,))]), registry=CollectorRegistry(), auto_valid_for=timedelta(hours=2))
+    longer.check(too_long, T0)  # a deployment whose auto-approvals are valid for 2 h grants that much

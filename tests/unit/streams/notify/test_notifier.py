@@ -226,3 +226,20 @@ def test_settings_build_the_tenants_channels_and_keep_secrets_out_of_reprs(stand
 def test_a_channel_name_that_is_not_a_slack_channel_is_refused() -> None:
     with pytest.raises(ValidationError):
         NotifySettings.model_validate({"tenants": {"acme": {"slack": {"token": "x", "channel": "C1?x=<y>"}}}})
+
+
+def test_the_first_response_links_the_runbook_of_the_class(standin: SlackApiStandIn, store: JsonTable) -> None:
+    from policies.runbooks import runbook_link
+
+    notifier = Notifier({"acme": {"slack": slack(standin)}}, store, clock=lambda: NOW,
+                        runbook=lambda cls: runbook_link(cls, "https://git.example.com/ops/rcaflow/docs/runbooks"))
+    handle(notifier, rca(), actions())
+    [(_method, body)] = standin.calls
+    assert "Runbook: https://git.example.com/ops/rcaflow/docs/runbooks/etcd_latency.md" in block_texts(body)
+
+
+def test_an_unclassified_incident_gets_no_runbook_line(standin: SlackApiStandIn, store: JsonTable) -> None:
+    notifier = Notifier({"acme": {"slack": slack(standin)}}, store, clock=lambda: NOW, runbook=lambda cls: cls)
+    handle(notifier, rca().model_copy(update={"alert_class": "unclassified"}), actions())
+    [(_method, body)] = standin.calls
+    assert "Runbook:" not in block_texts(body)

@@ -24,6 +24,11 @@ def _result(incident_id: str, cls: str, *, after_s: float, engine: Engine = Engi
                      produced_at=opened + timedelta(seconds=after_s), incident=incident, tokens=tokens)
 
 
+def _updates(result: RcaResult, *counts: int) -> list[Incident]:
+    """The incidents-topic records dedup writes as alerts fold into ``result``'s incident."""
+    return [result.incident.model_copy(update={"count": count}) for count in counts]
+
+
 def _action(action_id: str, incident_id: str, *states: tuple[ActionState, float], dry_run: bool = False,
             tool: str = "k8s") -> list[ActionEvent]:
     return [ActionEvent(tenant="acme", action_id=action_id, incident_id=incident_id, alert_class="x", name="n",
@@ -33,7 +38,7 @@ def _action(action_id: str, incident_id: str, *states: tuple[ActionState, float]
 
 def test_a_week_of_incidents_and_actions_per_class() -> None:
     results = [
-        _result("i1", "etcd_latency", after_s=0.05, count=3),
+        _result("i1", "etcd_latency", after_s=0.05),
         _result("i1", "etcd_latency", after_s=8.0, engine=Engine.LLM, tokens=900),
         _result("i2", "etcd_latency", after_s=0.15),
         _result("i3", "log_flood", after_s=0.1),
@@ -51,10 +56,12 @@ def test_a_week_of_incidents_and_actions_per_class() -> None:
     actions[-1] = actions[-1].model_copy(update={"rollback_of": "a2"})
     actions[-2] = actions[-2].model_copy(update={"rollback_of": "a2"})
 
-    stats = summarize(results, actions, since=T0 - timedelta(days=7))
+    # i1 folded three alerts (one count update re-delivered); i2 has no update on the topic: its one alert.
+    incidents = _updates(results[0], 1, 2, 3, 3) + _updates(results[3], 1)
+    stats = summarize(results, actions, since=T0 - timedelta(days=7), incidents=incidents)
 
     etcd = stats["etcd_latency"].as_dict()
-    assert etcd["incidents"] == 2 and etcd["alerts"] == 4
+    assert etcd["incidents"] == 2 and etcd["alerts"] == 4  # 3 + 1, not one per incident
     assert etcd["to_triage_s"] == {"n": 2, "p50": 0.1, "p95": 0.15, "max": 0.15}
     assert etcd["to_llm_s"] == {"n": 1, "p50": 8.0, "p95": 8.0, "max": 8.0} and etcd["llm_tokens"] == 900
     assert (etcd["actions"], etcd["auto_approved"], etcd["human_approved"]) == (3, 1, 1)
@@ -62,6 +69,7 @@ def test_a_week_of_incidents_and_actions_per_class() -> None:
     assert etcd["outcomes"] == {"rejected": 1, "rolled_back": 1, "succeeded": 1}
     flood = stats["log_flood"].as_dict()
     assert flood["incidents"] == 1 and flood["refused_by_policy"] == 1 and flood["dry_runs"] == 1
+    assert flood["outcomes"] == {"dry_run": 1}  # simulated, not "succeeded"
     everything = stats["*"].as_dict()
     assert everything["incidents"] == 3 and everything["actions"] == 4
     lines = render(stats)
@@ -73,3 +81,12 @@ def test_another_tenant_is_not_counted() -> None:
     stats = summarize([_result("i1", "etcd_latency", after_s=0.1)], [], since=T0 - timedelta(days=1),
                       tenant="other")
     assert stats["*"].incidents == 0 and list(stats) == ["*"]
+
+
+def test_an_action_withdrawn_because_its_incident_resolved_is_its_own_outcome() -> None:
+    result = _result("i1", "etcd_latency", after_s=0.05)
+    actions = _action("a1", "i1", (W, 1), (ActionState.WITHDRAWN, 300))
+    stats = summarize([result], actions, since=T0 - timedelta(days=1), incidents=_updates(result, 1))
+    etcd = stats["etcd_latency"].as_dict()
+    assert etcd["outcomes"] == {"withdrawn": 1}
+    assert (etcd["auto_approved"], etcd["human_approved"]) == (0, 0)

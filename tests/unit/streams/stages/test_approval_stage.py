@@ -20,6 +20,7 @@ from streams.stages.approval import Approval
 from streams.stages.audit import AUDITED, Audit, content_id, is_audited
 from streams.stages.core import Position, StageContext
 from streams.worker.edge import decode
+from tests.support.approval_keys import APPROVAL_KEYS, signed_decision
 
 T0 = datetime(2026, 11, 25, 3, 0, tzinfo=UTC)
 
@@ -31,7 +32,7 @@ def _awaiting(expires_in: timedelta = timedelta(minutes=30)) -> ActionEvent:
 
 
 def _approval(now: datetime) -> Approval:
-    return Approval(context=StageContext(clock=lambda: now))
+    return Approval(context=StageContext(clock=lambda: now), approval_keys=APPROVAL_KEYS)
 
 
 def _audit(record: ActionEvent | DeadLetter, now: datetime = T0) -> tuple[list[AuditRecord], dict[str, object] | None]:
@@ -40,8 +41,7 @@ def _audit(record: ActionEvent | DeadLetter, now: datetime = T0) -> tuple[list[A
 
 
 def _decision(tenant: str = "acme", decision: Decision = Decision.APPROVE) -> ApprovalDecision:
-    return ApprovalDecision(tenant=tenant, action_id="a-1", decision=decision, approver="slack:U1",
-                            channel="slack", decided_at=T0)
+    return signed_decision(tenant, "a-1", decision, decided_at=T0)
 
 
 def _apply(approval: Approval, decision: ApprovalDecision, pending: ActionEvent | None) -> list[ActionEvent]:

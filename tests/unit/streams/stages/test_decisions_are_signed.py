@@ -14,7 +14,6 @@ from schemas.records import (
     ActionEvent,
     ActionState,
     AlertEvent,
-    ApprovalDecision,
     Decision,
     Incident,
     RawMail,
@@ -26,6 +25,7 @@ from streams.settings import SecuritySettings, Settings, TenantSettings
 from streams.stages.approval import Approval
 from streams.stages.core import Position, StageContext
 from streams.wiring.runtime import build_stages
+from tests.support.approval_keys import APPROVAL_KEYS, signed_decision
 
 SAMPLES = Path(__file__).resolve().parents[4] / "samples"
 T0 = datetime(2026, 11, 25, 3, 0, tzinfo=UTC)
@@ -71,17 +71,16 @@ def test_a_human_approval_is_signed_for_the_actions_approval_ttl() -> None:
                            name="restart_etcd_member", tool="k8s", operation="delete_pod", risk=Risk.HIGH,
                            params={"namespace": "kube-system", "pod": "etcd-0"},
                            state=ActionState.AWAITING_APPROVAL, at=T0, expires_at=T0 + timedelta(minutes=30))
-    decision = ApprovalDecision(tenant="acme", action_id="a-1", decision=Decision.APPROVE, approver="slack:U1",
-                                channel="slack", decided_at=T0)
+    decision = signed_decision("acme", "a-1", decided_at=T0)
     approved_at = T0 + timedelta(minutes=5)
-    approval = Approval(context=StageContext(clock=lambda: approved_at), keys=KEYS)
+    approval = Approval(context=StageContext(clock=lambda: approved_at), keys=KEYS, approval_keys=APPROVAL_KEYS)
 
     (out,) = approval(decision, awaiting.model_dump(mode="json")).outputs
 
     assert isinstance(out.record, ActionEvent) and out.record.state is ActionState.APPROVED
     KEYS.verify(out.record, approved_at + timedelta(minutes=30))
     assert out.record.approver == "slack:U1" and out.record.not_after == approved_at + timedelta(minutes=30)
-    rejected = approval(decision.model_copy(update={"decision": Decision.REJECT}),
+    rejected = approval(signed_decision("acme", "a-1", Decision.REJECT, decided_at=T0),
                         awaiting.model_dump(mode="json")).outputs[0].record
     assert isinstance(rejected, ActionEvent) and rejected.signature is None  # a refusal authorises nothing
 

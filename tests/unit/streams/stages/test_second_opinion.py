@@ -63,6 +63,10 @@ def test_the_model_refines_the_diagnosis_but_cannot_add_an_action_the_policy_lac
     spent = registry.get_sample_value("rcaflow_llm_tokens_total", {"model": answer.model or ""})
     assert spent == answer.tokens
 
+    # The prompt points the model at rcaflow's runbook of the class before the upstream ones.
+    prompt = standin.requests[0]["messages"][1]["content"]
+    assert "- docs/runbooks/etcd_latency.md\n- https://" in prompt
+
     # The model's accepted action is the same action (same id) the triage proposed: it cannot run twice.
     triage_ids = {a.name: a.action_id for a in triaged.actions}
     assert answer.actions[0].action_id == triage_ids["collect_diagnostics"]

@@ -55,7 +55,7 @@ class RecordingProxy:
         if length:
             await reader.readexactly(length)
         body = b'{"kind":"Scale","spec":{"replicas":2},"status":{"replicas":2}}'
-        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
+        writer.write(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: "
                      + str(len(body)).encode() + b"\r\n\r\n" + body)
         await writer.drain()
         writer.close()

@@ -1,0 +1,190 @@
+"""``rcaflow kb``'s consumer: incidents, rca-result, actions and approvals → the knowledge base.
+
+A consumer group of its own (``<prefix>rcaflow-kb``), so the pipeline never waits for it: when
+Elasticsearch is slow or down the KB only falls behind, and ``rcaflow_kb_lag`` says by how much.
+Offsets are committed only after Elasticsearch acknowledged every write of the batch; a batch
+that failed is sought back and read again after a pause, so nothing is skipped (and the writes are
+idempotent, so nothing doubles). Records that do not decode are counted and left in their topic:
+the worker's agents, which read the same topics, already dead-letter them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
+from prometheus_client import CollectorRegistry, Counter, Gauge
+from pydantic import ValidationError
+
+from schemas.codec import Codec
+from schemas.errors import CodecError
+from schemas.records import Record
+from schemas.topics import ACTIONS, APPROVALS, INCIDENTS, RCA_RESULT, TopicSpec
+from streams.kb.store import KbError, KbStore
+
+logger = logging.getLogger(__name__)
+
+KB_TOPICS: tuple[TopicSpec, ...] = (INCIDENTS, RCA_RESULT, ACTIONS, APPROVALS)
+LAG_EVERY_S = 10.0
+
+
+class KbMetrics:
+    """``rcaflow_kb_records_total{topic,outcome}``, ``rcaflow_kb_lag{topic,partition}``, batch failures."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        kwargs: dict[str, Any] = {"registry": registry} if registry is not None else {}
+        self.records = Counter("rcaflow_kb_records", "Records the knowledge base consumer handled",
+                               ["topic", "outcome"], **kwargs)
+        self.lag = Gauge("rcaflow_kb_lag", "Records the knowledge base consumer is behind, per partition",
+                         ["topic", "partition"], **kwargs)
+        self.failures = Counter("rcaflow_kb_batch_failures", "Batches Elasticsearch did not take (retried)",
+                                **kwargs)
+
+
+class KbConsumer:
+    def __init__(
+        self,
+        *,
+        bootstrap: str,
+        codec: Codec,
+        store: KbStore,
+        extra: Mapping[str, Any] | None = None,
+        topic_prefix: str = "",
+        group_id: str = "rcaflow-kb",
+        batch_size: int = 200,
+        fast_rebalance: bool = True,
+        metrics: KbMetrics | None = None,
+        retry_s: tuple[float, float] = (0.5, 30.0),
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._codec = codec
+        self._store = store
+        self._specs = {spec.full_name(topic_prefix): spec for spec in KB_TOPICS}
+        self._batch_size = batch_size
+        self._metrics = metrics or KbMetrics()
+        self._retry_s = retry_s
+        self._clock = clock
+        self._last_lag = float("-inf")
+        config: dict[str, Any] = {
+            "bootstrap.servers": bootstrap, **(extra or {}),
+            "group.id": f"{topic_prefix}{group_id}",
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            "isolation.level": "read_committed",
+        }
+        if fast_rebalance:
+            config.update({"session.timeout.ms": 6000, "heartbeat.interval.ms": 500})
+        self._consumer = Consumer(config)
+        self._stopping = asyncio.Event()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def run(self) -> None:
+        self._consumer.subscribe(list(self._specs))
+        logger.info("knowledge base consuming %s", ", ".join(self._specs))
+        delay = self._retry_s[0]
+        try:
+            while not self._stopping.is_set():
+                messages = await asyncio.to_thread(self._consumer.consume, self._batch_size, 0.5)
+                batch = [m for m in messages if not self._is_noise(m)]
+                if batch:
+                    if await self._settle(batch):
+                        delay = self._retry_s[0]
+                    else:
+                        await self._pause(delay)
+                        delay = min(delay * 2, self._retry_s[1])
+                await asyncio.to_thread(self._export_lag)
+        finally:
+            await asyncio.to_thread(self._consumer.close)
+
+    def _is_noise(self, msg: Message) -> bool:
+        error = msg.error()
+        if error is None:
+            return False
+        if error.code() != KafkaError._PARTITION_EOF:
+            logger.warning("knowledge base: consumer error %s", error)
+        return True
+
+    async def _settle(self, batch: list[Message]) -> bool:
+        """Write the batch, then commit it; on a failed write, seek back so the same records come again."""
+        records: list[Record] = []
+        for msg in batch:
+            record = self._decode(msg)
+            if record is not None:
+                records.append(record)
+        try:
+            report = await asyncio.to_thread(self._store.apply, records)
+        except KbError as exc:
+            self._metrics.failures.inc()
+            logger.warning("knowledge base: batch of %d not written, will retry: %s", len(records), exc)
+            await asyncio.to_thread(self._rewind, batch)
+            return False
+        for msg in batch:
+            self._metrics.records.labels(msg.topic() or "", "written").inc()
+        if report.rejected:
+            logger.error("knowledge base: %d document(s) refused for good: %s", len(report.rejected),
+                         ", ".join(report.rejected[:10]))
+        await asyncio.to_thread(self._commit, batch)
+        return True
+
+    def _decode(self, msg: Message) -> Record | None:
+        topic = msg.topic() or ""
+        spec = self._specs[topic]
+        try:
+            return self._codec.decode(msg.value() or b"", spec.value, topic=topic)
+        except (CodecError, ValidationError) as exc:
+            self._metrics.records.labels(topic, "undecodable").inc()
+            logger.warning("knowledge base: undecodable record %s/%s@%s skipped (left in the topic): %s",
+                           topic, msg.partition(), msg.offset(), exc)
+            return None
+
+    @staticmethod
+    def _positions(batch: list[Message], *, first: bool) -> list[TopicPartition]:
+        chosen: dict[tuple[str, int], int] = {}
+        for msg in batch:
+            key, offset = (msg.topic() or "", msg.partition() or 0), msg.offset() or 0
+            if key not in chosen or (offset < chosen[key] if first else offset > chosen[key]):
+                chosen[key] = offset
+        return [TopicPartition(t, p, o if first else o + 1) for (t, p), o in chosen.items()]
+
+    def _commit(self, batch: list[Message]) -> None:
+        self._consumer.commit(offsets=self._positions(batch, first=False), asynchronous=False)
+
+    def _rewind(self, batch: list[Message]) -> None:
+        for tp in self._positions(batch, first=True):
+            self._consumer.seek(tp)
+
+    async def _pause(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
+
+    def _export_lag(self) -> None:
+        """End offset minus committed position per assigned partition, at most every LAG_EVERY_S."""
+        now = self._clock()
+        if now - self._last_lag < LAG_EVERY_S:
+            return
+        self._last_lag = now
+        assigned = self._consumer.assignment()
+        if not assigned:
+            return
+        committed = self._consumer.committed(assigned, timeout=5)
+        for tp in committed:
+            _low, high = self._consumer.get_watermark_offsets(tp, timeout=5, cached=False)
+            position = tp.offset if tp.offset >= 0 else _low
+            self._metrics.lag.labels(tp.topic, str(tp.partition)).set(max(0, high - position))
+
+    def lag_now(self) -> dict[tuple[str, int], int]:
+        """The lag as exported, read back (for the command's status line and the tests)."""
+        self._last_lag = float("-inf")
+        self._export_lag()
+        out = {}
+        for metric in self._metrics.lag.collect():
+            for sample in metric.samples:
+                out[(sample.labels["topic"], int(sample.labels["partition"]))] = int(sample.value)
+        return out
