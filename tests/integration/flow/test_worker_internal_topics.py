@@ -110,8 +110,11 @@ def test_every_topic_the_worker_uses_exists_with_its_limit_and_a_record_at_the_l
         actions = TopicReader(bootstrap, codec, ACTIONS, prefix, alive=stack.check)
         letters = TopicReader(bootstrap, codec, DEAD_LETTER, prefix, alive=stack.check)
         try:
-            decided = actions.wait_for(lambda rs: any(_mine(tenant, rs, ActionEvent)), timeout=120,
-                                       what="the decision on the rca-result at the record limit")
+            # The big alert may open an incident of its own (dedup passes it on when its Incident fits): wait
+            # for the decision on this rca-result, whatever else is decided meanwhile.
+            decided = actions.wait_for(
+                lambda rs: any(a.incident_id == triaged.incident_id for a in _mine(tenant, rs, ActionEvent)),
+                timeout=120, what="the decision on the rca-result at the record limit")
             assert _shows_up(bootstrap, f"{prefix}{worker.app_id}{AUDIT_INPUT_SUFFIX}", alert), \
                 "the alert at the record limit never reached the audit input"
             letters.poll(2.0)
@@ -120,7 +123,7 @@ def test_every_topic_the_worker_uses_exists_with_its_limit_and_a_record_at_the_l
             letters.close()
         after = _topics(admin, prefix)
 
-    assert {a.incident_id for a in _mine(tenant, decided, ActionEvent)} == {triaged.incident_id}
+    assert triaged.incident_id in {a.incident_id for a in _mine(tenant, decided, ActionEvent)}
     # Nothing refused on the way: no dead letter from decide or audit-ingest (dedup may refuse the alert's
     # Incident, which embeds the whole alert and so exceeds the record limit; that is the edge's business).
     assert [d.stage for d in _mine(tenant, letters.records, DeadLetter) if d.stage != "dedup"] == []
