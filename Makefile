@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 RUN_STAMP  := $(VENV)/.run-installed
 TEST_STAMP := $(VENV)/.test-installed
 
-.PHONY: run test lint typecheck unit integration bench demo system-deps flowchart evals-live clean
+.PHONY: scale-out run test config-docs lint typecheck unit integration bench bench-correlation bench-floor demo system-deps flowchart evals-live clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,10 @@ system-deps:
 test: $(TEST_STAMP) system-deps lint typecheck
 	$(BIN)/pytest
 
+## config-docs: regenerate docs/configuration.md, rcaflow.example.yaml and .env.example from the Settings model
+config-docs: $(RUN_STAMP)
+	$(BIN)/python -m streams.settings_reference
+
 lint: $(TEST_STAMP)
 	$(BIN)/ruff check .
 
@@ -57,6 +61,19 @@ bench: $(TEST_STAMP) system-deps
 	$(BIN)/python -m benchmarks.rca_bench --out benchmarks/results.json
 	$(BIN)/python -m benchmarks.bench_imap --out benchmarks/results.json
 	$(BIN)/python -m benchmarks.bench_imap --server cyrus --out benchmarks/results.json
+
+## bench-correlation: the labelled alert corpus through parsers, dedup and correlation; results.json "correlation"
+bench-correlation: $(TEST_STAMP)
+	$(BIN)/python -m benchmarks.correlation_bench --out benchmarks/results.json
+
+## bench-floor: the worker vs a trivial Faust chain with the same hops and record sizes (ratio), plus a py-spy
+## profile of the worker under the backlog; results.json "floor", docs/performance.md
+bench-floor: $(TEST_STAMP) system-deps
+	$(BIN)/python -m benchmarks.floor_bench --profile build/profile/worker-backlog.txt --out benchmarks/results.json
+
+## scale-out: the scale-out case (3 workers, kill -9 + join mid-load); opt-in until the rebalance bugs in docs/performance.md are fixed
+scale-out: $(TEST_STAMP) system-deps
+	RCAFLOW_SCALE_OUT=1 $(BIN)/pytest tests/faults/test_scale_out.py -p no:cacheprovider
 
 ## runbooks: regenerate docs/runbooks/ from policies/remediation_policies.yaml and policies/runbook_guidance/
 runbooks: $(RUN_STAMP)

@@ -18,19 +18,24 @@ from policies.catalog import (
     UNDOABLE_OPERATIONS,
 )
 from policies.compiled import CompiledClass, CompiledMatcher
+from policies.correlation_spec import correlation_problems
 from policies.errors import PolicyError
 from policies.expr import Expression, compile_expression
 from policies.model import ActionSpec, ClassPolicy, Matcher, PolicyDocument, VarSpec
 from policies.render import check_promql_placement, check_source, parse_template
 from policies.validate import FORMATS, is_valid
-from policies.yamlsource import PathKey
+from policies.yamlsource import PathKey, format_path
 from schemas.operations import QueryForm
 from schemas.records import Approval, Risk
 
 UNCLASSIFIED = "unclassified"
+#: An ``expr_metrics`` entry: a Prometheus metric name, ``*`` standing for any run of name characters.
+_METRIC_ENTRY = re.compile(r"[A-Za-z_:*][A-Za-z0-9_:*]*")
 
 #: Formats safe to place in an unescaped (k8s, es, netprobe) evidence query: no spaces, quotes or operators.
-_NAME_FORMATS = frozenset({"dns1123_label", "dns1123_subdomain", "label_value", "instance", "prom_label_name"})
+_NAME_FORMATS = frozenset(
+    {"dns1123_label", "dns1123_subdomain", "workload_name", "label_value", "instance", "prom_label_name"}
+)
 
 #: Restarting these is always high risk, whatever the file says (DESIGN.md safety rules).
 _ALWAYS_HIGH_RESTART = re.compile(r"etcd|prometheus", re.IGNORECASE)
@@ -62,6 +67,8 @@ def compile_document(doc: PolicyDocument) -> tuple[list[CompiledClass], list[Pro
         problems += class_problems
         if result is not None:
             compiled.append(result)
+    problems += [Problem(path, message) for path, message in correlation_problems(doc.correlation, seen)]
+    problems += _check_claims(doc)
     return compiled, problems
 
 
@@ -90,16 +97,33 @@ def _regex(pattern: str, path: PathKey, problems: list[Problem], flags: int = 0)
 
 def _compile_matcher(m: Matcher, path: PathKey, problems: list[Problem]) -> CompiledMatcher | None:
     before = len(problems)
-    if not (m.alerts or m.alert_contains or m.alert_regex):
-        problems.append(Problem(path, "a matcher needs alerts, alert_contains or alert_regex"))
+    patterns = bool(m.alert_contains or m.alert_regex or m.name_patterns)
+    if not (m.alerts or patterns or m.expr_metrics or m.labels or m.labels_any or m.annotations):
+        problems.append(Problem(path, "a matcher needs alerts, expr_metrics, labels, labels_any, annotations, "
+                                      "name_patterns, alert_contains or alert_regex"))
+    if m.alerts and patterns:
+        problems.append(Problem(path, "exact alerts and name patterns rank differently: put the patterns "
+                                      "(name_patterns, alert_contains, alert_regex) in a matcher of their own"))
 
     def fold(text: str) -> str:
         return text.casefold() if m.case_insensitive else text
 
     flags = re.IGNORECASE if m.case_insensitive else 0
     alert_rx = _regex(m.alert_regex, (*path, "alert_regex"), problems, flags) if m.alert_regex else None
+    name_rx = [_regex(p, (*path, "name_patterns", i), problems, flags) for i, p in enumerate(m.name_patterns)]
     labels = {k: _regex(v, (*path, "labels", k), problems) for k, v in m.labels.items()}
     labels_any = {k: _regex(v, (*path, "labels_any", k), problems) for k, v in m.labels_any.items()}
+    annotations = {k: _regex(v, (*path, "annotations", k), problems) for k, v in m.annotations.items()}
+    exact: set[str] = set()
+    wildcards: list[re.Pattern[str]] = []
+    for i, name in enumerate(m.expr_metrics):
+        if _METRIC_ENTRY.fullmatch(name) is None or name.strip("*") == "":
+            problems.append(Problem((*path, "expr_metrics", i),
+                                    f"{name!r} is not a metric name (letters, digits, _ and :, with * as a wildcard)"))
+        elif "*" in name:
+            wildcards.append(re.compile("[A-Za-z0-9_:]*".join(re.escape(part) for part in name.split("*"))))
+        else:
+            exact.add(name)
     if len(problems) > before:
         return None
     return CompiledMatcher(
@@ -109,7 +133,39 @@ def _compile_matcher(m: Matcher, path: PathKey, problems: list[Problem]) -> Comp
         alert_regex=alert_rx,
         labels={k: v for k, v in labels.items() if v is not None},
         labels_any={k: v for k, v in labels_any.items() if v is not None},
+        name_patterns=tuple(rx for rx in name_rx if rx is not None),
+        expr_exact=frozenset(exact),
+        expr_wildcards=tuple(wildcards),
+        annotations={k: v for k, v in annotations.items() if v is not None},
     )
+
+
+def _unconditional_keys(m: Matcher) -> list[tuple[str, str]]:
+    """What a matcher claims with nothing else to tell it apart: bare exact alert names or bare exact metrics."""
+    if m.labels or m.labels_any or m.annotations:
+        return []
+    if m.alerts and not m.expr_metrics:
+        return [("alert", a.casefold() if m.case_insensitive else a) for a in m.alerts]
+    if m.expr_metrics and not m.alerts and not (m.alert_contains or m.alert_regex or m.name_patterns):
+        return [("metric", e) for e in m.expr_metrics if "*" not in e]
+    return []
+
+
+def _check_claims(doc: PolicyDocument) -> list[Problem]:
+    """Two classes claiming the same bare alert name (or metric) can never be told apart: a load error."""
+    problems: list[Problem] = []
+    owner: dict[tuple[str, str], tuple[str, PathKey]] = {}
+    for index, cls in enumerate(doc.classes):
+        for j, m in enumerate(cls.match):
+            for key in _unconditional_keys(m):
+                first = owner.get(key)
+                if first is None:
+                    owner[key] = (cls.id, ("classes", index, "match", j))
+                elif first[0] != cls.id:
+                    problems.append(Problem(("classes", index, "match", j),
+                                            f"{key[0]} {key[1]!r} is claimed by class {first[0]!r} too "
+                                            f"({format_path(first[1])}); add labels to tell them apart"))
+    return problems
 
 
 def _check_template(template: str, variables: Iterable[str], path: PathKey, *, promql: bool) -> list[Problem]:
@@ -169,6 +225,10 @@ def _compile_class(
         # The alternatives are queries like the first: the same escaping and placement rules hold for each.
         queries = [(step.query, (*step_path, "query")),
                    *((alt, (*step_path, "alternatives", j)) for j, alt in enumerate(step.alternatives))]
+        for v, variant in enumerate(step.variants):
+            queries += [(variant.query, (*step_path, "variants", v, "query")),
+                        *((alt, (*step_path, "variants", v, "alternatives", j))
+                          for j, alt in enumerate(variant.alternatives))]
         for query, query_path in queries:
             problems += _check_template(query, variables, query_path, promql=promql)
             if form is not None and not promql:
@@ -212,6 +272,9 @@ def _compile_class(
             for j, src in enumerate(action.preconditions)
         ]
         preconditions[action.name] = [e for e in exprs if e is not None]
+        for j, ref in enumerate(action.not_for):
+            if ref not in {d.id for d in cls.diagnoses}:
+                problems.append(Problem((*a_path, "not_for", j), f"unknown diagnosis {ref!r}"))
 
     if problems:
         return None, problems

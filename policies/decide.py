@@ -87,7 +87,8 @@ def decide(
         spec = cls.action(action.name)
         reason: str | None = None
         if spec is None:
-            reason = f"action {action.name!r} is not in the policy for class {cls.id}"
+            reason = policies.disabled.get((cls.id, action.name)) or \
+                f"action {action.name!r} is not in the policy for class {cls.id}"
         elif (action.tool, action.operation) != (spec.tool, spec.operation):
             reason = f"action {action.name} must be {spec.tool}.{spec.operation}, not {action.tool}.{action.operation}"
         elif action.name in seen:

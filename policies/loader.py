@@ -9,7 +9,8 @@ from typing import Any, Final
 
 from pydantic import ValidationError
 
-from policies.checks import UNCLASSIFIED, compile_document
+from policies.checks import compile_document
+from policies.classify import Classification, classify_event
 from policies.compiled import CompiledClass
 from policies.errors import PolicyError, PolicyFileError
 from policies.model import PolicyDocument
@@ -24,9 +25,18 @@ DEFAULT_POLICY_FILE: Final = Path(__file__).with_name("remediation_policies.yaml
 class PolicySet:
     """The validated policy file; guarantees every class compiled and every reference resolved."""
 
-    def __init__(self, document: PolicyDocument, classes: list[CompiledClass], source: str) -> None:
+    def __init__(
+        self,
+        document: PolicyDocument,
+        classes: list[CompiledClass],
+        source: str,
+        *,
+        disabled: dict[tuple[str, str], str] | None = None,
+    ) -> None:
         self.document = document
         self.source = source
+        #: (class, action) -> why a tenant's overlay switched it off (policies.tenant_overlay); empty for a base.
+        self.disabled: dict[tuple[str, str], str] = dict(disabled or {})
         self._classes = {c.id: c for c in classes}
         self._order = tuple(classes)
 
@@ -38,11 +48,12 @@ class PolicySet:
         return self._classes.get(alert_class)
 
     def classify(self, event: AlertEvent) -> str:
-        """The first class (in file order) whose matchers accept the event, else ``"unclassified"``."""
-        for cls in self._order:
-            if cls.matches(event):
-                return cls.id
-        return UNCLASSIFIED
+        """The class whose matchers accept the event most strongly, else ``"unclassified"`` (also on a tie)."""
+        return classify_event(self._order, event).alert_class
+
+    def classification(self, event: AlertEvent) -> Classification:
+        """:meth:`classify` with its reason: the rank matched at, or the classes it could not choose between."""
+        return classify_event(self._order, event)
 
     def dedup_window(self, alert_class: str) -> timedelta:
         cls = self._classes.get(alert_class)

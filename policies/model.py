@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer
 
+from policies.correlation_spec import CorrelationSpec
 from schemas.records import Approval, Risk
 
 _DURATION = re.compile(r"(?P<n>[0-9]+)(?P<unit>s|m|h|d|w)")
@@ -52,14 +53,30 @@ class VarSpec(_Model):
 
 
 class Matcher(_Model):
-    """One way to recognise a class: an alert-name criterion plus optional label regexes (full match)."""
+    """One way to recognise a class; every criterion given must hold. Its rank (docs/policies.md) is that
+    of its strongest criterion: exact ``alerts``, then ``expr_metrics``, then labels/annotations, then
+    name patterns (``name_patterns``, ``alert_contains``, ``alert_regex``)."""
 
     alerts: list[NonEmpty] = Field(default_factory=list)
     alert_contains: list[NonEmpty] = Field(default_factory=list)
     alert_regex: NonEmpty | None = None
+    #: Regexes searched in the alert name (one is enough); from this file only, never from an alert.
+    name_patterns: list[NonEmpty] = Field(default_factory=list)
     case_insensitive: bool = False
+    #: Metric names the alert's own expression reads (one is enough; ``*`` is a wildcard, and a histogram's
+    #: ``_bucket``/``_sum``/``_count`` series count as its name): policies.alert_expression.
+    expr_metrics: list[NonEmpty] = Field(default_factory=list)
     labels: dict[str, str] = Field(default_factory=dict)
     labels_any: dict[str, str] = Field(default_factory=dict)
+    #: Annotation name -> regex searched in its value (all must hold).
+    annotations: dict[str, str] = Field(default_factory=dict)
+
+
+class EvidenceVariant(_Model):
+    """Another form of an evidence step's query, for alerts that lack the labels the first form needs."""
+
+    query: NonEmpty
+    alternatives: list[NonEmpty] = Field(default_factory=list)
 
 
 class EvidenceStep(_Model):
@@ -71,6 +88,10 @@ class EvidenceStep(_Model):
     #: differ across the versions users run (vmalert 1.79 has ``vmalert_recording_rules_error``, later ones
     #: ``vmalert_recording_rules_errors_total``). The evidence record names the one that answered.
     alternatives: list[NonEmpty] = Field(default_factory=list)
+    #: Used in order when the query above reads a variable the alert has no valid value for: the first
+    #: variant whose variables are all present is planned (a vmalert alert ``by (job, instance, group)``
+    #: has no namespace). Each has its own alternatives.
+    variants: list[EvidenceVariant] = Field(default_factory=list)
     description: str = ""
 
 
@@ -107,6 +128,10 @@ class ActionSpec(_Model):
     risk: Risk
     approval: Approval
     preconditions: list[NonEmpty] = Field(default_factory=list)
+    #: Diagnosis ids for which the policy triage does not propose this action, because that diagnosis says
+    #: it would not help (a restart does not make etcd's disk faster). Proposals by the LLM are not affected:
+    #: the gate and an approver judge those.
+    not_for: list[Identifier] = Field(default_factory=list)
     cooldown: Duration = timedelta(minutes=30)
     approval_ttl: Duration | None = None
     #: May a link that names nobody (no SSO identity, not a per-approver link) decide it? Never for high risk.
@@ -144,3 +169,5 @@ class PolicyDocument(_Model):
     version: Literal[1]
     defaults: Defaults
     classes: list[ClassPolicy] = Field(min_length=1)
+    #: How incidents are grouped (policies.correlation_spec); absent: every incident is its own group.
+    correlation: CorrelationSpec | None = None

@@ -118,7 +118,7 @@ def _param(name: str, spec: ParamSpec) -> str:
 
 def _action_row(action: ActionSpec) -> str:
     params = ", ".join(_param(n, s) for n, s in action.params.items())
-    pre = "; ".join(action.preconditions) or "—"
+    pre = "; ".join([*action.preconditions, *(f"not for `{d}`" for d in action.not_for)]) or "—"
     minutes = int(action.cooldown.total_seconds() // 60)
     return (
         f"| `{action.name}` | `{action.tool}.{action.operation}` | {action.risk.value} | {action.approval.value} "

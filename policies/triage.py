@@ -11,7 +11,7 @@ from policies.catalog import EVIDENCE_QUERY_FORMS
 from policies.compiled import CompiledClass
 from policies.errors import LabelValidationError
 from policies.loader import PolicySet
-from policies.model import DiagnosisSpec
+from policies.model import DiagnosisSpec, EvidenceStep
 from policies.params import action_id_for, context_for, render_params, variables_for
 from policies.render import ResolvedVars, parse_template, render
 from schemas.operations import QueryForm
@@ -45,6 +45,9 @@ def triage(
 
     actions: list[ProposedAction] = []
     for spec in cls.spec.actions:
+        if diagnosis.id in spec.not_for:
+            logger.debug("action %s not proposed: not for diagnosis %s", spec.name, diagnosis.id)
+            continue
         checks = [expr.evaluate(context) for expr in cls.preconditions.get(spec.name, [])]
         if not all(result is True for result in checks):
             logger.debug("action %s not proposed: preconditions not met", spec.name)
@@ -111,14 +114,26 @@ def alternative_queries(incident: Incident, policies: PolicySet) -> dict[str, tu
     variables = variables_for(cls, incident)
     rendered: dict[str, tuple[str, ...]] = {}
     for step in cls.spec.evidence:
-        if not step.alternatives:
+        _, alternatives = planned_query(step, variables)
+        if not alternatives:
             continue
         promql = EVIDENCE_QUERY_FORMS.get((step.tool, step.operation)) is QueryForm.PROMQL
         rendered[step.id] = tuple(
-            render(alt, variables.values, promql=promql) for alt in step.alternatives
+            render(alt, variables.values, promql=promql) for alt in alternatives
             if all(ph.var in variables.values for ph in parse_template(alt))
         )
     return rendered
+
+
+def planned_query(step: EvidenceStep, variables: ResolvedVars) -> tuple[str, list[str]]:
+    """The step's query and alternatives, or those of its first variant whose variables all have a valid
+    value (the alert's labels decide: ``by (job, instance, group)`` has no namespace); the step's own
+    query when none has (its evidence then says which variable is missing)."""
+    for query, alternatives in ((step.query, step.alternatives),
+                                *((v.query, v.alternatives) for v in step.variants)):
+        if all(ph.var in variables.values for ph in parse_template(query)):
+            return query, list(alternatives)
+    return step.query, list(step.alternatives)
 
 
 def evaluate_thresholds(
@@ -143,17 +158,18 @@ def choose_diagnosis(
 
 def _evidence_for(index: int, cls: CompiledClass, variables: ResolvedVars, values: Mapping[str, float]) -> Evidence:
     step = cls.spec.evidence[index]
-    needed = [ph.var for ph in parse_template(step.query) if ph.var not in variables.values]
+    template, _ = planned_query(step, variables)
+    needed = [ph.var for ph in parse_template(template) if ph.var not in variables.values]
     if needed:
         return Evidence(
             tool=step.tool,
             operation=step.operation,
-            query=step.query,
+            query=template,
             status=EvidenceStatus.ERROR,
             summary=f"{step.id}: not run, the query could not be rendered safely",
             error=variables.problems.get(needed[0], f"no value for {needed[0]}"),
         )
-    query = render(step.query, variables.values,
+    query = render(template, variables.values,
                    promql=EVIDENCE_QUERY_FORMS.get((step.tool, step.operation)) is QueryForm.PROMQL)
     if step.id in values:
         return Evidence(

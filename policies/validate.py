@@ -6,6 +6,7 @@ first; the formats are the upstream rules (Kubernetes DNS-1123, label values, Pr
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Callable
 from typing import Final
@@ -45,6 +46,18 @@ def _subdomain(value: str) -> bool:
     return len(value) <= _DNS1123_SUBDOMAIN_MAX and DNS1123_SUBDOMAIN.fullmatch(value) is not None
 
 
+def _workload_name(value: str) -> bool:
+    """A DNS-1123 subdomain that is not an IP address: ``10.6.0.12`` is a DNS-1123 subdomain but the scraped
+    target of an ``instance`` label, never a pod or a workload."""
+    if not _subdomain(value):
+        return False
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return True
+    return False
+
+
 def _fullmatch(pattern: re.Pattern[str]) -> Callable[[str], bool]:
     return lambda value: pattern.fullmatch(value) is not None
 
@@ -52,6 +65,7 @@ def _fullmatch(pattern: re.Pattern[str]) -> Callable[[str], bool]:
 FORMATS: Final[dict[str, Callable[[str], bool]]] = {
     "dns1123_label": _fullmatch(DNS1123_LABEL),
     "dns1123_subdomain": _subdomain,
+    "workload_name": _workload_name,
     "label_value": lambda v: v != "" and LABEL_VALUE.fullmatch(v) is not None,
     "annotation_key": lambda v: len(v) <= _DNS1123_SUBDOMAIN_MAX + 64 and ANNOTATION_KEY.fullmatch(v) is not None,
     "prom_label_name": _fullmatch(PROM_LABEL_NAME),

@@ -9,6 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from producers.errors import ProducerError
 from producers.fingerprint import alert_fingerprint, event_id
+from producers.workload import WORKLOAD_FROM, with_workload
+from schemas.annotations import GENERATOR_URL
 from schemas.limits import ANNOTATION_TRUNCATED_MARKER, MAX_LABEL_VALUE_BYTES
 from schemas.records import AlertEvent, AlertMetrics, AlertStatus, EventSource, RawRef, SourceKind
 
@@ -28,8 +30,8 @@ DEFAULT_SEVERITY_MAP: Mapping[str, str] = {
     "none": "P4",
 }
 
-#: Labels that name the workload, in order of preference, when there is no ``workload`` label.
-_WORKLOAD_LABELS = ("workload", "statefulset", "deployment", "daemonset", "pod", "service", "instance")
+#: Labels that name the workload, in order of preference, when there is no ``workload`` label (never an address).
+_WORKLOAD_LABELS = WORKLOAD_FROM
 _COMPONENT_HINTS = ("etcd", "vminsert", "vmalert", "vmstorage", "vmselect", "prometheus", "jenkins", "fluent-bit")
 
 
@@ -109,6 +111,15 @@ def _component(labels: Mapping[str, str]) -> str | None:
     return next((hint for hint in _COMPONENT_HINTS if hint in haystack), None)
 
 
+def _with_generator_url(alert: WebhookAlert) -> dict[str, str]:
+    """The alert's annotations plus its ``generatorURL`` (the rule's link, carrying its PromQL), which the
+    policy classifies by; an annotation of that name the rule set itself is kept as it is."""
+    annotations = dict(alert.annotations)
+    if alert.generatorURL:
+        annotations.setdefault(GENERATOR_URL, alert.generatorURL)
+    return annotations
+
+
 def webhook_to_events(
     body: WebhookBody,
     *,
@@ -126,10 +137,7 @@ def webhook_to_events(
         name = labels.get("alertname", "")
         if not name:
             raise WebhookRefusedError(f"alert {index}: every alert needs labels.alertname")
-        if "workload" not in labels:
-            workload = next((labels[k] for k in _WORKLOAD_LABELS if labels.get(k)), "")
-            if workload:
-                labels["workload"] = workload
+        labels = with_workload(labels, _WORKLOAD_LABELS)
         component = _component(labels)
         if component:
             labels["component"] = component
@@ -147,7 +155,7 @@ def webhook_to_events(
                 severity=severity_map.get(labels.get("severity", "").lower(), "P3"),
                 status=status,
                 labels=labels,
-                annotations=capped_annotations(alert.annotations, max_label_value_bytes),
+                annotations=capped_annotations(_with_generator_url(alert), max_label_value_bytes),
                 metrics=AlertMetrics(times=1, first_occur=alert.startsAt),
                 raw=RawRef(mail_subject=None, mail_id=None),
                 source=EventSource(kind=SourceKind.ALERTMANAGER),

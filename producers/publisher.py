@@ -22,6 +22,8 @@ from schemas.records import Record
 from schemas.topics import TopicSpec
 
 logger = logging.getLogger(__name__)
+#: Where every rcaflow Kafka client sends librdkafka's log lines (``logger`` client property).
+LIBRDKAFKA_LOG = logging.getLogger("librdkafka")
 
 
 #: librdkafka errors that say "not now" rather than "never" for this record: the broker is away, slow or
@@ -125,6 +127,9 @@ class KafkaPublisher:
             "partitioner": "murmur2_random",
             # Room for whole alert mails (raw-mail allows 11 MiB per record; schemas/limits.py).
             "message.max.bytes": PRODUCER_MAX_REQUEST_BYTES,
+            # librdkafka's own lines (a broker down: one per reconnect) go through logging, where they are
+            # formatted like ours (JSON when asked) and rate-limited, instead of raw on stderr.
+            "logger": LIBRDKAFKA_LOG,
         }
         config.update(extra or {})
         self._producer = Producer(config)

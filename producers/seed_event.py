@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from producers.fingerprint import alert_fingerprint, event_id
+from producers.workload import with_workload
 from schemas.records import AlertEvent, AlertMetrics, AlertStatus, EventSource, RawRef, SourceKind
 
 _LABEL_MAX = 1024
@@ -50,7 +51,8 @@ class SeedEvent(BaseModel):
 
 
 def seed_to_event(seed: SeedEvent, *, tenant: str, received_at: datetime, request_id: str) -> AlertEvent:
-    fingerprint = alert_fingerprint(tenant, seed.alert, seed.labels)
+    labels = with_workload(seed.labels, ())  # a workload that is an IP:port is no workload
+    fingerprint = alert_fingerprint(tenant, seed.alert, labels)
     return AlertEvent(
         tenant=tenant,
         event_id=event_id(tenant, "events-api", request_id),
@@ -58,7 +60,7 @@ def seed_to_event(seed: SeedEvent, *, tenant: str, received_at: datetime, reques
         alert=seed.alert,
         severity=seed.severity,
         status=AlertStatus.FIRING,
-        labels=dict(seed.labels),
+        labels=labels,
         metrics=AlertMetrics(times=seed.metrics.times, first_occur=seed.metrics.first_occur),
         raw=RawRef(mail_subject=seed.raw.mail_subject, mail_id=seed.raw.mail_id),
         source=EventSource(kind=SourceKind.EVENTS_API),

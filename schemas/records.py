@@ -207,6 +207,10 @@ class Incident(Record):
     #: When and by what (source and event id of the resolved notification) it resolved; None while open.
     resolved_at: datetime | None = None
     resolved_by: str | None = None
+    #: The incident group (v4): the first member's incident id; why this one is in it; the root-cause candidate.
+    group_id: str | None = None
+    group_reason: str | None = None
+    root_candidate: str | None = None
 
 
 # --------------------------------------------------------------------------- rca-result
@@ -296,6 +300,16 @@ class ActionEvent(Record):
     not_after: datetime | None = None
     #: ``rcf1.<key id>.<hmac>`` by whoever decided (policies.decision_signature); the executor verifies it.
     signature: str | None = None
+
+    @property
+    def outcome(self) -> str:
+        """The state as people read it (messages, audit): ``dry-run`` for a dry run that went through, never
+        ``succeeded``, because nothing was changed; the record's ``state`` stays the life-cycle state."""
+        return DRY_RUN_OUTCOME if self.state is ActionState.SUCCEEDED and self.dry_run else self.state.value
+
+
+#: What a dry run that went through is called wherever people read it.
+DRY_RUN_OUTCOME = "dry-run"
 
 
 class ApprovalDecision(Record):

@@ -18,15 +18,22 @@ logger = logging.getLogger("rcaflow")
 LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "api": ("streams.commands.processes:api",
             "The HTTP API: POST /events, POST /webhook, /healthz, /readyz, /metrics."),
+    "approve": ("streams.commands.incidents:approve",
+                "Approve ACTION_ID as an API approver of its tenant (POST /actions/ACTION_ID/approve)."),
     "audit": ("streams.commands.audit:audit", "Work with the tamper-evident audit trail."),
     "broker": ("streams.commands.broker:broker",
                "Run the embedded single-node broker (for when there is no KAFKA_BOOTSTRAP_SERVERS)."),
+    "config": ("streams.commands.config:config",
+               "Check the configuration: the effective settings, secrets masked (docs/configuration.md)."),
     "demo": ("streams.commands.demo:demo",
              "Feed the sample mails through the whole pipeline and print what happened to each."),
     "executor": ("streams.commands.processes:executor",
                  "The executor: runs approved actions (dry-run unless configured otherwise)."),
     "explain": ("streams.commands.explain:explain",
                 "Parse, triage (with evidence and the LLM when configured) and decide, printing what would happen."),
+    "incident": ("streams.commands.incidents:incident", "Show one incident and its timeline (GET /incidents/ID)."),
+    "incidents": ("streams.commands.incidents:incidents",
+                  "List the tenant's incidents, newest first (GET /incidents)."),
     "ingest": ("streams.commands.ingest:ingest", "Mail producers: publish incoming alert mails to raw-mail."),
     "kb": ("streams.commands.kb:kb",
            "The incident knowledge base in Elasticsearch: consumer, retention, similar incidents, stats."),
@@ -34,6 +41,10 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "parse": ("streams.commands.parse:parse",
               'Print each mail\'s AlertEvents as JSON lines; a mail without alerts prints {"file", "error"}.'),
     "policy": ("streams.commands.policy:policy", "Work with remediation policy files."),
+    "rca": ("streams.commands.rca:rca",
+            "The seed's event JSON (a file, or - for stdin) in, the strict-JSON RCA by the configured LLM out."),
+    "reject": ("streams.commands.incidents:reject",
+               "Reject ACTION_ID as an API approver of its tenant (POST /actions/ACTION_ID/reject)."),
     "replay": ("streams.commands.replay:replay", "Run past alerts through today's parsers and policy in a shadow run: "
                "no real action, no chat message."),
     "rollback": ("streams.commands.rollback:rollback",
@@ -100,7 +111,7 @@ def cli(ctx: click.Context, config_file: Path | None, secrets_dir: Path | None, 
 
 
 def main() -> None:
-    """The process boundary: an error of ours is one line and exit code 2; anything else is a bug.
+    """The process boundary: an error of ours is one line (one per problem) and exit code 2; anything else is a bug.
 
     Ours is decided by type (``RcaflowError``), never by name, so a foreign ``KeyError``
     or ``ValidationError`` keeps its traceback instead of passing for a clean refusal.
@@ -109,7 +120,8 @@ def main() -> None:
         cli(standalone_mode=True)
     except RcaflowError as exc:
         logger.debug("rcaflow: %s (retriable=%s)", type(exc).__name__, exc.retriable, exc_info=True)
-        click.echo(f"rcaflow: {exc}", err=True)
+        for line in str(exc).splitlines() or [type(exc).__name__]:  # several problems: one line each
+            click.echo(f"rcaflow: {line}", err=True)
         sys.exit(2)
 
 

@@ -7,6 +7,7 @@ module reads ``os.environ`` (STYLE.md §6).
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 from pathlib import Path
 from types import UnionType
@@ -38,15 +39,21 @@ from executors.tools.reload_targets import ReloadTarget
 from producers.imap.config import ImapConfig
 from producers.msgraph.config import MsgraphConfig
 from streams.errors import ConfigurationError
+from streams.settings_unknown import unknown_in_data, unknown_in_environment
 
 STATE_HOME = Path.home() / ".local" / "state" / "rcaflow"
 CACHE_HOME = Path.home() / ".cache" / "rcaflow"
 
 
 class EmbeddedBrokerSettings(BaseModel):
+    #: Which embedded broker starts when no cluster is configured: auto (real Kafka when Java 17 is present,
+    #: else Tansu), kafka or tansu (docs/embedded-broker.md).
     prefer: Literal["auto", "kafka", "tansu"] = "auto"
+    #: Where the embedded broker keeps its log and metadata.
     data_dir: Path = STATE_HOME / "broker"
+    #: Download cache of the embedded broker (Kafka's jars from Maven Central, resolved once).
     cache_dir: Path = CACHE_HOME
+    #: Loopback port of the embedded broker; unset: a free one.
     port: int | None = None
 
 
@@ -65,15 +72,22 @@ class KafkaSecuritySettings(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
+    #: What the cluster's listener speaks: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL.
     protocol: KafkaProtocol = "PLAINTEXT"
+    #: SASL mechanism, with a SASL_* protocol.
     sasl_mechanism: SaslMechanism = "SCRAM-SHA-512"
+    #: SASL user, with a SASL_* protocol (required then).
     username: str | None = None
+    #: SASL password, with a SASL_* protocol: from the environment or the secrets dir
+    #: (kafka/security/password).
     password: SecretStr | None = None
     #: PEM file of the CA(s) that signed the brokers' certificates; None: the system's trust store.
     ca_file: Path | None = None
     #: Client certificate and key (PEM) for mutual TLS; both or neither.
     cert_file: Path | None = None
+    #: Client private key (PEM) for mutual TLS, with cert_file.
     key_file: Path | None = None
+    #: Password of key_file when it is encrypted.
     key_password: SecretStr | None = None
 
     @property
@@ -126,7 +140,11 @@ def librdkafka_security(security: KafkaSecuritySettings) -> dict[str, str]:
 
 
 class KafkaSettings(BaseModel):
+    #: The cluster, host:port[,host:port...]; KAFKA_BOOTSTRAP_SERVERS wins. Neither set: `rcaflow run` starts
+    #: the embedded broker.
     bootstrap_servers: str | None = None
+    #: Put in front of every topic and consumer group (the worker's internal topics too): for a shared
+    #: cluster.
     topic_prefix: str = ""
     #: Short session/heartbeat/commit timings (MEASURED.md): right for one machine and tests;
     #: on a shared production cluster set to false to use the clients' defaults.
@@ -167,6 +185,7 @@ class HttpSettings(BaseModel):
     #: Hosts reached directly even when a proxy is set (fnmatch patterns, e.g. "*.svc", "10.0.0.1"): the
     #: in-cluster Kubernetes API and Prometheus usually are.
     no_proxy: list[str] = Field(default_factory=list)
+    #: Timeout of an outbound HTTP call, in seconds, where the caller sets none of its own.
     timeout_s: float = 30.0
 
 
@@ -175,8 +194,11 @@ class SlackTarget(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
+    #: Bot token (xoxb-...).
     token: SecretStr
+    #: Channel the first responses go to (id or #name).
     channel: Annotated[str, Field(pattern=r"^[A-Za-z0-9#_.-]{1,80}$")]
+    #: Slack Web API root (a proxy or a test server may stand in).
     api_base: str = "https://slack.com/api"
     #: ``link:<identity>`` approver -> their Slack user id: each gets their own approval link by direct message
     #: (the bot needs ``im:write``); never in the shared channel.
@@ -189,7 +211,9 @@ class DingTalkTarget(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
+    #: The robot's webhook URL; it carries the access token, so it is a secret.
     webhook_url: SecretStr
+    #: The robot's signing secret (SEC...).
     secret: SecretStr
 
 
@@ -226,19 +250,27 @@ class NotifySettings(BaseModel):
 class LlmSettings(BaseModel):
     """The asynchronous LLM second opinion; on when an API key is configured (QWEN_API_KEY)."""
 
+    #: Turn the LLM second opinion on or off; unset: on when an API key (QWEN_API_KEY) is configured.
     enabled: bool | None = None
     #: A name in ``executors.llm.provider.PROVIDERS`` ("openai_compat", "qwen", ...); adding a provider is one
     #: module and one entry there.
     provider: str = "openai_compat"
+    #: The OpenAI-compatible endpoint (DashScope by default; a local vLLM, llama.cpp or Ollama server works
+    #: too).
     base_url: str = "https://dashscope.aliyuncs.com/compatible-mode/v1"
+    #: Model name sent to the endpoint.
     model: str = "qwen-plus"
+    #: Seconds per attempt of one request (the client retries 429/5xx with backoff).
     timeout_s: float = 60.0
     #: Incidents analysed at once by one worker (the LLM is I/O-bound). Measured: 100 incidents with a
     #: 2 s model finish in ~8 s at these defaults (benchmarks/rca_bench.py); keep the per-tenant rate
     #: under the provider account's quota.
     concurrency: int = 64
+    #: Requests of one tenant in flight at once.
     max_concurrency_per_tenant: int = 32
+    #: Requests per second per tenant (token bucket).
     rate_per_tenant_per_s: float = 20.0
+    #: Size of that token bucket: requests a tenant may send at once after a quiet spell.
     burst_per_tenant: float = 5.0
     #: How JSON is asked for first (json_schema, json_object or text); a server refusing it is asked the next.
     response_mode: Literal["json_schema", "json_object", "text"] = "json_schema"
@@ -247,7 +279,9 @@ class LlmSettings(BaseModel):
     #: The model's evidence round (docs/llm.md): rounds of reads it may ask for by catalogue operation (0: off),
     #: reads in total, and seconds for all of them; runs only when evidence backends are configured.
     evidence_rounds: Annotated[int, Field(ge=0, le=3)] = 1
+    #: Reads the model may ask for in its evidence round, in total.
     evidence_max_calls: Annotated[int, Field(ge=0, le=20)] = 5
+    #: Seconds for all of those reads.
     evidence_budget_s: Annotated[float, Field(gt=0)] = 30.0
 
 
@@ -268,34 +302,52 @@ class KubernetesClusterSettings(BaseModel):
 
     #: The API server, e.g. https://10.0.0.1:6443.
     server: str
+    #: Bearer token of a service account (or token_file).
     token: SecretStr | None = None
     #: A token file read again every minute (a projected, rotating service-account token).
     token_file: Path | None = None
+    #: PEM file of the API server's CA; unset: the system's trust store.
     ca_file: Path | None = None
+    #: Client certificate (PEM) for certificate login, with key_file.
     cert_file: Path | None = None
+    #: Client private key (PEM), with cert_file.
     key_file: Path | None = None
+    #: Off only for a lab: skips verifying the API server's certificate.
     verify_tls: bool = True
+    #: Seconds per API call.
     timeout_s: float = Field(default=10.0, gt=0)
 
 
 class EvidenceSettings(BaseModel):
     """Where the read-only evidence tools look; a tool without a backend reports its steps as skipped."""
 
+    #: Prometheus-compatible query API (Prometheus, VictoriaMetrics vmselect) of the PromQL evidence; unset:
+    #: those steps are skipped.
     prometheus_url: str | None = None
+    #: Elasticsearch holding the cluster's logs, for the log evidence; unset: those steps are skipped.
     elasticsearch_url: str | None = None
+    #: Index pattern the log queries search.
     elasticsearch_index: str = "insight-es-k8s-logs-*"
     #: Login and CA of each backend (``…__ELASTICSEARCH_AUTH__PASSWORD`` / ``__API_KEY`` / ``__CA_FILE``, or mounted
     #: secret files ``evidence/elasticsearch_auth/password``); production Elasticsearch 8 requires one.
     elasticsearch_auth: BackendAuth = Field(default_factory=BackendAuth)
     prometheus_auth: BackendAuth = Field(default_factory=BackendAuth)
+    #: Kubeconfig file for the read-only Kubernetes evidence (pods, events, logs).
     kubeconfig: Path | None = None
+    #: Context in that kubeconfig; unset: its current context.
     kube_context: str | None = None
+    #: Read the cluster rcaflow runs in, with the pod's service account.
     in_cluster: bool = False
     #: Explicit cluster settings (used when neither kubeconfig nor in_cluster is set).
     cluster: KubernetesClusterSettings | None = None
+    #: Named targets of the network probe: host:port for dns/tcp, http(s) URLs for http; evidence names a
+    #: target, never an address.
     netprobe_targets: dict[str, str] = Field(default_factory=dict)
+    #: Seconds per evidence call.
     call_timeout_s: float = 10.0
+    #: Seconds for all the evidence of one incident; steps not done by then are reported as skipped.
     budget_s: float = 30.0
+    #: Evidence calls in flight at once for one incident.
     concurrency: int = 4
 
     @property
@@ -310,24 +362,38 @@ class KbSettings(BaseModel):
     Off while ``elasticsearch_url`` is unset: no consumer, and no similar incidents in prompts or messages.
     """
 
+    #: Elasticsearch of the knowledge base; unset: the knowledge base is off.
     elasticsearch_url: str | None = None
     auth: BackendAuth = Field(default_factory=BackendAuth)
     #: Indices are ``<prefix>-<tenant>.<YYYY.MM>`` (month the incident opened); retention deletes whole months.
     index_prefix: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{0,40}$")] = "rcaflow-kb"
+    #: Months of incidents kept: `rcaflow kb prune` deletes older monthly indices.
     retention_months: int = Field(default=12, ge=1, le=120)
     #: Replicas per index in the template (0 for a single-node cluster).
     replicas: int = Field(default=1, ge=0, le=5)
     #: Consumer group (``kafka.topic_prefix`` is put in front), apart from the worker's, so a slow KB never
     #: holds the pipeline up.
     group_id: str = "rcaflow-kb"
+    #: Records per bulk request to Elasticsearch.
     batch_size: int = Field(default=200, ge=1, le=5000)
+    #: Seconds per Elasticsearch request.
     request_timeout_s: float = 30.0
     #: Past resolved incidents of the same tenant shown to the LLM and in the first response.
     similar_k: int = Field(default=3, ge=0, le=10)
     #: The worker waits at most this long for them; a slow or failing KB only means no history is shown.
     similar_timeout_s: float = Field(default=2.0, gt=0, le=30)
+    #: Port of `rcaflow kb run`'s Prometheus metrics; unset: none served.
     metrics_port: int | None = None
+    #: Address those metrics listen on (0.0.0.0 in a container).
     metrics_host: str = "127.0.0.1"
+    #: ``rcaflow kb analytics`` (docs/knowledge-base.md): its own consumer group and indices — per-incident facts
+    #: ``<analytics_prefix>-facts-<tenant>.<YYYY.MM>`` and daily documents ``<analytics_prefix>-daily-<tenant>``
+    #: behind the alias ``<analytics_prefix>-daily``, which ``rcaflow stats`` reads.
+    analytics_prefix: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{0,40}$")] = "rcaflow-analytics"
+    #: Consumer group of `rcaflow kb analytics` (``kafka.topic_prefix`` is put in front).
+    analytics_group_id: str = "rcaflow-analytics"
+    #: Port of `rcaflow kb analytics`' Prometheus metrics; unset: none served.
+    analytics_metrics_port: int | None = None
 
     @property
     def enabled(self) -> bool:
@@ -339,16 +405,20 @@ class ApprovalSettings(BaseModel):
 
     #: tenant -> identities: "slack:<user id>", "dingtalk:<staff id>", "link:<identity>".
     approvers: dict[str, list[str]] = Field(default_factory=dict)
+    #: Slack app's signing secret: verifies every Slack button click; Slack approvals are off without it.
     slack_signing_secret: SecretStr | None = None
     #: Refused when set alone: the robot's timestamp ``sign`` authenticates no payload (docs/approvals.md).
     dingtalk_app_secret: SecretStr | None = None
     #: DingTalk's encrypted event callback (all three, as registered with DingTalk): the token, the
     #: 43-character EncodingAESKey, and the app key (or corp id) the plaintext must end with.
     dingtalk_callback_token: SecretStr | None = None
+    #: DingTalk's 43-character EncodingAESKey of that callback.
     dingtalk_aes_key: SecretStr | None = None
+    #: The app key (or corp id) DingTalk's decrypted callbacks must end with.
     dingtalk_owner_key: str | None = None
     #: Signs the one-time approval links (at least 32 bytes); links are off without it.
     link_secret: SecretStr | None = None
+    #: How long an approval link stays valid.
     link_ttl_minutes: int = Field(default=60, ge=1, le=7 * 24 * 60)
     #: Header an authenticating proxy sets with the approver's identity. Without it a link names its
     #: approver itself (one link per ``link:`` approver); a link naming nobody decides only actions the
@@ -356,6 +426,10 @@ class ApprovalSettings(BaseModel):
     link_identity_header: str | None = None
     #: Where approvers reach the API, for links in notifications (e.g. https://rcaflow.example.com).
     public_base_url: str | None = None
+    #: API approver credentials: tenant -> approver name -> bearer token, for POST /actions/{id}/approve|reject
+    #: and ``rcaflow approve``. The identity is ``api:<name>`` and must be listed in ``approvers`` of that tenant
+    #: like any other (docs/incidents-api.md). Env/secret files only: ``RCAFLOW_APPROVALS__API_TOKENS__ACME__ALICE``.
+    api_tokens: dict[str, dict[str, SecretStr]] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _dingtalk_callback_complete(self) -> ApprovalSettings:
@@ -378,11 +452,72 @@ class ApprovalSettings(BaseModel):
 _Pattern = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=253)]
 
 
+class TenantLlmSettings(BaseModel):
+    """One tenant's own LLM limits; an unset field uses the ``llm.*_per_tenant`` value."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: Requests of this tenant in flight at once; unset: ``llm.max_concurrency_per_tenant``.
+    max_concurrency: Annotated[int, Field(ge=1)] | None = None
+    #: Requests per second of this tenant (token bucket); unset: ``llm.rate_per_tenant_per_s``.
+    rate_per_s: Annotated[float, Field(gt=0)] | None = None
+    #: Size of this tenant's token bucket; unset: ``llm.burst_per_tenant``.
+    burst: Annotated[float, Field(ge=1)] | None = None
+    #: LLM tokens (prompt + answer) this tenant may spend per rolling hour; past it the tenant's incidents keep
+    #: the policy triage (no second opinion) until the hour drains. Unset: no budget.
+    tokens_per_hour: Annotated[int, Field(ge=1)] | None = None
+
+
+class TenantEvidenceSettings(BaseModel):
+    """One tenant's own evidence backends; an unset backend is the global ``evidence.*`` one.
+
+    A tenant's own URL gets the tenant's own login (``prometheus_auth`` / ``elasticsearch_auth`` here), never the
+    global one, so one tenant's credentials are never sent to another tenant's backend. The host allow-list, proxy
+    and timeouts of ``http`` and ``evidence`` apply as to every backend.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: The tenant's Prometheus-compatible query API, e.g. a vmselect tenant path
+    #: ``http://vmselect:8481/select/<accountID>/prometheus``.
+    prometheus_url: str | None = None
+    #: Login to that URL (env ``RCAFLOW_TENANTS__<T>__EVIDENCE__PROMETHEUS_AUTH__BEARER_TOKEN`` or secret files).
+    prometheus_auth: BackendAuth = Field(default_factory=BackendAuth)
+    #: The tenant's Elasticsearch with its cluster logs.
+    elasticsearch_url: str | None = None
+    #: Index pattern of the tenant's logs; unset: ``evidence.elasticsearch_index``.
+    elasticsearch_index: str | None = None
+    #: Login to that Elasticsearch.
+    elasticsearch_auth: BackendAuth = Field(default_factory=BackendAuth)
+    #: Kubeconfig of the tenant's cluster; any of kubeconfig/cluster replaces the global Kubernetes source.
+    kubeconfig: Path | None = None
+    #: Context in that kubeconfig.
+    kube_context: str | None = None
+    #: The tenant's cluster named explicitly (server, token, CA).
+    cluster: KubernetesClusterSettings | None = None
+
+    @property
+    def any_backend(self) -> bool:
+        return bool(self.prometheus_url or self.elasticsearch_url or self.kubeconfig or self.cluster)
+
+
+class TenantIngestSettings(BaseModel):
+    """One tenant's ingest quota; over it, HTTP senders get 429 + Retry-After and mails wait in the mailbox."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: Alerts (one per webhook alert, event or mail) this tenant may send per minute on average; unset: no quota.
+    alerts_per_minute: Annotated[float, Field(gt=0)] | None = None
+    #: Alerts it may send at once after a quiet spell; unset: one minute's worth.
+    burst: Annotated[float, Field(ge=1)] | None = None
+
+
 class TenantSettings(BaseModel):
     """One tenant: its API token and its scope (policies.tenant_scope; docs/policies.md "Tenant scope")."""
 
     #: Bearer token for POST /events and /webhook; None means no token configured for the tenant.
     token: SecretStr | None = None
+    #: Cluster label value -> the name the tenant's messages show for it.
     cluster_names: dict[str, str] = Field(default_factory=dict)
     #: Namespaces (fnmatch patterns) the tenant's actions may change and its evidence may read; empty: the
     #: tenant is read-only (no action is approved or sent for approval). "*": every namespace, and
@@ -393,6 +528,15 @@ class TenantSettings(BaseModel):
     #: Mail From addresses (fnmatch patterns, case-insensitive, e.g. "*@alerts.acme.com") that may speak for
     #: the tenant; a mail from anyone else is dead-lettered. Empty: any sender (one tenant only).
     senders: list[_Pattern] = Field(default_factory=list)
+    #: YAML file that tightens the remediation policy for this tenant only (disable classes or actions, raise
+    #: risk, require approval, narrow parameters, harder thresholds; docs/tenants.md); a loosening one is refused.
+    policy_overlay: Path | None = None
+    #: This tenant's own LLM concurrency, rate and token budget (docs/tenants.md).
+    llm: TenantLlmSettings = Field(default_factory=TenantLlmSettings)
+    #: This tenant's ingest quota (docs/tenants.md); unset: none.
+    ingest: TenantIngestSettings = Field(default_factory=TenantIngestSettings)
+    #: This tenant's own Prometheus/VictoriaMetrics, Elasticsearch and Kubernetes (docs/tenants.md); unset: global.
+    evidence: TenantEvidenceSettings = Field(default_factory=TenantEvidenceSettings)
 
 
 def tenant_scope_problems(tenants: dict[str, TenantSettings]) -> list[str]:
@@ -410,15 +554,24 @@ def tenant_scope_problems(tenants: dict[str, TenantSettings]) -> list[str]:
 
 
 class ApiSettings(BaseModel):
+    #: Address the API listens on (0.0.0.0 in a container; loopback on a laptop).
     host: str = "127.0.0.1"
+    #: Port of the API.
     port: int = 8080
+    #: Tenant of a request that names none (a single-tenant deployment).
     default_tenant: str = "default"
     #: Background loops (actions feed, Graph maintenance) restart after a failure with backoff doubling
     #: up to this; /healthz turns 503 when one stays down longer than ``unhealthy_after_s``.
     loop_backoff_max_s: float = Field(default=30.0, gt=0)
+    #: Seconds a background loop may stay down before /healthz turns 503.
     unhealthy_after_s: float = Field(default=300.0, gt=0)
     #: How long POST /tools waits for the executor's outcome of a write before answering 202 + where to follow.
     tools_wait_s: float = Field(default=20.0, gt=0)
+    #: The incident view (GET /incidents, /actions): incidents with no record for this long are forgotten,
+    #: and at most ``incidents_max`` are kept (the oldest go first); docs/incidents-api.md.
+    incidents_keep_hours: float = Field(default=72.0, gt=0)
+    #: Most incidents the view keeps; past it the least recently active tenth is dropped.
+    incidents_max: int = Field(default=20_000, ge=100)
 
     def is_loopback(self) -> bool:
         try:
@@ -427,13 +580,31 @@ class ApiSettings(BaseModel):
             return self.host == "localhost"
 
 
+class CliSettings(BaseModel):
+    """The API client commands (``rcaflow incidents``, ``incident``, ``approve``, ``reject``)."""
+
+    #: Base URL of ``rcaflow api``.
+    api_url: str = "http://127.0.0.1:8080"
+    #: A tenant token (reads) or an API approver token (reads and decides); env ``RCAFLOW_CLI__TOKEN``.
+    token: SecretStr | None = None
+    #: Seconds per request to the API.
+    timeout_s: float = Field(default=10.0, gt=0)
+
+
 class WorkerSettings(BaseModel):
+    #: The Faust app id: consumer group and prefix of the worker's internal topics (after
+    #: ``kafka.topic_prefix``).
     app_id: str = "rcaflow"
+    #: Where the worker's tables live: memory:// (rebuilt from their changelog topics at start) or
+    #: rocksdb://.
     store: str = "memory://"
+    #: The worker's local state (table stores).
     data_dir: Path = STATE_HOME / "worker"
+    #: Port of the worker's /metrics, /readyz and /healthz (0: not served).
     metrics_port: int = 9465
     #: 0.0.0.0 in a container so Prometheus can scrape it; loopback on a laptop.
     metrics_host: str = "127.0.0.1"
+    #: Partitions of the topics rcaflow creates (the worker's parallelism).
     partitions: int = 3
     #: How often awaiting approvals are checked against their expiry.
     expiry_check_seconds: float = 5.0
@@ -445,12 +616,17 @@ class WorkerSettings(BaseModel):
 class ExecutorSettings(BaseModel):
     #: Real side effects need an explicit opt-in per deployment.
     dry_run: bool = True
+    #: Port of the executor's /metrics (0: not served).
     metrics_port: int = 9466
+    #: Address that port listens on (0.0.0.0 in a container).
     metrics_host: str = "127.0.0.1"
+    #: Consumer group of the executor on the actions topic (``kafka.topic_prefix`` is put in front).
     group_id: str = "rcaflow-executor"
     #: The cluster the k8s actions act on (kubeconfig file, or the pod's service account).
     kubeconfig: Path | None = None
+    #: Context in that kubeconfig; unset: its current context.
     kube_context: str | None = None
+    #: Act on the cluster rcaflow runs in, with the pod's service account.
     in_cluster: bool = False
     #: Explicit cluster settings (used when neither kubeconfig nor in_cluster is set).
     cluster: KubernetesClusterSettings | None = None
@@ -465,6 +641,7 @@ class ExecutorSettings(BaseModel):
     #: progressDeadlineSeconds is 600) before the action counts as failed and, with the policy's
     #: on_failure: undo, is rolled back; and how often to look.
     confirm_within_s: float = Field(default=300.0, gt=0)
+    #: How often the rollout is looked at meanwhile.
     confirm_every_s: float = Field(default=2.0, gt=0)
     #: Actions run at once; offsets are still committed in order.
     concurrency: int = Field(default=8, ge=1, le=64)
@@ -486,7 +663,10 @@ class SecuritySettings(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
+    #: Signs the actions the worker approves; the executor runs only what verifies with it (at least 32
+    #: bytes; worker, executor and `rcaflow rollback`).
     decision_key: SecretStr | None = None
+    #: Former decision keys still accepted while a rotation is under way.
     decision_previous_keys: list[SecretStr] = Field(default_factory=list)
     #: How long an action the policy approved by itself may wait for the executor before it is refused as
     #: expired (a human approval stays valid for the action's approval TTL instead).
@@ -496,6 +676,7 @@ class SecuritySettings(BaseModel):
     #: ``RCAFLOW_SECURITY__APPROVAL_KEY`` or the secret file ``security/approval_key``; rotate like the decision
     #: key, through ``approval_previous_keys``.
     approval_key: SecretStr | None = None
+    #: Former approval keys still accepted while a rotation is under way.
     approval_previous_keys: list[SecretStr] = Field(default_factory=list)
 
     @field_validator("decision_key", "decision_previous_keys", "approval_key", "approval_previous_keys")
@@ -528,13 +709,17 @@ class Settings(BaseSettings):
     )
 
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    #: Confluent-compatible Schema Registry; unset: records in Avro single-object encoding.
     schema_registry_url: str | None = Field(
         default=None, validation_alias=AliasChoices("SCHEMA_REGISTRY_URL", "RCAFLOW_SCHEMA_REGISTRY_URL")
     )
+    #: The cluster, host:port[,host:port...]; wins over kafka.bootstrap_servers. Neither set: `rcaflow run`
+    #: starts the embedded broker.
     kafka_bootstrap_servers: str | None = Field(
         default=None,
         validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS", "RCAFLOW_KAFKA_BOOTSTRAP_SERVERS"),
     )
+    #: API key of the LLM endpoint; with it the LLM second opinion is on (unless llm.enabled is false).
     qwen_api_key: SecretStr | None = Field(
         default=None, validation_alias=AliasChoices("QWEN_API_KEY", "RCAFLOW_LLM_API_KEY")
     )
@@ -549,16 +734,21 @@ class Settings(BaseSettings):
     notify: NotifySettings = Field(default_factory=NotifySettings)
     #: Microsoft Graph (Exchange Online) mail ingest, served by the API process when set.
     msgraph: MsgraphConfig | None = None
+    #: The remediation policy file; unset: the bundled policies/remediation_policies.yaml.
     policies_file: Path | None = None
     tenants: dict[str, TenantSettings] = Field(default_factory=lambda: {"default": TenantSettings()})
     api: ApiSettings = Field(default_factory=ApiSettings)
+    #: Where ``rcaflow incidents/incident/approve/reject`` reach the API, and the token they present.
+    cli: CliSettings = Field(default_factory=CliSettings)
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     executor: ExecutorSettings = Field(default_factory=ExecutorSettings)
     #: The decision key that signs approved actions (worker) and verifies them (executor).
     security: SecuritySettings = Field(default_factory=SecuritySettings)
     #: IMAP mailboxes by name; `rcaflow ingest imap --mailbox NAME` runs one of them.
     mailboxes: dict[str, ImapConfig] = Field(default_factory=dict)
+    #: DEBUG, INFO, WARNING or ERROR (``--log-level`` wins).
     log_level: str = "INFO"
+    #: One JSON object per log line, for a log shipper.
     log_json: bool = False
     #: Set by :func:`load_settings`; kept by ``model_copy``.
     _origin: SettingsOrigin | None = PrivateAttr(default=None)
@@ -615,6 +805,11 @@ def load_settings(config_file: Path | None = None, secrets_dir: Path | None = No
     init: dict[str, Any] = {}
     if config_file is not None:
         init = _read_yaml(config_file)
+    # A typo must not leave a setting at its default in silence: one line per unknown key, with the nearest name.
+    problems = [f"{config_file}: {problem}" for problem in unknown_in_data(Settings, init)]
+    problems += unknown_in_environment(Settings, os.environ)
+    if problems:
+        raise ConfigurationError("\n".join(problems))
     try:
         settings = _with_secrets_dir(secrets_dir)(**init) if secrets_dir is not None else Settings(**init)
     except ValidationError as exc:

@@ -21,7 +21,9 @@ class BackendAuth(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
+    #: Basic-auth user, with password.
     username: str | None = None
+    #: Basic-auth password: from the environment or the secrets dir, never the YAML file.
     password: SecretStr | None = None
     #: Elasticsearch API key, the ``encoded`` value of ``POST /_security/api_key`` (sent as ``ApiKey <key>``).
     api_key: SecretStr | None = None

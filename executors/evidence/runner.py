@@ -74,6 +74,11 @@ class ReadScope(Protocol):
     """What the runner asks before a read (``policies.tenant_scope.TenantScope`` is one): why the tenant may
     not read ``namespace`` (None: every namespace) of ``cluster`` (None: the configured one), or None."""
 
+    @property
+    def tenant(self) -> str:
+        """Whose scope it is: picks the tenant's own backends (executors.evidence.tenant_routing)."""
+        ...
+
     def why_not_read(self, *, cluster: str | None, namespace: str | None) -> str | None: ...
 
 

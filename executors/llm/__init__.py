@@ -6,6 +6,7 @@ The LLM proposes, the policy disposes: see docs/llm.md.
 from executors.llm.answer import ActionParam, ActionProposal, Diagnosis, EvidenceRequest, LlmAnswer, parse_answer
 from executors.llm.client import LlmClient
 from executors.llm.errors import (
+    LlmBudgetExceededError,
     LlmCircuitOpenError,
     LlmConfigError,
     LlmContextOverflowError,
@@ -17,7 +18,15 @@ from executors.llm.errors import (
 )
 from executors.llm.gate import AllowedAction, AllowedParam, GateResult, Rejection, gate
 from executors.llm.prompt import ClassBrief, PastIncident, build_messages
-from executors.llm.provider import PROVIDERS, ChatCompletion, ChatRequest, LlmConfig, ResponseMode, Usage
+from executors.llm.provider import (
+    PROVIDERS,
+    ChatCompletion,
+    ChatRequest,
+    LlmConfig,
+    ResponseMode,
+    TenantLimitConfig,
+    Usage,
+)
 from executors.llm.rca import EvidenceFetcher, LlmFailure, LlmOutcome, LlmRca, ToolBudget, analyse
 
 __all__ = [
@@ -34,6 +43,7 @@ __all__ = [
     "EvidenceRequest",
     "GateResult",
     "LlmAnswer",
+    "LlmBudgetExceededError",
     "LlmCircuitOpenError",
     "LlmClient",
     "LlmConfig",
@@ -50,6 +60,7 @@ __all__ = [
     "PastIncident",
     "Rejection",
     "ResponseMode",
+    "TenantLimitConfig",
     "ToolBudget",
     "Usage",
     "analyse",

@@ -13,9 +13,15 @@ import time
 
 import httpx
 
-from executors.llm.errors import LlmCircuitOpenError, LlmRateLimitedError, LlmRequestError, LlmUnavailableError
+from executors.llm.errors import (
+    LlmBudgetExceededError,
+    LlmCircuitOpenError,
+    LlmRateLimitedError,
+    LlmRequestError,
+    LlmUnavailableError,
+)
 from executors.llm.provider import ChatCompletion, ChatProvider, ChatRequest, LlmConfig, load_provider
-from executors.llm.resilience import CircuitBreaker, Clock, Sleep, TenantLimits, full_jitter
+from executors.llm.resilience import CircuitBreaker, Clock, Sleep, TenantLimit, TenantLimits, full_jitter
 
 logger = logging.getLogger(__name__)
 
@@ -39,13 +45,18 @@ class LlmClient:
         self.provider = provider if provider is not None else load_provider(config, http)
         self.breaker = CircuitBreaker(config.breaker_threshold, config.breaker_cooldown_s, clock)
         self.limits = TenantLimits(
-            config.max_concurrency_per_tenant, config.rate_per_tenant_per_s, config.burst_per_tenant, clock, sleep
+            config.max_concurrency_per_tenant, config.rate_per_tenant_per_s, config.burst_per_tenant, clock, sleep,
+            overrides={name: TenantLimit(**limit.model_dump()) for name, limit in config.tenant_limits.items()},
         )
         self._sleep = sleep
         self._rng = rng
 
     async def complete(self, request: ChatRequest, *, tenant: str) -> ChatCompletion:
         """One chat completion; raises ``LlmError`` (``retriable`` says whether a later call may succeed)."""
+        budget = self.limits.budget(tenant)
+        if budget is not None and budget.exhausted():
+            raise LlmBudgetExceededError(
+                f"tenant {tenant} spent its LLM budget of {budget.per_hour} tokens in the last hour")
         async with self.limits.semaphore(tenant):
             await self.limits.bucket(tenant).acquire()
             attempt = 0
@@ -77,6 +88,8 @@ class LlmClient:
                     attempt += 1
                     continue
                 self.breaker.record_success()
+                if budget is not None:
+                    budget.spend(result.usage.total_tokens)
                 return result
 
     def _delay(self, attempt: int, exc: LlmUnavailableError) -> float:

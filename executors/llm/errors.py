@@ -31,6 +31,10 @@ class LlmContextOverflowError(LlmRequestError):
     """
 
 
+class LlmBudgetExceededError(LlmError):
+    """The tenant spent its hourly token budget (``tenants.<name>.llm.tokens_per_hour``); its triage stands."""
+
+
 class LlmUnavailableError(LlmError):
     """Transport failure, timeout or 5xx: the server may answer later."""
 

@@ -27,6 +27,17 @@ class ResponseMode(StrEnum):
     TEXT = "text"
 
 
+class TenantLimitConfig(BaseModel):
+    """One tenant's own LLM limits; an unset field falls back to the client-wide one."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    max_concurrency: int | None = Field(default=None, ge=1)
+    rate: float | None = Field(default=None, gt=0)
+    burst: float | None = Field(default=None, ge=1)
+    tokens_per_hour: int | None = Field(default=None, ge=1)
+
+
 class LlmConfig(BaseModel):
     """Everything the client needs; built by ``streams.settings`` (the key from QWEN_API_KEY)."""
 
@@ -51,6 +62,8 @@ class LlmConfig(BaseModel):
     max_concurrency_per_tenant: int = Field(default=4, ge=1)
     rate_per_tenant_per_s: float = Field(default=1.0, gt=0)
     burst_per_tenant: float = Field(default=5.0, ge=1)
+    #: tenant -> its own limits (``max_concurrency``, ``rate``, ``burst``, ``tokens_per_hour``); others use the above.
+    tenant_limits: dict[str, TenantLimitConfig] = Field(default_factory=dict)
 
 
 class Usage(BaseModel):

@@ -124,24 +124,73 @@ class TokenBucket:
         return waited
 
 
+@dataclass(frozen=True)
+class TenantLimit:
+    """One tenant's own limits; a None field falls back to the client-wide value."""
+
+    max_concurrency: int | None = None
+    rate: float | None = None
+    burst: float | None = None
+    #: Tokens (prompt + completion) the tenant may spend per rolling hour; None: no budget.
+    tokens_per_hour: int | None = None
+
+
+@dataclass
+class TokenBudget:
+    """Tokens spent in the last hour, by the minute; a tenant over its budget gets no call until it drains."""
+
+    per_hour: int
+    clock: Clock
+    _minutes: dict[int, int] = field(default_factory=dict)
+
+    def spent(self) -> int:
+        now = int(self.clock() // 60)
+        for minute in [m for m in self._minutes if m <= now - 60]:
+            del self._minutes[minute]
+        return sum(self._minutes.values())
+
+    def exhausted(self) -> bool:
+        return self.spent() >= self.per_hour
+
+    def spend(self, tokens: int) -> None:
+        minute = int(self.clock() // 60)
+        self._minutes[minute] = self._minutes.get(minute, 0) + max(tokens, 0)
+
+
 @dataclass
 class TenantLimits:
-    """One concurrency semaphore and one token bucket per tenant, so a noisy tenant waits alone."""
+    """One concurrency semaphore, one token bucket and (optionally) one token budget per tenant, so a noisy
+    tenant waits alone; ``overrides`` gives a tenant its own numbers."""
 
     max_concurrency: int
     rate: float
     burst: float
     clock: Clock
     sleep: Sleep
+    overrides: dict[str, TenantLimit] = field(default_factory=dict)
     _semaphores: dict[str, asyncio.Semaphore] = field(default_factory=dict)
     _buckets: dict[str, TokenBucket] = field(default_factory=dict)
+    _budgets: dict[str, TokenBudget] = field(default_factory=dict)
 
     def semaphore(self, tenant: str) -> asyncio.Semaphore:
         if tenant not in self._semaphores:
-            self._semaphores[tenant] = asyncio.Semaphore(self.max_concurrency)
+            own = self.overrides.get(tenant, TenantLimit()).max_concurrency
+            self._semaphores[tenant] = asyncio.Semaphore(own if own is not None else self.max_concurrency)
         return self._semaphores[tenant]
 
     def bucket(self, tenant: str) -> TokenBucket:
         if tenant not in self._buckets:
-            self._buckets[tenant] = TokenBucket(self.rate, self.burst, self.clock, self.sleep)
+            own = self.overrides.get(tenant, TenantLimit())
+            self._buckets[tenant] = TokenBucket(own.rate if own.rate is not None else self.rate,
+                                                own.burst if own.burst is not None else self.burst,
+                                                self.clock, self.sleep)
         return self._buckets[tenant]
+
+    def budget(self, tenant: str) -> TokenBudget | None:
+        """The tenant's token budget, or None when it has none."""
+        per_hour = self.overrides.get(tenant, TenantLimit()).tokens_per_hour
+        if per_hour is None:
+            return None
+        if tenant not in self._budgets:
+            self._budgets[tenant] = TokenBudget(per_hour, self.clock)
+        return self._budgets[tenant]

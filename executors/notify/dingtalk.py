@@ -56,7 +56,7 @@ def _action_lines(action: ActionEvent) -> list[str]:
         return [line, f"  - 待审批 awaiting approval{until}"]
     result = f": {md_escape(action.result, 300)}" if action.result else ""
     when = f" {utc(action.at)}" if action.state in DECISION_STATES else ""
-    return [line, f"  - {action.state.value}{when}{result}"]
+    return [line, f"  - {action.outcome}{when}{result}"]
 
 
 def first_response(

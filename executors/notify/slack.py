@@ -60,7 +60,7 @@ def _action_section(action: ActionEvent) -> Block:
     elif action.state is not ActionState.AWAITING_APPROVAL:
         result = f": {slack_escape(action.result, 300)}" if action.result else ""
         when = f" at {utc(action.at)}" if action.state in DECISION_STATES else ""
-        lines.append(f"*{action.state.value}*{when}{result}")
+        lines.append(f"*{action.outcome}*{when}{result}")
     return {"type": "section", "text": {"type": "mrkdwn", "text": clip("\n".join(lines), _SECTION_LIMIT)}}
 
 
@@ -127,6 +127,18 @@ def update(rca: RcaResult, actions: Sequence[ActionEvent], *, ref: MessageRef) -
     message = first_response(rca, actions, channel=ref.conversation or "")
     message.pop("unfurl_links")
     return {**message, "ts": ref.ts}
+
+
+def thread_reply(rca: RcaResult, actions: Sequence[ActionEvent], *, parent: MessageRef,
+                 links: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The chat.postMessage body of a group member's message: its first response, in the group's thread, with a
+    line saying why it belongs there."""
+    message = first_response(rca, actions, channel=parent.conversation or "", links=links)
+    why = rca.incident.group_reason or "related to this group"
+    message["blocks"].insert(1, {"type": "context", "elements": [{"type": "mrkdwn", "text": clip(
+        f"Related: {slack_escape(why, 300)} · root candidate `{slack_escape(rca.incident.root_candidate or '', 100)}`",
+        2000)}]})
+    return {**message, "thread_ts": parent.ts}
 
 
 def private_link(rca: RcaResult, action: ActionEvent, url: str, *, channel: str) -> dict[str, Any]:
@@ -282,6 +294,17 @@ class SlackChannel:
         ref = MessageRef(channel=self.name, conversation=str(data.get("channel", self._channel)),
                          ts=str(data.get("ts", "")))
         logger.info("slack: posted first response", extra={"incident_id": rca.incident_id, "ts": ref.ts})
+        return ref
+
+    async def reply(self, parent: MessageRef, rca: RcaResult, actions: Sequence[ActionEvent],
+                    links: Mapping[str, str] | None = None) -> MessageRef:
+        """A later member of an incident group: its own first response, in the thread of the group's message."""
+        if not parent.ts or not parent.conversation:
+            raise NotifyError("a Slack thread reply needs the channel and ts of the group's message")
+        data = await self._call("chat.postMessage", thread_reply(rca, actions, parent=parent, links=links))
+        ref = MessageRef(channel=self.name, conversation=str(data.get("channel", parent.conversation)),
+                         ts=str(data.get("ts", "")))
+        logger.info("slack: replied in the group's thread", extra={"incident_id": rca.incident_id, "ts": ref.ts})
         return ref
 
     async def update(self, ref: MessageRef, rca: RcaResult, actions: Sequence[ActionEvent]) -> None:

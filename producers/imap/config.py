@@ -29,8 +29,11 @@ class BackoffConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
+    #: First reconnect delay; doubles after each failure.
     base_seconds: float = Field(1.0, gt=0)
+    #: Longest reconnect delay.
     cap_seconds: float = Field(300.0, gt=0)
+    #: Pick each delay at random below its ceiling (full jitter), so mailboxes do not reconnect in step.
     jitter: bool = True
 
     @model_validator(mode="after")
@@ -45,19 +48,25 @@ class ImapConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
+    #: The IMAP server.
     host: str = Field(min_length=1)
     #: None: 993 for ``tls``, 143 otherwise.
     port: int | None = Field(None, ge=1, le=65535)
+    #: tls (implicit TLS, port 993), starttls, or plain (needs allow_plain).
     tls: TlsMode = TlsMode.TLS
     #: Plain-text IMAP sends the password in clear; only for loopback tests and trusted links.
     allow_plain: bool = False
     #: Extra CA bundle for a private/self-signed server certificate.
     ca_file: Path | None = None
+    #: Login user.
     username: str = Field(min_length=1)
+    #: Login password (or xoauth2_token_file; exactly one): from the environment or the secrets dir.
     password: SecretStr | None = None
     #: File holding a current OAuth2 access token (refreshed by someone else); read at each login.
     xoauth2_token_file: Path | None = None
+    #: Folder watched, e.g. INBOX/Alerts.
     folder: str = "INBOX"
+    #: Tenant of every mail from this mailbox (goes into every record and key).
     tenant: str = Field(min_length=1)
     #: Checkpoint key; default ``imap://user@host:port/folder``.
     mailbox: str | None = None
@@ -67,15 +76,19 @@ class ImapConfig(BaseModel):
     subject_keywords: tuple[str, ...] = ()
     #: ``none``, ``seen`` or ``move:<folder>``; applied only after the checkpoint is acked.
     after_ingest: str = "none"
+    #: Larger mail goes to dead-letter instead of raw-mail.
     max_message_bytes: int = Field(10 * 1024 * 1024, gt=0)
+    #: IDLE is re-issued after this long (RFC 2177: under 29 minutes).
     idle_renew_seconds: float = Field(25 * 60, gt=0, lt=MAX_IDLE_RENEW_SECONDS)
     #: How often to look for new mail when the server has no IDLE capability.
     poll_interval_seconds: float = Field(60.0, gt=0)
     #: UIDs fetched per round; bodies are additionally grouped by ``fetch_budget_bytes``.
     fetch_batch: int = Field(200, ge=1)
+    #: Bytes of message bodies per FETCH.
     fetch_budget_bytes: int = Field(32 * 1024 * 1024, ge=1)
     #: ``all`` ingests what is already in the folder on the very first start; ``new`` only later mail.
     initial_position: str = Field("all", pattern="^(all|new)$")
+    #: Seconds a socket operation may wait before the connection counts as dead and is reopened.
     socket_timeout_seconds: float = Field(60.0, gt=0)
     #: Message-ids remembered per mailbox, so a UIDVALIDITY reset or a crash never republishes.
     dedup_capacity: int = Field(50_000, ge=1)

@@ -29,6 +29,7 @@ from producers.imap.headers import MailHeaders, derived_message_id, parse_header
 from producers.imap.session import Envelope, FolderState, ImapSession
 from producers.imap.state import CheckpointReader
 from producers.publisher import Publisher, PublishError
+from producers.quota import IngestQuota
 from producers.recent_ids import RecentIds
 from schemas.limits import MAX_MAIL_BYTES
 from schemas.records import Checkpoint, DeadLetter, RawMail, Record, SourceKind
@@ -63,6 +64,8 @@ class IngestStats:
     duplicates: int = 0
     filtered: int = 0
     dead_lettered: int = 0
+    #: Mails left in the folder for later because the tenant was over its ingest quota.
+    deferred: int = 0
     checkpoints: int = 0
     connects: int = 0
     failures: int = 0
@@ -70,6 +73,18 @@ class IngestStats:
     waits: int = 0
     #: Records sent again because the broker did not take them for a transient reason (outage, timeout).
     publish_retries: int = 0
+
+
+@dataclass(slots=True)
+class MailboxHealth:
+    """Whether the connection is up and when the server last answered: the canary of a silently dead IDLE.
+
+    ``last_activity`` (Unix time) moves on every server answer (login, IDLE accepted, any line during IDLE
+    such as the keepalive, IDLE done, NOOP, SEARCH); a connection that died without a FIN leaves it still.
+    """
+
+    connected: bool = False
+    last_activity: float | None = None
 
 
 class ImapProducer:
@@ -92,11 +107,15 @@ class ImapProducer:
         clock: Clock = _utcnow,
         rand: Callable[[], float] | None = None,
         once: bool = False,
+        quota: IngestQuota | None = None,
     ) -> None:
         self.config = config
+        #: The tenant's ingest quota: over it, mails stay in the folder (unread, checkpoint before them).
+        self._quota = quota
         #: Catch up with the folder and stop (``rcaflow ingest imap --once``, for cron or a first import).
         self.once = once
         self.stats = IngestStats()
+        self.health = MailboxHealth()
         #: Set while the server holds our IDLE (or we sleep between polls), i.e. we are caught up.
         self.idling = asyncio.Event()
         self._publisher = publisher
@@ -139,7 +158,7 @@ class ImapProducer:
         attempt = 0
         try:
             while not self._stop.is_set():
-                session = ImapSession(self.config, self._stop)
+                session = ImapSession(self.config, self._stop, heartbeat=self._heard)
                 delay: float | None = None
                 try:
                     await self._serve(session)
@@ -175,11 +194,13 @@ class ImapProducer:
                         attempt,
                     )
                 finally:
+                    self.health.connected = False
                     await self._in_thread(session.close)
                 if delay is not None:
                     await self._pause(delay)
         finally:
             self._stop.set()
+            self.health.connected = False
             self.idling.clear()
             self._executor.shutdown(wait=False, cancel_futures=True)
 
@@ -190,6 +211,7 @@ class ImapProducer:
             await self._restore()
         state = await self._in_thread(session.open)
         self.stats.connects += 1
+        self.health.connected = True
         logger.info(
             "IMAP %s selected (UIDVALIDITY %d, %d messages, IDLE %s)",
             self.config.mailbox_id,
@@ -205,6 +227,10 @@ class ImapProducer:
                 self._stop.set()
                 return
             await self._wait(session, state)
+
+    def _heard(self) -> None:
+        """The session's heartbeat (called from the IMAP thread: one attribute write)."""
+        self.health.last_activity = self._clock().timestamp()
 
     async def _in_thread(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         loop = asyncio.get_running_loop()
@@ -298,14 +324,24 @@ class ImapProducer:
     # ------------------------------------------------------------------ ingest
 
     async def _catch_up(self, session: ImapSession) -> None:
-        uids = await self._in_thread(session.uids_after, self._last_uid)
-        batch = self.config.fetch_batch
-        for start in range(0, len(uids), batch):
-            if self._stop.is_set():
+        """Ingest everything after the checkpoint; a mail deferred by the tenant's quota ends the pass, and the
+        folder is read again from the checkpoint once the quota allows (a later mail never overtakes it)."""
+        while True:
+            uids = await self._in_thread(session.uids_after, self._last_uid)
+            batch = self.config.fetch_batch
+            deferred: float | None = None
+            for start in range(0, len(uids), batch):
+                if self._stop.is_set():
+                    return
+                deferred = await self._ingest(session, uids[start : start + batch])
+                if deferred is not None:
+                    break
+            if deferred is None or self._stop.is_set():
                 return
-            await self._ingest(session, uids[start : start + batch])
+            await self._pause(deferred)
 
-    async def _ingest(self, session: ImapSession, uids: list[int]) -> None:
+    async def _ingest(self, session: ImapSession, uids: list[int]) -> float | None:
+        """Publish a batch; the seconds to wait when the tenant's quota deferred a mail of it, else None."""
         cfg = self.config
         # Never above what raw-mail holds, whatever the configuration says: a bigger mail could only fail
         # at the broker. Above it a mail is dead-lettered (headers only) and the checkpoint moves past it.
@@ -321,6 +357,7 @@ class ImapProducer:
 
         steps: list[tuple[int, Coroutine[Any, Any, bool] | None]] = []
         in_batch: set[str] = set()
+        deferred: float | None = None
         for uid in uids:
             env = envelopes.get(uid)
             if env is None:
@@ -354,6 +391,14 @@ class ImapProducer:
             elif body is None:
                 steps.append((uid, None))  # expunged between the two fetches
             else:
+                admission = self._quota.admit(cfg.tenant, 1, source="imap") if self._quota is not None else None
+                if admission is not None and not admission.admitted:
+                    # This mail and every later one stay in the folder, unread; the checkpoint stops before it.
+                    self.stats.deferred += 1
+                    deferred = admission.retry_after_s
+                    logger.info("IMAP %s UID %d deferred: tenant %s is over its ingest quota, retry in %.0fs",
+                                cfg.mailbox_id, uid, cfg.tenant, deferred)
+                    break
                 steps.append((uid, self._publish_mail(uid, message_id, env, head, body)))
 
         results = await asyncio.gather(*(c for _, c in steps if c is not None), return_exceptions=True)
@@ -374,6 +419,7 @@ class ImapProducer:
             await self._after_ingest(session, acted)
         if failure is not None:
             raise failure
+        return deferred
 
     def _allowed(self, head: MailHeaders) -> bool:
         cfg = self.config

@@ -14,6 +14,7 @@ from producers.imap.errors import ImapAuthError, ImapProducerError
 from producers.imap.producer import ImapProducer
 from producers.imap.state import KafkaCheckpointReader
 from producers.publisher import KafkaPublisher, PublishError
+from producers.quota import IngestQuota
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +34,7 @@ async def ingest(
     schema_registry_url: str | None = None,
     metrics_registry: CollectorRegistry | None = None,
     once: bool = False,
+    quota: IngestQuota | None = None,
 ) -> int:
     """Run one mailbox producer until SIGTERM/SIGINT (or, ``once``, until caught up); the process exit code."""
     from schemas.codec import make_codec
@@ -40,7 +42,7 @@ async def ingest(
     codec = make_codec(schema_registry_url)
     publisher = KafkaPublisher(bootstrap, codec, prefix=prefix, extra=kafka_extra)
     reader = KafkaCheckpointReader(bootstrap, codec, prefix=prefix, extra=kafka_extra)
-    producer = ImapProducer(config, publisher, reader, topic_prefix=prefix, once=once)
+    producer = ImapProducer(config, publisher, reader, topic_prefix=prefix, once=once, quota=quota)
     if metrics_registry is not None:
         from producers.imap.metrics import ImapStatsCollector
 

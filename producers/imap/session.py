@@ -79,9 +79,12 @@ def _mapped(what: str) -> Iterator[None]:
 class ImapSession:
     """A logged-in connection with one folder selected. Not thread-safe: one caller at a time."""
 
-    def __init__(self, config: ImapConfig, stop: threading.Event) -> None:
+    def __init__(self, config: ImapConfig, stop: threading.Event, heartbeat: Callable[[], None] | None = None) -> None:
         self._config = config
         self._stop = stop
+        #: Called whenever the server answered (login, IDLE accepted, a line during IDLE such as the
+        #: server's keepalive, IDLE done, NOOP, SEARCH): a silent connection stops calling it.
+        self._heartbeat = heartbeat or (lambda: None)
         self._client: IMAPClient | None = None
         self._idle_supported = False
 
@@ -123,6 +126,7 @@ class ImapSession:
             if isinstance(exc.__cause__, IMAPClientAbortError | OSError):
                 raise
             raise ImapMailboxError(f"cannot select folder {cfg.folder!r}: {exc.__cause__}") from exc
+        self._heartbeat()
         return FolderState(
             uidvalidity=int(selected[b"UIDVALIDITY"]),
             exists=int(selected.get(b"EXISTS", 0)),
@@ -174,6 +178,7 @@ class ImapSession:
             # "N:*" always matches the highest UID even when it is below N (RFC 3501 §6.4.8),
             # so filter again.
             found = self._c.search([b"UID", f"{last_uid + 1}:*".encode()])
+        self._heartbeat()  # also the heartbeat of a polling (no IDLE) mailbox: one SEARCH per poll
         return sorted(uid for uid in (int(u) for u in found) if uid > last_uid)
 
     def highest_uid(self) -> int:
@@ -250,6 +255,7 @@ class ImapSession:
             return True  # announced during our last commands: IDLE would not announce it again
         with _mapped("IDLE"):
             client.idle()
+        self._heartbeat()
         if on_idle is not None:
             on_idle()
         changed = self._pending_new_mail()  # sent just before the "+ idling" continuation
@@ -263,12 +269,15 @@ class ImapSession:
                     lines = self._idle_lines(min(_IDLE_SLICE_SECONDS, remaining))
                 if any(_BYE.match(line) for line in lines):
                     raise ImapConnectionError("server said BYE during IDLE")
+                if lines:
+                    self._heartbeat()
                 changed = any(_NEW_MAIL.match(line) for line in lines)
         finally:
             with _mapped("IDLE done"):
                 _text, late = client.idle_done()
         if _says_bye(late):
             raise ImapConnectionError("server said BYE while leaving IDLE")
+        self._heartbeat()
         return changed or _has_new_mail(late)
 
     def _idle_lines(self, timeout: float) -> list[bytes]:
@@ -336,6 +345,7 @@ class ImapSession:
     def noop(self) -> None:
         with _mapped("NOOP"):
             self._c.noop()
+        self._heartbeat()
 
 
 def _has_new_mail(responses: list[tuple[object, ...]]) -> bool:

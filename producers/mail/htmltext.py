@@ -74,11 +74,22 @@ def cell_text(el: Element) -> str:
     return collapse(str(_STRING(el)))
 
 
-def html_lines(root: Element, max_lines: int) -> list[str]:
+def _link_line(el: Element, links: tuple[tuple[str, re.Pattern[str]], ...]) -> str | None:
+    href = str(el.get("href") or "").strip()
+    if not href or any(ch in href for ch in "\r\n"):
+        return None
+    text = cell_text(el)
+    name = next((name for name, rx in links if rx.search(text)), None)
+    return None if name is None else f"\n{name} = {href}\n"
+
+
+def html_lines(root: Element, max_lines: int, links: tuple[tuple[str, re.Pattern[str]], ...] = ()) -> list[str]:
     """Visible text, one line per block element or <br>, like a mail client would show it.
 
     Table cells of one row stay on one line separated by a tab, so a two-column
-    name/value table reads as key/value lines.
+    name/value table reads as key/value lines. An ``<a href>`` whose text matches one of ``links``
+    (name, regex) is preceded by a ``name = href`` line: Alertmanager's mail shows the rule's URL only
+    as the target of its "Source" link.
     """
     chunks: list[str] = []
     stack: list[tuple[Element, bool]] = [(root, False)]
@@ -99,6 +110,8 @@ def html_lines(root: Element, max_lines: int) -> list[str]:
             continue
         if tag in _BLOCK_TAGS:
             chunks.append("\n")
+        if links and tag == "a" and (href := _link_line(el, links)) is not None:
+            chunks.append(href)
         if el.text:
             chunks.append(el.text)
         stack.append((el, True))

@@ -66,6 +66,11 @@ class DecodedMail:
     #: Subjects of the mail and of every forwarded (message/rfc822) mail inside it.
     subjects: list[str] = field(default_factory=list)
     bodies: list[Body] = field(default_factory=list)
+    #: The mail's own headers that say what kind of mail it is (lower-case names, see ``KIND_HEADERS``).
+    headers: dict[str, str] = field(default_factory=dict)
+    #: Content types of the mail's own parts (not those of a forwarded mail inside it), with their
+    #: ``report-type``/``method`` parameter where they have one: "multipart/report;delivery-status".
+    part_types: list[str] = field(default_factory=list)
 
     def of_kind(self, kind: BodyKind) -> list[str]:
         return [b.text for b in self.bodies if b.kind == kind]
@@ -144,22 +149,39 @@ def decode_mail(raw: bytes, limits: MimeLimits) -> DecodedMail:
         # Stable across re-processing, so event ids stay deterministic without a Message-ID.
         message_id = "sha256:" + hashlib.sha256(raw).hexdigest()[:32]
     out = DecodedMail(subject=subject, message_id=message_id, subjects=[subject])
+    for name in KIND_HEADERS:
+        value = msg.get(name)
+        if value is not None:
+            out.headers[name] = decode_header_value(value)[:300]
     _walk(msg, out, limits, depth=0, budget=[limits.max_parts])
     return out
 
 
-def _walk(msg: email.message.Message, out: DecodedMail, limits: MimeLimits, depth: int, budget: list[int]) -> None:
+#: Headers that tell an auto-reply, a bounce or a mailing-list mail from an alert (RFC 3834, RFC 2369).
+KIND_HEADERS = ("from", "auto-submitted", "x-autoreply", "x-autorespond", "x-auto-reply", "precedence",
+                "list-unsubscribe", "list-id", "x-ms-exchange-generated-message-source")
+
+
+def _part_type(msg: email.message.Message, ctype: str) -> str:
+    detail = msg.get_param("report-type") or msg.get_param("method")
+    return f"{ctype};{str(detail).lower()[:40]}" if isinstance(detail, str) else ctype
+
+
+def _walk(msg: email.message.Message, out: DecodedMail, limits: MimeLimits, depth: int, budget: list[int],
+          forwarded: bool = False) -> None:
     if depth > limits.max_depth or budget[0] <= 0:
         return
     budget[0] -= 1
     ctype = msg.get_content_type()
+    if not forwarded:
+        out.part_types.append(_part_type(msg, ctype))
     if ctype == "message/rfc822" or (ctype.startswith("message/") and msg.is_multipart()):
         payload = msg.get_payload()
         inner = payload if isinstance(payload, list) else [payload]
         for sub in inner:
             if isinstance(sub, email.message.Message):
                 out.subjects.append(decode_header_value(sub.get("Subject")))
-                _walk(sub, out, limits, depth + 1, budget)
+                _walk(sub, out, limits, depth + 1, budget, forwarded=True)
         return
     if msg.is_multipart():
         payload = msg.get_payload()
@@ -173,7 +195,7 @@ def _walk(msg: email.message.Message, out: DecodedMail, limits: MimeLimits, dept
             chosen = htmls or [p for p in parts if p.get_content_type() == "text/plain"]
             parts = chosen + others
         for part in parts:
-            _walk(part, out, limits, depth + 1, budget)
+            _walk(part, out, limits, depth + 1, budget, forwarded)
         return
     if ctype not in ("text/html", "text/plain") and msg.get_content_maintype() != "text":
         return

@@ -14,6 +14,8 @@ from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from producers.fingerprint import alert_fingerprint, event_id
 from producers.mail.engines import RawAlert
 from producers.mail.registry import Template, normalize_key
+from producers.workload import with_workload
+from schemas.annotations import GENERATOR_URL
 from schemas.records import AlertEvent, AlertMetrics, AlertStatus, EventSource, RawRef
 
 MAX_NAME = 256
@@ -146,6 +148,8 @@ def to_event(
     severity_map: Mapping[str, str] | None,
 ) -> AlertEvent | None:
     """One AlertEvent, or None when the row has no usable alert name."""
+    if GENERATOR_URL in raw_alert.labels:  # a Source link read inside the Labels block: the rule's URL, not a label
+        raw_alert.annotations.setdefault(GENERATOR_URL, raw_alert.labels.pop(GENERATOR_URL))
     alert = clean(raw_alert.fields.get("alert", ""), MAX_NAME)
     if not alert:
         return None
@@ -157,11 +161,7 @@ def to_event(
     severity_raw = clean(raw_alert.fields.get("severity", ""), 64)
     if severity_raw:
         labels.setdefault("severity", severity_raw)
-    if "workload" not in labels:
-        for name in tpl.workload_from or WORKLOAD_FROM:
-            if labels.get(name):
-                labels["workload"] = labels[name]
-                break
+    labels = with_workload(labels, tpl.workload_from or WORKLOAD_FROM)  # never an IP:port
     cluster = labels.get("cluster")
     if cluster and cluster_names:
         readable = cluster_names.get(cluster) or cluster_names.get(cluster.lower())

@@ -86,6 +86,9 @@ class TemplateSpec(BaseModel):
     record_end: list[str] = Field(default_factory=list)
     kv_pattern: str = r"^\s*(?P<key>[^=:：\t]{1,64}?)\s*(?:=|:|：|\t)\s*(?P<value>.*?)\s*$"
     line_fields: list[LineField] = Field(default_factory=list)
+    #: kv_lines, HTML: annotation name -> regex on a link's text; that link's href is kept as the annotation
+    #: (Alertmanager's "Source" link is the rule's generatorURL, which carries its expression).
+    links: dict[str, str] = Field(default_factory=dict)
 
 
 class DefaultsSpec(BaseModel):
@@ -140,6 +143,7 @@ class Template:
     record_end: tuple[re.Pattern[str], ...]
     kv_pattern: re.Pattern[str]
     line_fields: tuple[tuple[str, re.Pattern[str]], ...] = ()
+    links: tuple[tuple[str, re.Pattern[str]], ...] = ()
     #: (alert, label haystack) -> component; the rules are pure, so their answers can be kept.
     component_cache: dict[tuple[str, str], str | None] = field(default_factory=dict, compare=False, repr=False)
 
@@ -236,6 +240,7 @@ def _build(spec: TemplateSpec, defaults: DefaultsSpec, where: str) -> Template:
         record_end=_compile_all(spec.record_end, f"{where} record_end"),
         kv_pattern=_compile(spec.kv_pattern, f"{where} kv_pattern"),
         line_fields=tuple((lf.field, _compile(lf.pattern, f"{where} line_fields")) for lf in spec.line_fields),
+        links=tuple((name, _compile(rx, f"{where} links")) for name, rx in spec.links.items()),
     )
 
 

@@ -27,6 +27,7 @@ class MailboxConfig(BaseModel):
     user: str
     #: Well-known folder name (``inbox``) or a folder id.
     folder: str = "inbox"
+    #: Tenant of every mail from this folder.
     tenant: str = Field(min_length=1)
     #: Checkpoint key on ingest-checkpoints; default ``msgraph://{user}/{folder}``.
     mailbox: str | None = None
@@ -66,24 +67,32 @@ class MsgraphConfig(BaseModel):
 
     #: Entra ID directory (tenant) id of the app registration.
     directory_id: str = Field(min_length=1)
+    #: Application (client) id of the app registration.
     client_id: str = Field(min_length=1)
+    #: Client secret of the app registration: from the environment or the secrets dir.
     client_secret: SecretStr
+    #: Entra ID login endpoint (another one for national clouds).
     authority_host: str = "https://login.microsoftonline.com"
+    #: Microsoft Graph API root (another one for national clouds).
     graph_url: str = "https://graph.microsoft.com/v1.0"
     #: Public HTTPS URL of ``/msgraph/webhook`` (Graph must reach it).
     notification_url: str
     #: Public HTTPS URL for lifecycle notifications; default: the notification URL.
     lifecycle_notification_url: str | None = None
     mailboxes: tuple[MailboxConfig, ...] = ()
+    #: Lifetime asked for each subscription (Graph allows at most about 3 days for mail).
     subscription_minutes: int = Field(4200, ge=45, le=MAX_SUBSCRIPTION_MINUTES)
     #: Renew when less than this is left; well before expiry so a failed renewal has time to retry.
     renew_before_minutes: int = Field(24 * 60, ge=10)
     #: Where notifications are written (fsync) before the 202; None keeps them in memory only.
     spool_dir: Path | None = None
+    #: Message ids remembered, so a notification Graph sends twice is published once.
     dedup_capacity: int = Field(50_000, ge=1)
     #: Mails above this (and above ``schemas.limits.MAX_MAIL_BYTES`` in any case) are dead-lettered, not published.
     max_message_bytes: int = Field(MAX_MAIL_BYTES, gt=0)
+    #: Seconds per Graph request.
     timeout_seconds: float = Field(30.0, gt=0)
+    #: Retries of one Graph request (429/5xx/transport), honouring Retry-After.
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
     #: After a failed maintenance round (drain, catch-up, subscription renewal): Graph's Retry-After if it sent
     #: one, else 5 s doubling, with full jitter, up to 15 min (``max_attempts`` is not used: rounds go on).

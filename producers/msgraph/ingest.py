@@ -36,6 +36,7 @@ from producers.msgraph.spool import Spool
 from producers.msgraph.subscriptions import SubscriptionManager
 from producers.oversize import oversize_dead_letter
 from producers.publisher import Publisher, PublishError
+from producers.quota import IngestQuota
 from producers.recent_ids import RecentIds
 from schemas.limits import MAX_MAIL_BYTES
 from schemas.records import Checkpoint, DeadLetter, RawMail, SourceKind
@@ -96,8 +97,11 @@ class GraphIngest:
         subscriptions: SubscriptionManager | None = None,
         now: Callable[[], datetime] = _utcnow,
         rand: Callable[[], float] = random.random,
+        quota: IngestQuota | None = None,
     ) -> None:
         self._config = config
+        #: The tenants' ingest quota: a new mail of a tenant over it stays spooled for a later drain.
+        self._quota = quota
         self._rand = rand
         self._client = client
         self._publisher = publisher
@@ -157,6 +161,8 @@ class GraphIngest:
         processed = 0
         async with self._drain_lock:
             for key, entry in self._spool.pending():
+                if self._deferred(key, entry):
+                    continue
                 try:
                     await self.process(entry)
                 except GraphError as exc:
@@ -175,6 +181,18 @@ class GraphIngest:
                 self._spool.done(key)
                 processed += 1
         return processed
+
+    def _deferred(self, key: str, entry: dict[str, Any]) -> bool:
+        """A new mail of a tenant over its ingest quota stays in the spool (the next drain takes it)."""
+        mailbox = self._mailboxes.get(str(entry.get("mailbox")))
+        if self._quota is None or mailbox is None or entry.get("kind") != EntryKind.CREATED:
+            return False
+        admission = self._quota.admit(mailbox.tenant, 1, source="msgraph")
+        if admission.admitted:
+            return False
+        logger.info("notification %s deferred: tenant %s is over its ingest quota (retry in %.0fs)", key,
+                    mailbox.tenant, admission.retry_after_s)
+        return True
 
     async def _dead_letter(self, key: str, entry: dict[str, Any], exc: Exception) -> bool:
         """Keep a notification that can never be processed where people look; True once it is there."""

@@ -18,11 +18,15 @@ class RetryPolicy(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
+    #: Tries in all, the first included.
     max_attempts: int = Field(6, ge=1)
+    #: First delay; doubles after each failure.
     base_seconds: float = Field(0.5, gt=0)
+    #: Longest delay.
     cap_seconds: float = Field(60.0, gt=0)
     #: A Retry-After above this is not waited for in-line: the caller gets GraphThrottledError instead.
     max_retry_after_seconds: float = Field(300.0, gt=0)
+    #: Pick each delay at random below its ceiling (full jitter).
     jitter: bool = True
 
     @model_validator(mode="after")

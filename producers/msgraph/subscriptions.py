@@ -30,6 +30,8 @@ class SubscriptionManager:
         self._config = config
         self._client = client
         self._now = now
+        #: Per mailbox id, the expiry Graph last confirmed (created, renewed or found): the metrics read it.
+        self.expiries: dict[str, datetime] = {}
 
     def expiration(self) -> datetime:
         return self._now() + timedelta(minutes=self._config.subscription_minutes)
@@ -55,6 +57,7 @@ class SubscriptionManager:
             expiration=self.expiration(),
         )
         logger.info("created Graph subscription %s for %s until %s", sub.id, mailbox.mailbox_id, sub.expiration)
+        self.expiries[mailbox.mailbox_id] = sub.expiration
         return sub
 
     async def renew(self, mailbox: MailboxConfig, subscription_id: str) -> Subscription:
@@ -65,6 +68,7 @@ class SubscriptionManager:
             logger.warning("subscription %s of %s is gone; creating a new one", subscription_id, mailbox.mailbox_id)
             return await self.create(mailbox)
         logger.info("renewed Graph subscription %s for %s until %s", sub.id, mailbox.mailbox_id, sub.expiration)
+        self.expiries[mailbox.mailbox_id] = sub.expiration
         return sub
 
     async def ensure(self, mailbox: MailboxConfig) -> Subscription:
@@ -72,6 +76,7 @@ class SubscriptionManager:
         sub = await self.find(mailbox)
         if sub is None:
             return await self.create(mailbox)
+        self.expiries[mailbox.mailbox_id] = sub.expiration  # what Graph says now, also when renewing fails
         if self.needs_renewal(sub):
             return await self.renew(mailbox, sub.id)
         return sub

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
+from producers.publisher import LIBRDKAFKA_LOG
 from schemas.codec import Codec
 from schemas.errors import CodecError
 from schemas.records import ActionEvent, ActionState
@@ -163,7 +164,7 @@ class ActionsFeed:
 
         Raises when the topic is missing or every broker is down, so its supervisor restarts it.
         """
-        consumer = Consumer(self._config)
+        consumer = Consumer({"logger": LIBRDKAFKA_LOG, **self._config})  # its lines through logging, rate-limited
         try:
             await asyncio.to_thread(self._assign, consumer)
             if self.caught_up.is_set() and handle is not None:

@@ -27,13 +27,14 @@ from pydantic import SecretStr
 
 from producers.alertmanager import WebhookBody, WebhookRefusedError, webhook_to_events
 from producers.publisher import Publisher, PublishError
+from producers.quota import IngestQuota
 from producers.seed_event import SeedEvent, seed_to_event
 from schemas.codec import Codec, make_codec
 from schemas.limits import MAX_ALERT_RECORD_BYTES, MAX_EVENT_BYTES, MAX_WEBHOOK_BYTES, topic_max_record_bytes
 from schemas.records import AlertEvent
 from schemas.topics import DEAD_LETTER
 from streams.api.edge import BodyLimit, parse_model, read_body, route_label
-from streams.api.intake import InputRefusedError, Refusal, refusal_letter, too_large_reason
+from streams.api.intake import InputRefusedError, QuotaExceededError, Refusal, refusal_letter, too_large_reason
 from streams.api.loops import Loops
 from streams.stages.metrics import StageMetrics
 from streams.stages.normalize import Normalize
@@ -109,6 +110,7 @@ def create_app(
     codec: Codec | None = None,
     body_limits: Mapping[str, int] | None = None,
     topic_prefix: str = "",
+    quota: IngestQuota | None = None,
 ) -> FastAPI:
     """The core routes. ``loops``: the process's background loops, reported by /readyz and /healthz;
     ``codec`` measures records against their limits (the publisher's codec; Avro by default)."""
@@ -137,6 +139,10 @@ def create_app(
     async def _refused(_: Request, exc: InputRefusedError) -> JSONResponse:
         return exc.response()
 
+    @app.exception_handler(QuotaExceededError)
+    async def _over_quota(_: Request, exc: QuotaExceededError) -> JSONResponse:
+        return exc.response()
+
     async def refuse(refusal: Refusal, stage: str) -> Exception:
         """Keep the refused input in dead-letter, then answer its 4xx; if even that publish fails, 503."""
         metrics.failed.labels(stage, refusal.error_type).inc()
@@ -154,6 +160,12 @@ def create_app(
         return InputRefusedError(refusal)
 
     async def publish(events: list[AlertEvent], stage: str, *, tenant: str, payload: bytes) -> dict[str, Any]:
+        if quota is not None:
+            admission = quota.admit(tenant, len(events), source=dead_letter_source[stage])
+            if not admission.admitted:
+                logger.info("%s: tenant over its ingest quota, %d alert(s) deferred to the sender", stage,
+                            len(events), extra={"tenant": tenant, "stage": stage})
+                raise QuotaExceededError(tenant, len(events), admission.retry_after_s)
         outs = [normalize.accept(event) for event in events]
         for index, out in enumerate(outs):
             # Checked here, where the input enters, uncompressed: a record that fits the broker only

@@ -258,6 +258,10 @@ class _Approvals:
             logger.warning("slack response_url update failed: %s", exc)
 
 
+#: The shared steps, for the API's own decision route (``streams.api.incidents_routes``: POST /actions/{id}/approve).
+ApprovalSteps = _Approvals
+
+
 async def _body(request: Request) -> bytes:
     body = await request.body()
     if len(body) > MAX_BODY_BYTES:

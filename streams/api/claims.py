@@ -25,6 +25,7 @@ from typing import Any, Protocol
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
 from policies.decision_signature import ApprovalKeys, DecisionSignatureError
+from producers.publisher import LIBRDKAFKA_LOG
 from schemas.codec import Codec
 from schemas.errors import CodecError
 from schemas.records import ApprovalDecision
@@ -140,7 +141,7 @@ class ApprovalsFeed:
             "enable.partition.eof": True,
         }
         config.update(extra or {})
-        self._consumer = Consumer(config)
+        self._consumer = Consumer({"logger": LIBRDKAFKA_LOG, **config})  # its lines through logging, rate-limited
         self._stop = threading.Event()
         self._eof: set[int] = set()
         self._partitions: set[int] = set()

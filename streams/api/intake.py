@@ -73,3 +73,16 @@ def refusal_letter(refusal: Refusal, *, stage: str, source: str, at: datetime | 
         payload_sha256=hashlib.sha256(payload).hexdigest(),
         truncated=len(payload) > room,
     )
+
+
+class QuotaExceededError(StreamsError):
+    """The tenant is over its ingest quota: 429 + Retry-After, nothing kept (the sender retries, nothing is lost)."""
+
+    def __init__(self, tenant: str, count: int, retry_after_s: float) -> None:
+        super().__init__(f"tenant {tenant} is over its ingest quota ({count} alert(s) deferred); retry in "
+                         f"{retry_after_s:.0f}s")
+        self.retry_after_s = retry_after_s
+
+    def response(self) -> JSONResponse:
+        return JSONResponse({"detail": self.message, "reason": "quota_exceeded", "kept": "no: retry"},
+                            status_code=429, headers={"Retry-After": str(int(self.retry_after_s))})

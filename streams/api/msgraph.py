@@ -31,6 +31,7 @@ from producers.msgraph import (
     TokenProvider,
 )
 from producers.publisher import Publisher, PublishError
+from producers.quota import IngestQuota
 from streams.api.loops import LoopBody, LoopHandle, Loops
 
 logger = logging.getLogger(__name__)
@@ -106,6 +107,7 @@ def build_msgraph(
     *,
     tokens: TokenProvider | None = None,
     spool: Spool | None = None,
+    quota: IngestQuota | None = None,
 ) -> GraphIngest:
     """The composition of token provider, Graph client, spool and ingest for one process."""
     provider = tokens or MsalTokenProvider(
@@ -115,7 +117,7 @@ def build_msgraph(
         validate_authority=config.authority_host == "https://login.microsoftonline.com",
     )
     client = GraphClient(http, provider, base_url=config.graph_url, retry=config.retry)
-    return GraphIngest(config, client, publisher, spool or make_spool(config))
+    return GraphIngest(config, client, publisher, spool or make_spool(config), quota=quota)
 
 
 def msgraph_maintenance(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 
 import uvicorn
 from fastapi import FastAPI
@@ -19,6 +20,7 @@ from streams.settings import Settings, client_config, producer_config
 from streams.stages.metrics import StageMetrics
 from streams.wiring.http_clients import make_async_client
 from streams.wiring.runtime import ConfigurationError, Stages, build_codec, build_stages, require_bootstrap
+from streams.wiring.tenants import build_ingest_quota
 
 logger = logging.getLogger(__name__)
 
@@ -54,9 +56,11 @@ def build_api(
     app_routers = []
 
     approvals = settings.approvals
-    if approvals.slack_signing_secret or approvals.dingtalk_callback_token or approvals.link_secret:
+    chat = bool(approvals.slack_signing_secret or approvals.dingtalk_callback_token or approvals.link_secret)
+    steps = None  # the decision steps the chat callbacks and POST /actions/{id}/approve|reject share
+    if chat or approvals.api_tokens:
         from schemas.topics import APPROVALS, DEAD_LETTER
-        from streams.api.approvals import approvals_config, build_approvals_router, claims_memory
+        from streams.api.approvals import ApprovalSteps, approvals_config, build_approvals_router, claims_memory
         from streams.api.claims import ApprovalsFeed, SharedClaims
         from streams.stages.approval import Rejection, refusal_letter
         from streams.wiring.decision_keys import build_approval_keys
@@ -73,10 +77,30 @@ def build_api(
             source = APPROVALS.full_name(settings.kafka.topic_prefix)
             await publisher.publish(DEAD_LETTER, source, refusal_letter(rejection, source_topic=source))
 
-        app_routers.append(build_approvals_router(config=config, pending=pending, publisher=publisher,
-                                                  claims=shared_claims, http=make_async_client(settings.http),
-                                                  on_rejection=keep_refusal))
+        steps = ApprovalSteps(config, pending, publisher, shared_claims, None, keep_refusal, lambda: datetime.now(UTC))
+        if chat:
+            app_routers.append(build_approvals_router(config=config, pending=pending, publisher=publisher,
+                                                      claims=shared_claims, http=make_async_client(settings.http),
+                                                      on_rejection=keep_refusal))
 
+    # The incident API (docs/incidents-api.md): its own view of five topics, every replica reads everything.
+    from streams.api.incidents_routes import ApproverTokens, PendingApprovalsCollector, build_incidents_router
+    from streams.api.incidents_view import IncidentsFeed, IncidentsView
+
+    incidents = IncidentsView(keep=timedelta(hours=settings.api.incidents_keep_hours),
+                              max_incidents=settings.api.incidents_max,
+                              approval_keys=steps.config.approval_keys if steps is not None else None)
+    incidents_feed = IncidentsFeed(bootstrap=bootstrap, codec=codec, view=incidents,
+                                   topic_prefix=settings.kafka.topic_prefix, extra=client)
+    loops.add("incidents-feed", incidents_feed.run)
+    registry.register(PendingApprovalsCollector(incidents))  # type: ignore[arg-type]
+    app_routers.append(build_incidents_router(view=incidents, approver_tokens=ApproverTokens(approvals.api_tokens),
+                                              steps=steps))
+    from streams.api.console import build_console_router
+
+    app_routers.append(build_console_router())
+
+    quota = build_ingest_quota(settings, registry)  # one per process: shared by /events, /webhook and Graph
     scopes = build_scopes(settings)
     if not settings.tenants:
         # No tenants configured (loopback only, see run_api): the one default tenant, unscoped, which
@@ -95,7 +119,10 @@ def build_api(
         from producers.imap.state import KafkaCheckpointReader
         from streams.api.msgraph import build_msgraph, create_msgraph_router, msgraph_running
 
-        ingest = build_msgraph(settings.msgraph, publisher, make_async_client(settings.http))
+        ingest = build_msgraph(settings.msgraph, publisher, make_async_client(settings.http), quota=quota)
+        from producers.msgraph.metrics import SubscriptionExpiryCollector
+
+        registry.register(SubscriptionExpiryCollector(ingest.subscriptions))
         app_routers.append(create_msgraph_router(ingest))
         reader = KafkaCheckpointReader(bootstrap, codec, prefix=settings.kafka.topic_prefix, extra=client)
         lifespans.append(_as_none(msgraph_running(ingest, reader, loops=loops)))
@@ -114,6 +141,7 @@ def build_api(
 
     app = create_app(normalize=stages.normalize, publisher=publisher, auth=auth, loops=loops, codec=codec,
                      registry=registry, lifespan=lifespan, topic_prefix=settings.kafka.topic_prefix,
+                     quota=quota,
                      body_limits={WEBHOOK_PATH: MAX_MSGRAPH_NOTIFICATION_BYTES,
                                   "/approvals/slack": MAX_APPROVAL_CALLBACK_BYTES,
                                   "/approvals/dingtalk": MAX_APPROVAL_CALLBACK_BYTES})
@@ -144,6 +172,9 @@ def run_api(settings: Settings) -> None:
     if not auth.enabled:
         logger.warning("no tenant tokens configured: API open on loopback, every request is tenant %r",
                        settings.api.default_tenant)
+    from streams.wiring.build_info import register_build_info
+
+    register_build_info()
     app = build_api(settings, bootstrap, build_stages(settings, StageMetrics()), auth)
     logger.info("api listening on http://%s:%d", settings.api.host, settings.api.port)
     uvicorn.run(app, host=settings.api.host, port=settings.api.port, log_level="warning", access_log=False)

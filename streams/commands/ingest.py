@@ -44,10 +44,16 @@ def ingest_imap(ctx: click.Context, mailbox: str | None, metrics_port: int, metr
     if mailbox not in settings.mailboxes:
         raise click.ClickException(f"no mailbox {mailbox!r}; configured: {', '.join(sorted(settings.mailboxes))}")
     bootstrap = require_bootstrap(settings)
-    # Refused credentials end the process here, in one line (KafkaAuthError), before any mail is fetched.
-    check_cluster(client_config(settings.kafka, bootstrap))
+    # Refused credentials end the process here, in one line (KafkaAuthError), before any mail is fetched; with
+    # --once (cron) no broker there does too, at once.
+    check_cluster(client_config(settings.kafka, bootstrap), fail_fast=once)
     if metrics_port and not once:
+        from streams.wiring.build_info import register_build_info
+
+        register_build_info()
         start_http_server(metrics_port, addr=metrics_host)
+    from streams.wiring.tenants import build_ingest_quota
+
     code = asyncio.run(
         run_ingest(
             settings.mailboxes[mailbox],
@@ -57,6 +63,7 @@ def ingest_imap(ctx: click.Context, mailbox: str | None, metrics_port: int, metr
             schema_registry_url=settings.schema_registry_url,
             metrics_registry=REGISTRY,
             once=once,
+            quota=build_ingest_quota(settings, REGISTRY),
         )
     )
     sys.exit(code)

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import json
 import signal
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -14,6 +14,8 @@ from streams.commands.context import settings_of
 from streams.settings import Settings
 
 if TYPE_CHECKING:
+    from streams.kb.analytics_store import AnalyticsStore
+    from streams.kb.consumer import KbMetrics
     from streams.kb.store import KbStore
 
 
@@ -23,6 +25,34 @@ def _store(settings: Settings) -> KbStore:
     if not settings.kb.enabled:
         raise click.UsageError("set kb.elasticsearch_url (RCAFLOW_KB__ELASTICSEARCH_URL) first")
     return KbStore(make_client(settings.kb), prefix=settings.kb.index_prefix, replicas=settings.kb.replicas)
+
+
+def _consume_until_stopped(settings: Settings, bootstrap: str, client: dict[str, Any],
+                           store: KbStore | AnalyticsStore, *, group_id: str,
+                           metrics: KbMetrics | None = None) -> None:
+    """Run one knowledge-base style consumer group until SIGINT/SIGTERM, then close the Elasticsearch client.
+
+    ``kb run`` and ``kb analytics`` differ only in their store and group: one loop keeps their signal
+    handling and shutdown the same.
+    """
+    from streams.kb.consumer import KbConsumer
+    from streams.wiring.runtime import build_codec
+
+    async def main() -> None:
+        consumer = KbConsumer(bootstrap=bootstrap, extra=client, codec=build_codec(settings), store=store,
+                              topic_prefix=settings.kafka.topic_prefix, group_id=group_id,
+                              batch_size=settings.kb.batch_size, fast_rebalance=settings.kafka.fast_rebalance,
+                              metrics=metrics)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError):
+                loop.add_signal_handler(sig, consumer.stop)
+        await consumer.run()
+
+    try:
+        asyncio.run(main())
+    finally:
+        store.client.close()
 
 
 @click.group("kb")
@@ -36,9 +66,8 @@ def run(ctx: click.Context) -> None:
     """Consume incidents, rca-result, actions and approvals into one document per incident, until SIGTERM."""
     from prometheus_client import start_http_server
 
-    from streams.kb.consumer import KbConsumer
     from streams.settings import client_config
-    from streams.wiring.runtime import build_codec, require_bootstrap
+    from streams.wiring.runtime import require_bootstrap
     from streams.wiring.topics_admin import ensure_topics
 
     settings = settings_of(ctx)
@@ -51,34 +80,72 @@ def run(ctx: click.Context) -> None:
         from prometheus_client import REGISTRY
 
         from streams.kb.analytics import KbStatsCollector
+        from streams.wiring.build_info import register_build_info
+        from streams.wiring.consumer_lag import export_consumer_lag
 
         REGISTRY.register(KbStatsCollector(store.client, settings.kb.index_prefix))
+        register_build_info()
+        export_consumer_lag(client, [f"{settings.kafka.topic_prefix}{settings.kb.group_id}"])
         start_http_server(settings.kb.metrics_port, addr=settings.kb.metrics_host)
 
-    async def main() -> None:
-        consumer = KbConsumer(bootstrap=bootstrap, extra=client, codec=build_codec(settings), store=store,
-                              topic_prefix=settings.kafka.topic_prefix, group_id=settings.kb.group_id,
-                              batch_size=settings.kb.batch_size, fast_rebalance=settings.kafka.fast_rebalance)
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError):
-                loop.add_signal_handler(sig, consumer.stop)
-        await consumer.run()
+    _consume_until_stopped(settings, bootstrap, client, store, group_id=settings.kb.group_id)
 
-    try:
-        asyncio.run(main())
-    finally:
-        store.client.close()
+
+@kb.command("analytics")
+@click.pass_context
+def analytics(ctx: click.Context) -> None:
+    """Keep the daily analytics documents (per tenant, day and class) that `rcaflow stats` reads, until SIGTERM.
+
+    Its own consumer group (kb.analytics_group_id): Elasticsearch being slow or down only makes it fall
+    behind (rcaflow_analytics_lag), never the pipeline or the knowledge base.
+    """
+    from prometheus_client import start_http_server
+
+    from streams.kb.analytics_store import AnalyticsStore
+    from streams.kb.consumer import KbMetrics
+    from streams.kb.store import make_client
+    from streams.settings import client_config
+    from streams.wiring.runtime import require_bootstrap
+    from streams.wiring.topics_admin import ensure_topics
+
+    settings = settings_of(ctx)
+    if not settings.kb.enabled:
+        raise click.UsageError("set kb.elasticsearch_url (RCAFLOW_KB__ELASTICSEARCH_URL) first")
+    store = AnalyticsStore(make_client(settings.kb), prefix=settings.kb.analytics_prefix,
+                           replicas=settings.kb.replicas)
+    bootstrap = require_bootstrap(settings)
+    client = client_config(settings.kafka, bootstrap)
+    ensure_topics(bootstrap, settings.kafka.topic_prefix, extra=client)
+    store.install_template()
+    metrics = KbMetrics(name="rcaflow_analytics")
+    if settings.kb.analytics_metrics_port:
+        from prometheus_client import REGISTRY
+
+        from streams.kb.analytics import AnalyticsCollector
+        from streams.wiring.build_info import register_build_info
+        from streams.wiring.consumer_lag import export_consumer_lag
+
+        REGISTRY.register(AnalyticsCollector(store.client, settings.kb.analytics_prefix))
+        register_build_info()
+        export_consumer_lag(client, [f"{settings.kafka.topic_prefix}{settings.kb.analytics_group_id}"])
+        start_http_server(settings.kb.analytics_metrics_port, addr=settings.kb.metrics_host)
+
+    _consume_until_stopped(settings, bootstrap, client, store, group_id=settings.kb.analytics_group_id,
+                           metrics=metrics)
 
 
 @kb.command("prune")
 @click.option("--keep-months", type=int, help="Months to keep (default: kb.retention_months).")
 @click.pass_context
 def prune(ctx: click.Context, keep_months: int | None) -> None:
-    """Delete whole month indices older than the retention."""
+    """Delete whole month indices older than the retention (the knowledge base's and the analytics' facts)."""
+    from streams.kb.store import KbStore
+
     settings = settings_of(ctx)
     store = _store(settings)
-    for name in store.prune(keep_months or settings.kb.retention_months):
+    facts = KbStore(store.client, prefix=f"{settings.kb.analytics_prefix}-facts")
+    for name in [*store.prune(keep_months or settings.kb.retention_months),
+                 *facts.prune(keep_months or settings.kb.retention_months)]:
         click.echo(f"deleted {name}")
 
 

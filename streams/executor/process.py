@@ -23,10 +23,14 @@ logger = logging.getLogger(__name__)
 def build_verifier(settings: Settings) -> ActionVerifier:
     """What the executor checks every approved record against: the decision keys, the policy, the tenants'
     approvers and write scopes (a ConfigurationError when no decision key is configured)."""
-    return ActionVerifier(build_decision_keys(settings, role="executor"), build_policies(settings),
+    from streams.wiring.tenants import build_tenant_policies
+
+    policies = build_policies(settings)
+    return ActionVerifier(build_decision_keys(settings, role="executor"), policies,
                           approvers={tenant: frozenset(ids) for tenant, ids in settings.approvals.approvers.items()},
                           scopes=build_scopes(settings),
-                          auto_valid_for=timedelta(minutes=settings.security.auto_approval_valid_minutes))
+                          auto_valid_for=timedelta(minutes=settings.security.auto_approval_valid_minutes),
+                          tenant_policies=build_tenant_policies(settings, policies))
 
 
 def run_executor(settings: Settings) -> None:
@@ -40,6 +44,11 @@ def run_executor(settings: Settings) -> None:
     # Also the start-up check: refused credentials end the process here, in one line (KafkaAuthError).
     ensure_topics(bootstrap, settings.kafka.topic_prefix, extra=client)
     if settings.executor.metrics_port:
+        from streams.wiring.build_info import register_build_info
+        from streams.wiring.consumer_lag import export_consumer_lag
+
+        register_build_info()
+        export_consumer_lag(client, [f"{settings.kafka.topic_prefix}{settings.executor.group_id}"])
         start_http_server(settings.executor.metrics_port, addr=settings.executor.metrics_host)
     codec = build_codec(settings)
 

@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import contextvars
 import logging
+import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -35,13 +36,14 @@ from pydantic import ValidationError
 
 from executors import ConfirmPolicy, ExecutionOutcome, Rollback, ToolRegistry, execute
 from executors.base import bound_output
-from producers.publisher import Publisher, PublishError
+from producers.publisher import LIBRDKAFKA_LOG, Publisher, PublishError
 from schemas.codec import Codec
 from schemas.errors import CodecError
 from schemas.records import ActionEvent, ActionState
 from schemas.topics import ACTIONS, DEAD_LETTER
 from streams.errors import StreamsError
 from streams.executor.ledger import LEDGER_SCAN_CONFIG, ActionLedger, scan_targets, scan_to_end
+from streams.executor.metrics import ExecutorMetrics
 from streams.executor.offsets import OffsetTracker
 from streams.executor.rollbacks import rollback_action, rollback_id, rolled_back
 from streams.executor.verify import ActionRefusedError, ActionVerifier, RefusalReason
@@ -98,8 +100,10 @@ class ExecutorService:
         abandon_margin_s: float = 60.0,
         write_retry_s: tuple[float, float] = (0.5, 30.0),
         verifier: ActionVerifier,
+        metrics: ExecutorMetrics | None = None,
     ) -> None:
         self._verifier = verifier
+        self._metrics = metrics if metrics is not None else ExecutorMetrics.on()
         #: Where the cluster is and how to log in (streams.settings.client_config); both consumers get it.
         self._client: dict[str, Any] = {"bootstrap.servers": bootstrap, **(extra or {})}
         self._codec = codec
@@ -133,7 +137,7 @@ class ExecutorService:
         }
         if fast_rebalance:
             config.update({"session.timeout.ms": 6000, "heartbeat.interval.ms": 500})
-        self._consumer = Consumer(config)
+        self._consumer = Consumer({"logger": LIBRDKAFKA_LOG, **config})  # its lines through logging, rate-limited
         self._stopping = asyncio.Event()
 
     def stop(self) -> None:
@@ -280,18 +284,23 @@ class ExecutorService:
                                              "dry_run": self._dry_run, "reason": "executor started"})
         await self._write(running)
         self._ensure_still_owner(running)
+        self._metrics.start(running)
+        started = time.monotonic()
         try:
             outcome = await self._run(running, dry_run=self._dry_run)
         except asyncio.CancelledError:
             # Stopped mid-action (usually while watching a rollout): say so instead of leaving "running" forever.
             # It is not run again after a restart (the ledger sees it started), so a human must look. Once that
             # record is acked the input is settled, so the stop ends this task here rather than re-raising.
-            await self._write(running.model_copy(update={
+            interrupted = running.model_copy(update={
                 "state": ActionState.FAILED, "at": self._clock(),
                 "result": "interrupted: the executor stopped before this action finished or was confirmed; "
-                          "it may have taken effect - check the target"}))
+                          "it may have taken effect - check the target"})
+            await self._write(interrupted)
+            self._metrics.finish(interrupted, time.monotonic() - started, interrupted=True)
             return
         final = outcome.to_action_event(running, at=self._clock())
+        self._metrics.finish(final, time.monotonic() - started, outcome.error_type)
         undo = self._undo_for(running, outcome)
         if undo is not None:
             final = final.model_copy(update={"result": bound_output(
@@ -394,11 +403,13 @@ class ExecutorService:
         logger.warning("executor: %s (%s) was left running since %s; recording it as interrupted",
                        running.action_id, running.name, running.at.isoformat(),
                        extra={"action_id": running.action_id, "tenant": running.tenant})
-        await self._write(running.model_copy(update={
+        interrupted = running.model_copy(update={
             "state": ActionState.FAILED, "at": self._clock(),
             "result": f"interrupted: the executor stopped while running this action (started "
                       f"{running.at.isoformat()}) and never recorded an outcome; not run again - it may have "
-                      "taken effect, check the target"}))
+                      "taken effect, check the target"})
+        await self._write(interrupted)
+        self._metrics.finish(interrupted, None, interrupted=True)
 
     def _undo_for(self, action: ActionEvent, outcome: ExecutionOutcome) -> Rollback | None:
         """The inverse to run now: only for a real run that took effect and failed, when the policy allows it."""
@@ -421,6 +432,7 @@ class ExecutorService:
         outcome = await self._run(rollback, dry_run=False)
         done = outcome.to_action_event(rollback, at=self._clock())
         await self._write(done)
+        self._metrics.rolled_back(failed, done)
         if self._on_outcome:
             self._on_outcome(done)
         await self._mark_rolled_back(done)

@@ -126,8 +126,11 @@ class ActionVerifier:
         scopes: Mapping[str, TenantScope],
         registry: CollectorRegistry = REGISTRY,
         auto_valid_for: timedelta = timedelta(hours=1),
+        tenant_policies: Mapping[str, PolicySet] | None = None,
     ) -> None:
         self.keys = keys
+        #: tenant → its effective policy (base + overlay): what the decide stage decided by, checked again here.
+        self._tenant_policies: Mapping[str, PolicySet] = tenant_policies or {}
         #: No record valid for longer runs; the ledger reads back this far (plus clock skew) on assignment.
         self.max_valid_for = longest_validity(policies, auto_valid_for)
         self._policies = policies
@@ -150,7 +153,7 @@ class ActionVerifier:
             raise refuse(RefusalReason.EXPIRED,
                          f"signed valid for {action.not_after - action.decided_at}, longer than any decider grants "
                          f"({self.max_valid_for}); the executor's replay check reads back only that far")
-        verdict = recheck(action, self._policies)
+        verdict = recheck(action, self._tenant_policies.get(action.tenant, self._policies))
         if verdict.problem is not None:
             raise refuse(RefusalReason.NOT_IN_POLICY, verdict.problem)
         approver = action.approver or ""
@@ -170,7 +173,8 @@ class ActionVerifier:
     def _may_approve(self, action: ActionEvent, approver: str) -> bool:
         if approver and approver in self._approvers.get(action.tenant, ()):
             return True
-        return approver == ANONYMOUS_LINK_APPROVER and self._policies.allows_anonymous_approval(
+        policies = self._tenant_policies.get(action.tenant, self._policies)
+        return approver == ANONYMOUS_LINK_APPROVER and policies.allows_anonymous_approval(
             action.alert_class, action.name)
 
     def refusal(self, error: ActionRefusedError, action: ActionEvent, read: ReadRecord, *,

@@ -1,17 +1,19 @@
-"""Analytics over the knowledge base: per tenant and alert class, incidents, MTTA, MTTR, LLM latency and
-tokens, action adoption and rollback rates, and the noisiest alerts.
+"""Analytics: per tenant and alert class, incidents, MTTA, MTTR, LLM latency and tokens, action adoption and
+rollback rates, and the noisiest alerts.
 
-Read from the KB documents with aggregations rather than kept by a consumer of its own: each document
-already folds everything that happened to one incident (order-independent, idempotent), so the numbers
-are the same after a replay and need no state beyond the index. MTTA here is alert → first diagnosis
-(the first response is posted from it); MTTR is alert → resolved.
+Two readers. ``class_stats``/``KbStatsCollector`` aggregate the knowledge base's documents on the fly
+(``rcaflow kb stats`` and ``rcaflow kb run``'s metrics port). ``AnalyticsCollector`` exports the daily
+documents the analytics consumer keeps (``rcaflow kb analytics``, streams/kb/analytics_store.py),
+which ``rcaflow stats`` also reads. MTTA is alert → first response (the policy's diagnosis, which the
+first message posts); MTTR is alert → resolved.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from datetime import datetime
+import re
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from elasticsearch import Elasticsearch
@@ -117,3 +119,67 @@ class KbStatsCollector:
                 if value is not None:
                     families[name].add_metric(key, value)
         yield from families.values()
+
+
+#: Series the analytics collector exports at most per metric: tenants × classes are bounded by the configured
+#: tenants and the policy's classes, and this caps them should a label ever not be.
+MAX_SERIES = 2000
+_LABEL = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+
+
+class AnalyticsCollector:
+    """``rcaflow kb analytics``'s metrics: the daily documents of the last ``window`` merged per tenant and class.
+
+    Labels are only ``tenant`` and ``alert_class`` (never an alert name: top noisy alerts stay in the
+    documents and ``rcaflow stats``), both checked against a plain-name pattern, and at most MAX_SERIES rows.
+    """
+
+    def __init__(self, client: Elasticsearch, prefix: str, window: timedelta = timedelta(days=7),
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        self._client = client
+        self._prefix = prefix
+        self._window = window
+        self._clock = clock
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        from streams.kb.analytics_store import read_daily
+        from streams.kb.daily import merge
+        from streams.kb.store import KbError
+
+        labels = ["tenant", "alert_class"]
+        days = f" over the last {self._window.days} days"
+        fams = {
+            "incidents": GaugeMetricFamily("rcaflow_analytics_incidents", "Incidents opened" + days, labels=labels),
+            "mtta": GaugeMetricFamily("rcaflow_analytics_mtta_seconds", "Mean alert to first response" + days,
+                                      labels=labels),
+            "mttr": GaugeMetricFamily("rcaflow_analytics_mttr_seconds", "Mean alert to resolved" + days,
+                                      labels=labels),
+            "llm_latency": GaugeMetricFamily("rcaflow_analytics_llm_latency_seconds", "Mean LLM answer latency" + days,
+                                             labels=labels),
+            "llm_tokens": GaugeMetricFamily("rcaflow_analytics_llm_tokens", "LLM tokens spent" + days, labels=labels),
+            "adoption": GaugeMetricFamily("rcaflow_analytics_action_adoption_ratio",
+                                          "Proposed actions that succeeded" + days, labels=labels),
+            "rollback": GaugeMetricFamily("rcaflow_analytics_action_rollback_ratio",
+                                          "Actions that ran and were rolled back" + days, labels=labels),
+        }
+        try:
+            docs = read_daily(self._client, self._prefix, since=self._clock() - self._window)
+        except KbError as exc:  # a scrape must not fail because Elasticsearch is away
+            logger.warning("analytics unavailable: %s", exc)
+            docs = []
+        by_tenant: dict[str, list[dict[str, Any]]] = {}
+        for doc in docs:
+            if _LABEL.fullmatch(str(doc["tenant"])) and _LABEL.fullmatch(str(doc["alert_class"])):
+                by_tenant.setdefault(str(doc["tenant"]), []).append(doc)
+        rows = [(tenant, totals) for tenant, group in sorted(by_tenant.items())
+                for name, totals in merge(group).items() if name != "*"][:MAX_SERIES]
+        for tenant, t in rows:
+            key = [tenant, t.alert_class]
+            fams["incidents"].add_metric(key, t.incidents)
+            fams["llm_tokens"].add_metric(key, t.llm_tokens)
+            latency = None if t.llm_latency_ms is None else t.llm_latency_ms / 1000
+            for name, value in (("mtta", t.mtta_s), ("mttr", t.mttr_s), ("llm_latency", latency),
+                                ("adoption", t.adoption_rate), ("rollback", t.rollback_rate)):
+                if value is not None:
+                    fams[name].add_metric(key, value)
+        yield from fams.values()

@@ -14,18 +14,19 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Protocol
 
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from pydantic import ValidationError
 
+from producers.publisher import LIBRDKAFKA_LOG
 from schemas.codec import Codec
 from schemas.errors import CodecError
 from schemas.records import Record
 from schemas.topics import ACTIONS, APPROVALS, INCIDENTS, RCA_RESULT, TopicSpec
-from streams.kb.store import KbError, KbStore
+from streams.kb.store import ApplyReport, KbError
 
 logger = logging.getLogger(__name__)
 
@@ -33,16 +34,24 @@ KB_TOPICS: tuple[TopicSpec, ...] = (INCIDENTS, RCA_RESULT, ACTIONS, APPROVALS)
 LAG_EVERY_S = 10.0
 
 
-class KbMetrics:
-    """``rcaflow_kb_records_total{topic,outcome}``, ``rcaflow_kb_lag{topic,partition}``, batch failures."""
+class BatchStore(Protocol):
+    """Where a consumer's batches go: the knowledge base (KbStore) or the analytics (AnalyticsStore).
+    ``apply`` returns once every write was acknowledged, or raises KbError (the batch is read again)."""
 
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    def apply(self, records: Iterable[Record]) -> ApplyReport: ...
+
+
+class KbMetrics:
+    """``<name>_records_total{topic,outcome}``, ``<name>_lag{topic,partition}``, batch failures; ``name`` is
+    ``rcaflow_kb`` for the knowledge base and ``rcaflow_analytics`` for the analytics consumer."""
+
+    def __init__(self, registry: CollectorRegistry | None = None, name: str = "rcaflow_kb") -> None:
         kwargs: dict[str, Any] = {"registry": registry} if registry is not None else {}
-        self.records = Counter("rcaflow_kb_records", "Records the knowledge base consumer handled",
+        self.records = Counter(f"{name}_records", "Records the consumer handled",
                                ["topic", "outcome"], **kwargs)
-        self.lag = Gauge("rcaflow_kb_lag", "Records the knowledge base consumer is behind, per partition",
+        self.lag = Gauge(f"{name}_lag", "Records the consumer group is behind, per partition",
                          ["topic", "partition"], **kwargs)
-        self.failures = Counter("rcaflow_kb_batch_failures", "Batches Elasticsearch did not take (retried)",
+        self.failures = Counter(f"{name}_batch_failures", "Batches Elasticsearch did not take (retried)",
                                 **kwargs)
 
 
@@ -52,7 +61,7 @@ class KbConsumer:
         *,
         bootstrap: str,
         codec: Codec,
-        store: KbStore,
+        store: BatchStore,
         extra: Mapping[str, Any] | None = None,
         topic_prefix: str = "",
         group_id: str = "rcaflow-kb",
@@ -79,7 +88,7 @@ class KbConsumer:
         }
         if fast_rebalance:
             config.update({"session.timeout.ms": 6000, "heartbeat.interval.ms": 500})
-        self._consumer = Consumer(config)
+        self._consumer = Consumer({"logger": LIBRDKAFKA_LOG, **config})  # its lines through logging, rate-limited
         self._stopping = asyncio.Event()
 
     def stop(self) -> None:

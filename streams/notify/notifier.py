@@ -79,6 +79,12 @@ class _Sent:
     updated_at: str | None = None
     #: Action id -> the approvers who were sent their own link for it (privately), so a redelivery sends none.
     private: dict[str, list[str]] = field(default_factory=dict)
+    #: The incident whose result the row's (top-level) message shows; the row is keyed by the incident's group.
+    owner: str | None = None
+    #: Later members of the group: incident id -> {"channels": {name: ref + digest}, "actions": [...]}.
+    members: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: Every member ever answered in the group's thread (also those dropped from ``members``): never twice.
+    replied: list[str] = field(default_factory=list)
 
     @classmethod
     def load(cls, raw: object) -> _Sent:
@@ -88,6 +94,8 @@ class _Sent:
         actions = raw.get("actions")
         result = raw.get("result")
         private = raw.get("private")
+        members = raw.get("members")
+        replied = raw.get("replied")
         return cls(
             engine=raw.get("engine") if isinstance(raw.get("engine"), str) else None,
             channels={k: dict(v) for k, v in channels.items() if isinstance(v, Mapping)}
@@ -97,11 +105,16 @@ class _Sent:
             updated_at=raw.get("updated_at") if isinstance(raw.get("updated_at"), str) else None,
             private={k: [str(p) for p in v] for k, v in private.items() if isinstance(v, list)}
             if isinstance(private, Mapping) else {},
+            owner=raw.get("owner") if isinstance(raw.get("owner"), str) else None,
+            members={k: dict(v) for k, v in members.items() if isinstance(v, Mapping)}
+            if isinstance(members, Mapping) else {},
+            replied=[str(r) for r in replied] if isinstance(replied, list) else [],
         )
 
     def dump(self) -> dict[str, Any]:
         return {"engine": self.engine, "channels": self.channels, "actions": self.actions,
-                "result": self.result, "updated_at": self.updated_at, "private": self.private}
+                "result": self.result, "updated_at": self.updated_at, "private": self.private,
+                "owner": self.owner, "members": self.members, "replied": self.replied}
 
     def shown_result(self) -> RcaResult | None:
         if self.result is None:
@@ -186,6 +199,21 @@ def forget_stale(
 
 
 @runtime_checkable
+class ThreadReplies(Protocol):
+    """A channel that can answer under a posted message (Slack: ``thread_ts``): how a group's later members are
+    shown without a second top-level message."""
+
+    async def reply(self, parent: MessageRef, rca: RcaResult, actions: Sequence[ActionEvent],
+                    links: Mapping[str, str] | None = None) -> MessageRef: ...
+
+
+#: Later members whose message (thread reply) a group's row keeps for edits; older ones are only remembered.
+MAX_MEMBERS = 50
+#: Member ids remembered as answered per group row.
+MAX_REPLIED = 2000
+
+
+@runtime_checkable
 class PrivateDelivery(Protocol):
     """A channel that can send one person a message nobody else sees (Slack: a direct message)."""
 
@@ -243,8 +271,14 @@ class Notifier:
         channels = self._channels.get(result.tenant)
         if not channels:
             return None
-        key = self.key(result.tenant, result.incident_id)
+        # One row, so one top-level message, per incident group (an incident alone is its own group).
+        key = self.key(result.tenant, result.incident.group_id or result.incident_id)
         sent = _Sent.load(self._store.get(key))
+        if sent.owner is None and sent.channels:
+            sent.owner = result.incident.group_id or result.incident_id  # a row written before groups
+        if sent.owner is not None and sent.owner != result.incident_id:
+            return await self._member(key, sent, channels, result, actions)
+        sent.owner = result.incident_id
         merged = _merge(sent.actions, actions)
         sent.actions = [_stored(a) for a in merged]
         sent.updated_at = self._clock().isoformat()
@@ -295,6 +329,56 @@ class Notifier:
             raise NotifyStageError(failures)
         return NotificationRef(result.tenant, result.incident_id, self._refs(sent),
                                tuple(posted), tuple(updated), tuple(unchanged))
+
+    async def _member(self, key: str, sent: _Sent, channels: Mapping[str, ApprovalChannel], result: RcaResult,
+                      actions: list[ActionEvent]) -> NotificationRef:
+        """A later member of a group whose message is out: a reply in that message's thread, edited afterwards;
+        never a second top-level message (a channel that cannot reply in a thread shows nothing for it)."""
+        entry = sent.members.get(result.incident_id) or {"channels": {}, "actions": []}
+        raw_known = entry.get("channels")
+        known: dict[str, Any] = dict(raw_known) if isinstance(raw_known, Mapping) else {}
+        merged = _merge(entry.get("actions") or [], actions)
+        digest = _digest(result, merged)
+        posted: list[str] = []
+        updated: list[str] = []
+        unchanged: list[str] = []
+        failures: dict[str, NotifyError] = {}
+        for name, channel in channels.items():
+            mine, top = known.get(name), sent.channels.get(name)
+            try:
+                if mine is None:
+                    if (result.incident_id in sent.replied or top is None or not top.get("ts")
+                            or not isinstance(channel, ThreadReplies)):
+                        unchanged.append(name)  # summarised by the group's message; no second top-level one
+                        continue
+                    parent = MessageRef(channel=name, conversation=top.get("conversation"), ts=top.get("ts"))
+                    ref = await channel.reply(parent, result, merged, self._links(merged))
+                    known[name] = {"conversation": ref.conversation, "ts": ref.ts, "digest": digest}
+                    posted.append(name)
+                elif mine.get("digest") == digest:
+                    unchanged.append(name)
+                else:
+                    ref = MessageRef(channel=name, conversation=mine.get("conversation"), ts=mine.get("ts"))
+                    await channel.update(ref, result, merged)
+                    known[name] = {**mine, "digest": digest}
+                    updated.append(name)
+            except NotifyError as exc:
+                logger.warning("notify: %s failed for member %s of %s: %s", name, result.incident_id, key,
+                               exc.message, extra={"tenant": result.tenant, "incident_id": result.incident_id})
+                failures[name] = exc
+        await self._send_private_links(result, merged, sent, failures)
+        entry = {"channels": known, "actions": [_stored(a) for a in merged]}
+        sent.members.pop(result.incident_id, None)
+        sent.members[result.incident_id] = entry
+        sent.members = dict(list(sent.members.items())[-MAX_MEMBERS:])
+        if posted and result.incident_id not in sent.replied:
+            sent.replied = [*sent.replied, result.incident_id][-MAX_REPLIED:]
+        sent.updated_at = self._clock().isoformat()
+        self._store[key] = sent.dump()
+        if failures:
+            raise NotifyStageError(failures)
+        return NotificationRef(result.tenant, result.incident_id, self._refs(sent), tuple(posted), tuple(updated),
+                               tuple(unchanged))
 
     async def decided(self, action: ActionEvent) -> NotificationRef | None:
         """Show a decision (approved / rejected / expired) or an outcome (succeeded / failed / rolled back).

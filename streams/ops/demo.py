@@ -44,6 +44,7 @@ from schemas.records import (
 from schemas.topics import ACTIONS, DEAD_LETTER, INCIDENTS, NORMALIZED, RAW_MAIL, RCA_RESULT, TopicSpec
 from streams.ops.cleanup import delete_prefixed_topics
 from streams.settings import Settings, client_config, producer_config
+from streams.wiring.kafka_client import check_cluster
 from streams.wiring.runtime import build_codec
 from streams.wiring.supervisor import Stack
 
@@ -210,7 +211,7 @@ def event_row(mail_round: int, name: str, subject: str, event: AlertEvent, f: Fo
         action = f.actions.get(proposed.action_id)
         if action is None or action.state not in _SETTLED:
             return None
-        row.actions.append({"name": action.name, "risk": action.risk.value, "state": action.state.value})
+        row.actions.append({"name": action.name, "risk": action.risk.value, "state": action.outcome})
     return row
 
 
@@ -235,6 +236,8 @@ def run_demo(settings: Settings, *, samples_dir: Path | None, as_json: bool, tim
     files = sorted(folder.glob("*.eml"))
     if not files:
         raise click.ClickException(f"no .eml files in {folder}")
+    if settings.bootstrap:  # a configured cluster that is not there: one line at once, not the roles' patience
+        check_cluster(client_config(settings.kafka, settings.bootstrap), fail_fast=True)
     prefix = f"{settings.kafka.topic_prefix}demo-{uuid.uuid4().hex[:8]}."
     settings = settings.model_copy(update={"kafka": settings.kafka.model_copy(update={"topic_prefix": prefix})})
     tenant = settings.api.default_tenant

@@ -205,7 +205,8 @@ def run_replay(settings: Settings, *, topic: str, window: Window, with_llm: bool
     codec = build_codec(settings)
     client = client_config(settings.kafka, bootstrap)
     with tempfile.TemporaryDirectory(prefix="rcaflow-replay-") as tmp:
-        ensure_topics(bootstrap, shadow, extra=client)  # refused credentials stop the replay here, in one line
+        # refused credentials or no broker stop the replay here, in one line
+        ensure_topics(bootstrap, shadow, extra=client, fail_fast=True)
         try:
             copied = copy_window(bootstrap, spec.full_name(source_prefix), spec.full_name(shadow), window,
                                  label=spec.name, extra=client)

@@ -9,6 +9,7 @@ from typing import Any, NamedTuple
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
 
+from producers.publisher import LIBRDKAFKA_LOG
 from streams.errors import StreamsError
 from streams.wiring.kafka_client import KafkaUnreachableError, check_cluster
 
@@ -45,10 +46,10 @@ def read_messages(bootstrap: str, topic: str, *, timeout: float = 30.0, purpose:
     """Like :func:`read_to_end`, with each record's key and timestamp (``rcaflow topic read``)."""
     client = {"bootstrap.servers": bootstrap, **(extra or {})}
     try:
-        check_cluster(client, timeout=min(timeout, 10.0))
+        check_cluster(client, timeout=min(timeout, 10.0), fail_fast=True)  # only one-shot commands read this way
     except KafkaUnreachableError as exc:
         raise TopicReadError(str(exc)) from exc
-    consumer = Consumer({**client, "group.id": f"rcaflow-{purpose}-{uuid.uuid4().hex[:8]}",
+    consumer = Consumer({"logger": LIBRDKAFKA_LOG, **client, "group.id": f"rcaflow-{purpose}-{uuid.uuid4().hex[:8]}",
                          "enable.auto.commit": False, "auto.offset.reset": "earliest"})
     try:
         try:

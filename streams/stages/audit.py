@@ -98,7 +98,7 @@ def _action_step(chain: AuditChain, action: ActionEvent, source_id: str, context
         kind=kind,
         actor=actor,
         subject_id=action.action_id,
-        action=f"{action.name}:{action.state.value}",
+        action=f"{action.name}:{action.outcome}",  # a dry run reads name:dry-run, never succeeded
         detail={
             "incident_id": action.incident_id,
             "alert_class": action.alert_class,

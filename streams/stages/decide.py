@@ -78,8 +78,11 @@ class Decide:
         context: StageContext | None = None,
         keys: DecisionKeys | None = None,
         auto_valid_for: timedelta = timedelta(hours=1),
+        tenant_policies: Mapping[str, PolicySet] | None = None,
     ) -> None:
         self.policies = policies
+        #: tenant → its effective policy (base + overlay, policies.tenant_overlay); others use ``policies``.
+        self.tenant_policies: Mapping[str, PolicySet] = tenant_policies or {}
         #: Signs what the policy approves by itself, valid ``auto_valid_for`` (None: unsigned, e.g. for explain).
         self.keys = keys
         self.auto_valid_for = auto_valid_for
@@ -104,7 +107,8 @@ class Decide:
             memory[key] = datetime.fromisoformat(at)
             if action_id:
                 went_ahead[key] = action_id
-        decision = decide(result, self.policies, now, last_run=memory, went_ahead=went_ahead)
+        policies = self.tenant_policies.get(result.incident.tenant, self.policies)
+        decision = decide(result, policies, now, last_run=memory, went_ahead=went_ahead)
         inside, refused = within_scope(self.scopes[result.incident.tenant], result, decision.actions)
         decision = Decisions(inside, [*decision.rejected, *refused])
         decision = decision._replace(actions=[self._signed(a, now) for a in decision.actions])

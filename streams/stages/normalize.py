@@ -9,12 +9,15 @@ from policies import PolicySet
 from policies.tenant_scope import SenderNotAllowedError, TenantScope, sender_address
 from producers.fingerprint import event_id
 from producers.imap.headers import header_text
-from producers.mail import MailParseError, TemplateRegistry, parse_mail
+from producers.mail import MailParseError, NotAnAlertError, RejectedRowsError, TemplateRegistry, parse_mail
 from schemas.records import AlertEvent, EventSource, RawMail, SourceKind
 from schemas.topics import NORMALIZED
 from streams.stages.core import Out, Position, StageContext, StageResult
 
 STAGE = "normalize"
+#: Outcomes besides ok / dead_letter: a mail that is not an alert, and one with some rows that are not alerts.
+NOT_AN_ALERT = "not_an_alert"
+PARTIAL = "partial"
 
 
 def mail_sender(raw: bytes) -> str | None:
@@ -80,6 +83,13 @@ class Normalize:
                 registry=self.templates,
                 cluster_names=self.cluster_names.get(mail.tenant),
             )
+        except NotAnAlertError as exc:
+            # Kept (dead-letter, error_type NotAnAlertError, reason "not_an_alert: <reason>: ...") and
+            # counted, never triaged: no event goes on, so no incident and no notification.
+            self.context.count(STAGE, NOT_AN_ALERT)
+            if self.context.metrics:
+                self.context.metrics.mail_not_alert.labels(exc.reason).inc()
+            return StageResult(outcome=NOT_AN_ALERT, refused=exc, tenant=mail.tenant)
         except MailParseError as exc:
             self.context.count(STAGE, "dead_letter")
             return StageResult.refuse(exc, mail.tenant)
@@ -92,6 +102,14 @@ class Normalize:
             )
             for index, event in enumerate(parsed.events)
         ]
+        if parsed.rejected:
+            # The good rows go on; the mail is kept once in dead-letter naming each row that is not an alert.
+            if self.context.metrics:
+                for row in parsed.rejected:
+                    self.context.metrics.mail_rows_rejected.labels(row.reason).inc()
+            self.context.count(STAGE, PARTIAL)
+            return StageResult(outs, outcome=PARTIAL, refused=RejectedRowsError(parsed.rejected, len(outs)),
+                               tenant=mail.tenant)
         self.context.count(STAGE, "ok")
         return StageResult(outs)
 

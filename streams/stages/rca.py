@@ -68,7 +68,8 @@ class Rca:
             )
         metrics = self.context.metrics
         if metrics:
-            metrics.end_to_end.observe(max(0.0, (self.context.now() - incident.event.received_at).total_seconds()))
+            waited = (self.context.now() - incident.event.received_at).total_seconds()
+            metrics.end_to_end.labels(metrics.tenant_label(incident.tenant)).observe(max(0.0, waited))
         self.context.count(STAGE, "ok")
         return StageResult([Out(RCA_RESULT, f"{incident.tenant}:{incident.incident_id}", result)])
 

@@ -39,16 +39,28 @@ class ModelUnavailableError(StreamsError, TransientError):
     retriable = True
 
 
-def brief_for(cls: CompiledClass, incident: Incident) -> ClassBrief:
+def policy_diagnosis(cls: CompiledClass, triaged: RcaResult | None) -> str | None:
+    """The id of the diagnosis the policy's triage chose (by its text, unique within a class), or None."""
+    if triaged is None or triaged.engine is not Engine.POLICY:
+        return None
+    return next((d.id for d in cls.spec.diagnoses if d.diagnosis == triaged.diagnosis), None)
+
+
+def brief_for(cls: CompiledClass, incident: Incident, triaged: RcaResult | None = None) -> ClassBrief:
     """The policy's view of the class for this incident, as data for the LLM prompt and gate.
 
     Bound parameters become their single rendered value; actions whose preconditions fail or whose
-    parameters cannot be rendered safely are not offered at all.
+    parameters cannot be rendered safely are not offered at all, nor (given the policy's own
+    ``triaged`` result) actions whose ``not_for`` names the diagnosis the evidence chose: the model
+    may not propose a restart the evidence says would not help (the gate drops it as not offered).
     """
     variables = variables_for(cls, incident)
     context = context_for(incident)
+    diagnosis = policy_diagnosis(cls, triaged)
     allowed: list[AllowedAction] = []
     for spec in cls.spec.actions:
+        if diagnosis is not None and diagnosis in spec.not_for:
+            continue
         if not all(expr.evaluate(context) is True for expr in cls.preconditions.get(spec.name, [])):
             continue
         try:
@@ -133,9 +145,12 @@ class SecondOpinion:
         rounds = self.evidence
         fetch = rounds.fetcher(triage.incident, self.context.now()) if rounds is not None else None
         past = await self.similar(triage.incident) if self.similar is not None else ()
-        outcome = await analyse(self._client, triage.incident, brief_for(cls, triage.incident), triage.evidence, past,
+        brief = brief_for(cls, triage.incident, triage)
+        outcome = await analyse(self._client, triage.incident, brief, triage.evidence, past,
                                 fetch_evidence=fetch, budget=rounds.budget if rounds is not None else None)
         if isinstance(outcome, LlmFailure):
+            if self.context.metrics:
+                self.context.metrics.llm_errors.labels(outcome.kind).inc()
             if outcome.retriable:
                 self.context.count(STAGE, f"waiting:{outcome.kind}")
                 raise ModelUnavailableError(f"no answer from the LLM for incident {triage.incident_id} "

@@ -32,6 +32,10 @@ _ATTEMPT_S = 1.0
 #: librdkafka's words for a peer that hung up on a PLAINTEXT client right after connecting: the listener
 #: wants SASL or TLS (Kafka closes such connections without an answer).
 _HUNG_UP = "connection closed by peer"
+#: librdkafka's words for an address where nothing can answer: a one-shot command stops at once on them.
+_NOTHING_THERE = ("Connection refused", "Failed to resolve", "Name or service not known")
+#: The longest a one-shot command (``fail_fast``) waits for a broker that neither answers nor refuses.
+FAIL_FAST_S = 4.0
 
 
 class KafkaUnreachableError(StreamsError):
@@ -69,6 +73,15 @@ class _ErrorWatch:
         if len(self.logs) < 50:
             self.logs.append(message % args if args else message)
 
+    def connect_failure(self) -> str | None:
+        """librdkafka's words when nothing listens there (connection refused, name not resolved), else None."""
+        for error in self.errors:
+            text = error.str()
+            if error.code() in (KafkaError._TRANSPORT, KafkaError._RESOLVE) and any(
+                    word in text for word in _NOTHING_THERE):
+                return _detail(text)
+        return None
+
     def refusal(self, protocol: str) -> str | None:
         """Why the cluster refused us, when it did: a failed login, a failed TLS handshake, or a hang-up."""
         for error in self.errors:
@@ -90,27 +103,44 @@ def _detail(text: str) -> str:
     return re.sub(r"\s*\(after \d+ms in state \w+\)$", "", detail)
 
 
-def check_cluster(config: Mapping[str, Any], *, timeout: float = 15.0) -> ClusterMetadata:
+def check_cluster(config: Mapping[str, Any], *, timeout: float = 15.0, fail_fast: bool = False) -> ClusterMetadata:
     """The cluster's metadata, fetched with ``config``; a refused login fails at once, not after ``timeout``.
 
+    ``fail_fast`` (one-shot commands: stats, audit verify, topic read, replay ...): an address where nothing
+    listens fails at once too, and silence after :data:`FAIL_FAST_S`. Without it (long-running processes,
+    which a supervisor may restart while the broker restarts too) such an address is said once as a warning and
+    waited for until ``timeout``.
+
     Raises :class:`KafkaAuthError` (fix ``kafka.security``; retrying cannot help) or
-    :class:`KafkaUnreachableError` (nothing answered within ``timeout``).
+    :class:`KafkaUnreachableError` (nothing answered).
     """
     watch = _ErrorWatch()
     hooks: dict[str, Any] = {"error_cb": watch, "logger": watch}
     admin = AdminClient({**config, **hooks})
     protocol = str(config.get("security.protocol", "plaintext")).upper()
+    if fail_fast:
+        timeout = min(timeout, FAIL_FAST_S)
     deadline = time.monotonic() + timeout
     last: KafkaException | None = None
+    warned = False
     while True:
         try:
-            return admin.list_topics(timeout=max(0.1, min(_ATTEMPT_S, deadline - time.monotonic())))
+            attempt = _ATTEMPT_S / 4 if fail_fast else _ATTEMPT_S
+            return admin.list_topics(timeout=max(0.1, min(attempt, deadline - time.monotonic())))
         except KafkaException as exc:
             last = exc
         admin.poll(0)  # serve the error callbacks and log lines queued meanwhile
         refused = watch.refusal(protocol)
         if refused is not None:
             raise KafkaAuthError(f"kafka: {refused.format(where=describe(config))}: check kafka.security")
+        nothing_there = watch.connect_failure()
+        if nothing_there is not None and fail_fast:
+            raise KafkaUnreachableError(f"kafka: no broker at {describe(config)} ({nothing_there}): is it running, "
+                                        "and is KAFKA_BOOTSTRAP_SERVERS right?")
+        if nothing_there is not None and not warned:
+            logger.warning("kafka: no broker at %s (%s); waiting up to %.0f s", describe(config), nothing_there,
+                           timeout)
+            warned = True
         if time.monotonic() >= deadline:
             break
     raise KafkaUnreachableError(f"kafka: no broker answered at {describe(config)} within {timeout:.0f} s "

@@ -59,10 +59,42 @@ class Redacting(logging.Formatter):
         return text
 
 
+#: Loggers of the Kafka clients and stream library, whose reconnect loops repeat the same line many times a second.
+CLIENT_LOGGERS = ("aiokafka", "faust", "mode", "kafka", "librdkafka", "confluent_kafka", "streams.wiring.kafka_client")
+
+
+class OncePer(logging.Filter):
+    """Lets the same message of a client logger through at most once per ``seconds``.
+
+    A broker that is down makes aiokafka/librdkafka log the same connection error for every retry; the first
+    line says everything, the next hundreds bury it.
+    """
+
+    def __init__(self, seconds: float = 30.0, loggers: tuple[str, ...] = CLIENT_LOGGERS) -> None:
+        super().__init__()
+        self._seconds = seconds
+        self._loggers = loggers
+        self._last: dict[tuple[str, str], float] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.startswith(self._loggers):
+            return True
+        key = (record.name, record.getMessage())
+        now = record.created
+        last = self._last.get(key)
+        if last is not None and now - last < self._seconds:
+            return False
+        if len(self._last) > 1000:
+            self._last.clear()
+        self._last[key] = now
+        return True
+
+
 def setup_logging(level: str = "INFO", json_lines: bool = False, secrets: Iterable[str] = ()) -> None:
     handler = logging.StreamHandler(sys.stderr)
     inner = JsonFormatter() if json_lines else ContextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     handler.setFormatter(Redacting(inner, secrets))
+    handler.addFilter(OncePer())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from executors.evidence import EvidenceRunner
 from policies import PolicySet
-from streams.settings import Settings
+from streams.settings import Settings, TenantLlmSettings
 from streams.stages.core import StageContext
 from streams.stages.rca import LlmEvidence
 from streams.stages.second_opinion import SecondOpinion
@@ -28,18 +28,24 @@ def build_evidence_runner(settings: Settings) -> EvidenceRunner | None:
     from streams.wiring.tools import build_evidence_toolset
 
     config = settings.evidence
-    if not config.any_backend:
+    own = {name: t.evidence for name, t in settings.tenants.items() if t.evidence.any_backend}
+    if not (config.any_backend or own):
         return None
-    tools = build_evidence_toolset(settings)
-    return EvidenceRunner(tools, call_timeout_s=config.call_timeout_s, budget_s=config.budget_s,
-                          concurrency=config.concurrency)
+    tools = build_evidence_toolset(settings) if config.any_backend else {}
+    runner = EvidenceRunner(tools, call_timeout_s=config.call_timeout_s, budget_s=config.budget_s,
+                            concurrency=config.concurrency)
+    if not own:
+        return runner
+    from streams.wiring.tenants import build_tenant_evidence_runner
+
+    return build_tenant_evidence_runner(settings, runner, own)
 
 
 def build_second_opinion(settings: Settings, policies: PolicySet, context: StageContext) -> SecondOpinion | None:
     """The LLM second opinion, or None when no API key (or explicit switch) enables it."""
     if not settings.llm_enabled:
         return None
-    from executors.llm import LlmClient, LlmConfig, ResponseMode
+    from executors.llm import LlmClient, LlmConfig, ResponseMode, TenantLimitConfig
 
     key = settings.qwen_api_key
     config = LlmConfig(
@@ -53,6 +59,11 @@ def build_second_opinion(settings: Settings, policies: PolicySet, context: Stage
         max_concurrency_per_tenant=settings.llm.max_concurrency_per_tenant,
         rate_per_tenant_per_s=settings.llm.rate_per_tenant_per_s,
         burst_per_tenant=settings.llm.burst_per_tenant,
+        tenant_limits={
+            name: TenantLimitConfig(max_concurrency=t.llm.max_concurrency, rate=t.llm.rate_per_s,
+                                    burst=t.llm.burst, tokens_per_hour=t.llm.tokens_per_hour)
+            for name, t in settings.tenants.items() if t.llm != TenantLlmSettings()
+        },
     )
     client = LlmClient(config, make_async_client(settings.http))
     evidence = build_llm_evidence(settings)

@@ -23,6 +23,7 @@ from streams.stages.normalize import Normalize
 from streams.stages.rca import Rca
 from streams.stages.second_opinion import SecondOpinion
 from streams.wiring.decision_keys import optional_approval_keys, optional_decision_keys
+from streams.wiring.tenants import build_tenant_policies
 
 logger = logging.getLogger(__name__)
 
@@ -114,7 +115,8 @@ def build_stages(
         rca=Rca(policies, evidence, scopes=scopes, context=context),
         second_opinion=second_opinion,
         decide=Decide(policies, scopes=scopes, context=context, keys=keys,
-                      auto_valid_for=timedelta(minutes=settings.security.auto_approval_valid_minutes)),
+                      auto_valid_for=timedelta(minutes=settings.security.auto_approval_valid_minutes),
+                      tenant_policies=build_tenant_policies(settings, policies)),
         approval=Approval(context=context, keys=keys, approval_keys=optional_approval_keys(settings)),
         audit=Audit(context=context),
     )

@@ -33,12 +33,17 @@ AWAITING_APPROVAL = "awaiting-approval"
 ACTION_COOLDOWNS = "action-cooldowns"
 NOTIFIED = "notified"
 APPROVAL_DECISIONS = "approval-decisions"
-WORKER_TABLES = (DEDUP_STATE, AUDIT_HEAD, AWAITING_APPROVAL, ACTION_COOLDOWNS, NOTIFIED, APPROVAL_DECISIONS)
+#: Open incident groups per tenant:scope (the correlate agent; docs/correlation.md).
+INCIDENT_GROUPS = "incident-groups"
+WORKER_TABLES = (DEDUP_STATE, AUDIT_HEAD, AWAITING_APPROVAL, ACTION_COOLDOWNS, NOTIFIED, APPROVAL_DECISIONS,
+                 INCIDENT_GROUPS)
 #: Internal topics of the worker (frozen), after ``<prefix><app id>``.
 NOTIFY_INPUT_SUFFIX = "-notify-input"
 AUDIT_INPUT_SUFFIX = "-audit-input"
 #: Resolved incidents, one record per action key the approvals side must withdraw if it still waits.
 WITHDRAW_INPUT_SUFFIX = "-withdraw-input"
+#: Dedup's incident records re-keyed tenant:cluster, so the members of one incident group meet in one partition.
+CORRELATE_INPUT_SUFFIX = "-correlate-input"
 #: What names the decide agent's repartition topic (frozen): agent name, the topic it reads, the group_by name.
 #: Faust's ``group_by`` derived the name from these; the worker's own decide-route agent now sends to that same
 #: topic (awaited and retried), so deployed clusters keep their records in flight and committed offsets.
@@ -91,6 +96,7 @@ def worker_topics(prefix: str, app_id: str, partitions: int) -> tuple[InternalTo
         InternalTopic(f"{base}{NOTIFY_INPUT_SUFFIX}", partitions, MAX_RECORD_BYTES),
         InternalTopic(f"{base}{AUDIT_INPUT_SUFFIX}", partitions, audited),
         InternalTopic(f"{base}{WITHDRAW_INPUT_SUFFIX}", partitions, topic_max_record_bytes(INCIDENTS.name)),
+        InternalTopic(f"{base}{CORRELATE_INPUT_SUFFIX}", partitions, topic_max_record_bytes(INCIDENTS.name)),
         InternalTopic(repartition_topic_name(prefix, agent, source, group), partitions,
                       topic_max_record_bytes(source)),
         *(InternalTopic(f"{base}-{table}-changelog", partitions, MAX_RECORD_BYTES, {"cleanup.policy": "compact"})
@@ -108,15 +114,18 @@ def ensure_topics(
     *,
     extra: Mapping[str, Any] | None = None,
     internal: Iterable[InternalTopic] = (),
+    fail_fast: bool = False,
 ) -> list[str]:
     """Create what is missing; an existing topic is left as it is. Returns the names created.
+
+    ``fail_fast``: for one-shot commands, an address where nothing listens fails at once (see ``check_cluster``).
 
     ``internal``: the worker's own topics (:func:`worker_topics`), created with the rest.
     ``extra``: the client properties of :func:`streams.settings.client_config` (security); a refused login
     raises ``KafkaAuthError`` at once, an absent broker ``KafkaUnreachableError`` after ``timeout``.
     """
     config = {"bootstrap.servers": bootstrap, **(extra or {})}
-    existing = set(check_cluster(config, timeout=timeout).topics)
+    existing = set(check_cluster(config, timeout=timeout, fail_fast=fail_fast).topics)
     admin = AdminClient(config)
     wanted = [
         NewTopic(

@@ -43,6 +43,7 @@ from streams.notify.requests import (
 )
 from streams.stages import approval as approval_stage
 from streams.stages import audit as audit_stage
+from streams.stages import correlate as correlate_stage
 from streams.stages import decide as decide_stage
 from streams.stages import dedup as dedup_stage
 from streams.stages import normalize as normalize_stage
@@ -50,6 +51,7 @@ from streams.stages import rca as rca_stage
 from streams.stages.approval import Approval, forget_decisions, pending_change, refusal_letter, refuse_decision
 from streams.stages.audit import AUDITED, Audit, Auditable, content_id, is_audited
 from streams.stages.core import Out, Position, StageContext, StageResult, outputs
+from streams.stages.correlate import Correlate
 from streams.stages.decide import UNKNOWN_GROUP, Decide, group_key
 from streams.stages.dedup import Dedup
 from streams.stages.normalize import Normalize
@@ -109,7 +111,14 @@ def register_dedup(worker: WorkerApp, stage: Dedup) -> None:
         result = stage(event, table.get(key))
         # Output first: a crash between the two re-delivers the event, and the
         # deterministic incident id makes the re-sent incident the same incident.
-        await worker.send(outputs(dedup_stage.STAGE, result, value, pos, context))
+        # Incident records go to the correlate agent (re-keyed by tenant:cluster), which puts them on incidents.
+        outs = outputs(dedup_stage.STAGE, result, value, pos, context)
+        await worker.send([o for o in outs if o.spec is not INCIDENTS])
+        name = worker.correlate_input.get_topic_name()
+        for out in outs:
+            if out.spec is INCIDENTS and isinstance(out.record, Incident):
+                await worker.forward(worker.correlate_input, correlate.route_key(out.record).encode("utf-8"),
+                                     await worker.encode(out.record, topic=name))
         if result.outcome == dedup_stage.RESOLVED:
             await withdraw_waiting(result)
         if result.state is not None:
@@ -128,6 +137,29 @@ def register_dedup(worker: WorkerApp, stage: Dedup) -> None:
     async def dedup(stream: faust.StreamT[bytes]) -> None:
         async for value, pos in values(stream):
             with timed(context, dedup_stage.STAGE):
+                await guard.run(value, pos, partial(handle, value, pos))
+
+    correlate = Correlate(stage.policies, context=context)
+    register_correlate(worker, correlate)
+
+
+def register_correlate(worker: WorkerApp, stage: Correlate) -> None:
+    """Dedup's incident records, keyed tenant:cluster, get their group and go on to incidents (one out per in)."""
+    context, groups = stage.context, worker.tables.groups
+    guard = Guard(worker, correlate_stage.STAGE, context)
+
+    async def handle(value: bytes, pos: Position) -> None:
+        key = key_text(pos)
+        incident = await guard.decode(value, Incident, pos)
+        result = stage(incident, groups.get(key))
+        await worker.send(result.outputs)  # first: a crash re-delivers the record and it finds the same group
+        if result.state is not None:
+            groups[key] = result.state
+
+    @worker.app.agent(worker.correlate_input, name=correlate_stage.STAGE)
+    async def correlate_agent(stream: faust.StreamT[bytes]) -> None:
+        async for value, pos in values(stream):
+            with timed(context, correlate_stage.STAGE):
                 await guard.run(value, pos, partial(handle, value, pos))
 
 
@@ -204,7 +236,9 @@ def register_decide(worker: WorkerApp, stage: Decide, notify: NotifyRequests) ->
             if decided.state is not None:
                 cooldowns[key] = decided.state
         actions = [o.record for o in decided.outputs if isinstance(o.record, ActionEvent)]
-        await notify.send(result.tenant, result.incident_id, result_request(result, actions))
+        # Keyed by the incident's group: one row, so one message, per group (docs/correlation.md).
+        await notify.send(result.tenant, result.incident.group_id or result.incident_id,
+                          result_request(result, actions))
 
     @worker.app.agent(worker.decide_input, name="decide")
     async def decide(stream: faust.StreamT[bytes]) -> None:

@@ -29,8 +29,10 @@ from streams.wiring.topics_admin import (
     AUDIT_HEAD,
     AUDIT_INPUT_SUFFIX,
     AWAITING_APPROVAL,
+    CORRELATE_INPUT_SUFFIX,
     DECIDE_GROUP_BY,
     DEDUP_STATE,
+    INCIDENT_GROUPS,
     NOTIFIED,
     NOTIFY_INPUT_SUFFIX,
     WITHDRAW_INPUT_SUFFIX,
@@ -78,6 +80,8 @@ class Tables:
     #: The first decision per tenant:action-id, so a second one (another API replica, a replay) is refused with
     #: who decided what and when.
     decided: TableT[str, Any]
+    #: Open incident groups per tenant:cluster (the correlate agent), keyed like its input topic.
+    groups: TableT[str, Any]
 
 
 #: How encoded records leave the worker: (topic, key, value). Faust's producer by default; tests of a single
@@ -175,6 +179,9 @@ class WorkerApp:
         # rca-result re-keyed by tenant:fingerprint (the decide-route agent), so one target's cooldown memory
         # lives in one partition. The name is the one Faust's group_by derived before (frozen: records in flight
         # and the group's offsets on deployed clusters); the forward is now ours, awaited and retried.
+        # Dedup's incident records re-keyed tenant:cluster, so the members of one group meet in one partition.
+        self.correlate_input = self.app.topic(f"{base}{CORRELATE_INPUT_SUFFIX}", key_type=bytes, value_type=bytes,
+                                              partitions=self.partitions, internal=True)
         self.decide_input = self.app.topic(repartition_topic_name(prefix, *DECIDE_GROUP_BY), key_type=bytes,
                                            value_type=bytes, partitions=self.partitions, internal=True)
 
@@ -189,6 +196,7 @@ class WorkerApp:
             cooldowns=table(ACTION_COOLDOWNS),
             notified=table(NOTIFIED),
             decided=table(APPROVAL_DECISIONS),
+            groups=table(INCIDENT_GROUPS),
         )
         # Faust fetched stream partitions while seeking them after an assignment (lost and stalled records).
         seek_before_fetching(self.app)
@@ -211,8 +219,10 @@ class WorkerApp:
     async def forward(self, topic: faust.TopicT, key: bytes, value: bytes,
                       headers: list[tuple[str, bytes]] | None = None, partition: int | None = None) -> None:
         """Sends bytes as they are (routing, notify requests), acked like :meth:`send`."""
-        await retry_transient(partial(_send_acked, topic, key, value, headers, partition),
-                              f"sending to {topic.get_topic_name()}")
+        # Plain records go through the same delivery seam as :meth:`send` (tests of one agent collect them).
+        deliver = partial(self._deliver, topic, key, value) if headers is None and partition is None else \
+            partial(_send_acked, topic, key, value, headers, partition)
+        await retry_transient(deliver, f"sending to {topic.get_topic_name()}")
 
     async def encode(self, record: Record, *, topic: str) -> bytes:
         """The record's bytes; a registry-backed codec may call the registry, so it runs off the event loop."""

@@ -55,9 +55,15 @@ def run_worker(settings: Settings) -> None:
     ensure_topics(bootstrap, prefix, extra=client_config(settings.kafka, bootstrap),
                   internal=worker_topics(prefix, settings.worker.app_id, settings.worker.partitions))
     if settings.worker.metrics_port:
+        from streams.wiring.build_info import register_build_info
+        from streams.wiring.consumer_lag import export_consumer_lag
+
+        register_build_info()
+        export_consumer_lag(client_config(settings.kafka, bootstrap), [f"{prefix}{settings.worker.app_id}"])
         serve_health(settings.worker.metrics_port, settings.worker.metrics_host, settings.worker.stuck_after_s)
     # Faust creates only the last path component; on a fresh machine ~/.local/state/rcaflow is not there yet.
     settings.worker.data_dir.mkdir(parents=True, exist_ok=True)
-    worker = build_worker(settings, bootstrap, build_stages(settings, StageMetrics(), engines=True))
+    stages = build_stages(settings, StageMetrics(tenants=settings.tenants), engines=True)
+    worker = build_worker(settings, bootstrap, stages)
     logger.info("worker %s starting on %s", worker.app.conf.id, bootstrap)
     faust.Worker(worker.app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False).execute_from_commandline()

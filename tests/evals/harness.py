@@ -120,7 +120,7 @@ def run_case(folder: Path, policies: PolicySet | None = None) -> CaseScore:
     result = policy
     engine = "policy"
     if cls is not None:
-        outcome = asyncio.run(_run_llm(case, incident, brief_for(cls, incident), policy))
+        outcome = asyncio.run(_run_llm(case, incident, brief_for(cls, incident, policy), policy))
         if isinstance(outcome, LlmRca):
             result = outcome.to_rca_result(incident, NOW, policy.evidence)
             engine = "llm" + ("+repair" if outcome.repaired else "")

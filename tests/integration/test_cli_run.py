@@ -120,7 +120,7 @@ def test_demo_prints_every_class_then_shows_dedup(broker: object, tmp_path: Path
     analysed = [r for r in first if not r["suppressed"] and r["incident_id"]]
     assert analysed and all(r["actions"] for r in analysed)
     states = {a["state"] for r in analysed for a in r["actions"]}  # type: ignore[attr-defined]
-    assert {"succeeded", "awaiting_approval"} <= states
+    assert {"dry-run", "awaiting_approval"} <= states and "succeeded" not in states  # the demo acts on nothing
     # The second round is all repeats: nothing new is analysed or run.
     assert second and all(r["suppressed"] or not r["incident_id"] for r in second)
     # On a real cluster the demo leaves nothing behind: its topics and the worker's internal ones are deleted.
@@ -139,4 +139,4 @@ def test_demo_smoke_on_tansu(tmp_path: Path) -> None:
     analysed = [r for r in rows if not r["suppressed"] and r["incident_id"]]
     assert analysed and all(r["actions"] for r in analysed)
     states = {a["state"] for r in analysed for a in r["actions"]}  # type: ignore[attr-defined]
-    assert {"succeeded", "awaiting_approval"} <= states
+    assert {"dry-run", "awaiting_approval"} <= states and "succeeded" not in states  # the demo acts on nothing

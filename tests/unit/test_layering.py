@@ -72,7 +72,11 @@ SHARED = ("streams.errors",)
 #: Inside streams: each room and the rooms it may use. cli and commands sit on top and may use them all.
 ROOM_MAY_IMPORT = {
     "streams.errors": (),
-    "streams.settings": (),
+    "streams.settings": ("streams.settings_fields", "streams.settings_unknown"),
+    # The settings model's walker, its unknown-key check and the generated reference: the settings room's helpers.
+    "streams.settings_fields": (),
+    "streams.settings_unknown": ("streams.settings_fields",),
+    "streams.settings_reference": ("streams.settings_fields", "streams.settings"),
     "streams.stages": ("streams.stages",),
     "streams.notify": ("streams.notify", "streams.stages", "streams.settings"),
     "streams.broker": ("streams.broker",),
@@ -81,7 +85,8 @@ ROOM_MAY_IMPORT = {
     "streams.worker": ("streams.worker", "streams.stages", "streams.notify", "streams.wiring", "streams.settings"),
     "streams.api": ("streams.api", "streams.stages", "streams.notify", "streams.wiring", "streams.settings"),
     "streams.executor": ("streams.executor", "streams.wiring", "streams.settings"),
-    "streams.ops": ("streams.ops", "streams.wiring", "streams.stages", "streams.settings", "streams.broker"),
+    "streams.ops": ("streams.ops", "streams.wiring", "streams.stages", "streams.settings", "streams.broker",
+                    "streams.settings_fields", "streams.settings_unknown"),
     "streams.kb": ("streams.kb", "streams.settings"),
 }
 

@@ -51,4 +51,5 @@ def test_failing_samples_and_no_receiver_series_is_the_receiver_rejecting(promet
     actions = {o.record.name: o.record for o in decided.outputs if isinstance(o.record, ActionEvent)}
     assert isinstance(decided.subject, RcaResult) and "rejects" in decided.subject.diagnosis
     assert actions["collect_diagnostics"].state is ActionState.APPROVED
-    assert actions["restart_prometheus_pod"].state is ActionState.AWAITING_APPROVAL
+    # The receiver is at fault: restarting the sender cannot help, so the policy's `not_for` keeps it out.
+    assert "restart_prometheus_pod" not in actions, sorted(actions)

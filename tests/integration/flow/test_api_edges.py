@@ -52,11 +52,13 @@ def test_readiness_recovers_when_the_topics_appear_after_the_api_started(broker:
     with TestClient(app) as client:
         # No topics yet: not ready, and /readyz says which loop and why.
         _until(lambda: {loop["state"] for loop in client.get("/readyz").json()["loops"].values()} == {"down"},
-               "both feeds reported down")
+               "every feed reported down")
         ready = client.get("/readyz")
-        assert ready.status_code == 503 and ready.json()["not_up"] == ["actions-feed", "approvals-feed"]
+        assert ready.status_code == 503
+        assert ready.json()["not_up"] == ["actions-feed", "approvals-feed", "incidents-feed"]
         assert "actions" in ready.json()["loops"]["actions-feed"]["reason"]
         assert "approvals" in ready.json()["loops"]["approvals-feed"]["reason"]
+        assert ready.json()["loops"]["incidents-feed"]["reason"]
         # Down past the limit: liveness fails, so the kubelet would restart a pod that cannot heal itself.
         _until(lambda: client.get("/healthz").status_code == 503, "liveness turning unhealthy")
         assert "actions-feed" in client.get("/healthz").json()["reasons"][0]

@@ -42,7 +42,8 @@ def test_api_process_serves_tools_and_approvals_once_its_view_has_caught_up(
             time.sleep(0.2)
         # Readiness names every background loop of the process, each up once its view caught up.
         loops = client.get("/readyz").json()["loops"]
-        assert {name: loop["state"] for name, loop in loops.items()} == {"actions-feed": "up", "approvals-feed": "up"}
+        assert {name: loop["state"] for name, loop in loops.items()} == {"actions-feed": "up", "approvals-feed": "up",
+                                                                      "incidents-feed": "up"}
         # A write needs an approved action id; without one it is refused with the reason.
         refused = client.post("/tools/k8s", headers=headers, json={
             "operation": "delete_pod", "params": {"namespace": "kube-system", "pod": "etcd-master-1"}})

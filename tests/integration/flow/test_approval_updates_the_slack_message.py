@@ -68,9 +68,9 @@ def test_an_approval_edits_the_first_response_to_show_who_approved(
             assert edited["ts"] == "1764072000.000100" and edited["channel"] == "C0123"
             assert "*approved* at " in json.dumps(edited["blocks"])
             assert not [block for block in edited["blocks"] if block["type"] == "actions"]
-            # Then the executor runs it (a dry run by default) and the same message says how it ended.
+            # Then the executor runs it (a dry run by default); the same message says how it ended: never "succeeded".
             _, ran = wait_for_call(
-                standin, lambda c: c[0] == "chat.update" and json.dumps(c[1]).count("*succeeded*") >= 2,
+                standin, lambda c: c[0] == "chat.update" and json.dumps(c[1]).count("*dry-run*") >= 2,
                 stack.check, "the edit showing both actions finished")
             assert ran["ts"] == "1764072000.000100"
             publisher.close_sync()

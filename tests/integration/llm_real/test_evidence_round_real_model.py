@@ -9,6 +9,7 @@ budget, inside the tenant's scope.
 from __future__ import annotations
 
 import asyncio
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -33,11 +34,14 @@ BUDGET = ToolBudget(max_calls=3, time_budget_s=60.0, max_rounds=1)
 #: suite's 300 s default; the server's own timeouts still bound every call.
 pytestmark = [
     pytest.mark.timeout(1200),
-    # Written, not yet seen green: on the shared machine (~4 tokens/s under six engineers' load) the one
-    # run went past the time limit before asserting anything. The round's guarantees are proven by the
-    # deterministic tests in tests/unit/streams/stages/test_llm_evidence_round.py; enable after one
-    # green run on a quiet machine.
-    pytest.mark.skip(reason="live evidence round not yet verified green (machine load); see module comment"),
+    # Not yet seen green, so opt-in (RCAFLOW_LIVE_EVIDENCE_ROUND=1). Measured 2026-12-06 on a quiet machine
+    # (load ~1): both tests ran (330 s) and failed before the round, because the model's answer to the etcd
+    # sample was cut off at max_tokens 512 twice (finish_reason=length), so the policy triage stood and no
+    # evidence was asked for. The round's guarantees are proven by the deterministic tests in
+    # tests/unit/streams/stages/test_llm_evidence_round.py; enable once a run is green (a larger
+    # max_tokens, or a model that writes shorter strings under the grammar).
+    pytest.mark.skipif(os.environ.get("RCAFLOW_LIVE_EVIDENCE_ROUND") != "1",
+                       reason="live evidence round not yet verified green (machine load); see module comment"),
 ]
 
 

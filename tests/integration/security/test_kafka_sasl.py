@@ -176,6 +176,8 @@ COMMANDS = {
     "stats": ["stats", "--since", "1d"],
     "audit verify": ["audit", "verify"],
     "replay": ["replay", "--since", "1d", "--limit", "1"],
+    "topic read": ["topic", "read", "actions"],
+    "demo": ["demo"],
 }
 
 

@@ -148,7 +148,7 @@ def test_an_outcome_that_arrives_before_the_first_response_is_in_it() -> None:
 
     method, body = standin.calls[-1]
     assert method == "chat.postMessage"
-    assert "*succeeded*: dry run: would collect diagnostics" in json.dumps(body["blocks"], ensure_ascii=False)
+    assert "*dry-run*: dry run: would collect diagnostics" in json.dumps(body["blocks"], ensure_ascii=False)
 
 
 def test_a_failed_action_and_its_rollback_show_on_the_message() -> None:
@@ -161,7 +161,7 @@ def test_a_failed_action_and_its_rollback_show_on_the_message() -> None:
     show(notifier, rollback)
     text = json.dumps(standin.calls[-1][1]["blocks"], ensure_ascii=False)
     assert "*failed*: not confirmed within 300 s" in text
-    assert "restart etcd member:rollback" in text and "*succeeded*: undo the restart" in text
+    assert "restart etcd member:rollback" in text and "*dry-run*: undo the restart" in text
 
 
 def test_dingtalk_hears_of_failures_and_approved_runs_but_not_of_every_routine_success() -> None:
@@ -180,4 +180,4 @@ def test_dingtalk_hears_of_failures_and_approved_runs_but_not_of_every_routine_s
     show(notifier, decided(ActionState.SUCCEEDED, "restarted"))  # high risk, approved by a human
     assert len(robot.received) == 3
     assert "failed" in robot.received[1]["markdown"]["text"]
-    assert "succeeded" in robot.received[2]["markdown"]["text"]
+    assert "dry-run: restarted" in robot.received[2]["markdown"]["text"]  # a dry run, never "succeeded"

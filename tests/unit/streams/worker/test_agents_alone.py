@@ -23,7 +23,8 @@ from streams.worker.app import WorkerApp
 
 ROOT = Path(__file__).resolve().parents[4]
 CODEC = make_codec(None)
-TYPES: dict[str, type[Record]] = {"normalized": AlertEvent, "incidents": Incident, "dead-letter": DeadLetter}
+TYPES: dict[str, type[Record]] = {"normalized": AlertEvent, "incidents": Incident, "dead-letter": DeadLetter,
+                                  "rcaflow-correlate-input": Incident}
 
 
 @dataclass
@@ -64,7 +65,7 @@ def test_the_dedup_agent_opens_one_incident_counts_repeats_and_keeps_bad_input(t
                 await agent.put(key=b"acme:fp-1", value=value)
 
     asyncio.run(feed())
-    incidents = wire.records("incidents")
+    incidents = wire.records("rcaflow-correlate-input")  # the correlate agent puts them on incidents
     assert [i.count for i in incidents] == [1, 2]  # type: ignore[attr-defined]
     assert worker.tables.dedup_state["acme:fp-1"]["count"] == 2
     (letter,) = wire.records("dead-letter")
@@ -86,3 +87,26 @@ def test_the_normalize_agent_turns_a_mail_into_classified_alerts(tmp_path: Path)
     assert events and all(isinstance(e, AlertEvent) and e.alert_class == "etcd_latency" for e in events)
     keys = {key for name, key, _value in wire.sent if name == "normalized"}
     assert keys == {f"acme:{e.fingerprint}".encode() for e in events}  # type: ignore[attr-defined]
+
+
+def test_the_correlate_agent_sends_each_incident_on_with_its_group_and_keeps_the_groups(tmp_path: Path) -> None:
+    wire = Wire()
+    worker = _worker(tmp_path, wire, lambda w, s: register_dedup(w, build_stages(s).dedup))
+    first = Incident(tenant="acme", incident_id="inc-1", fingerprint="fp-1",
+                     alert_class="prometheus_remote_write_behind", opened_at=datetime.now(UTC),
+                     last_seen_at=datetime.now(UTC), last_event_id="e-1",
+                     event=_event("e-1").model_copy(update={"labels": {"cluster": "c1"}}))
+    second = first.model_copy(update={"incident_id": "inc-2", "fingerprint": "fp-2",
+                                      "alert_class": "vminsert_write_errors"})
+
+    async def feed() -> None:
+        async with worker.app.agents["correlate"].test_context() as agent:
+            for record in (first, second):
+                await agent.put(key=b"acme:c1", value=CODEC.encode(record, topic="incidents"))
+
+    asyncio.run(feed())
+    incidents = wire.records("incidents")
+    assert [(i.incident_id, i.group_id, i.root_candidate) for i in incidents] == [  # type: ignore[attr-defined]
+        ("inc-1", "inc-1", "inc-1"), ("inc-2", "inc-1", "inc-2")]
+    assert {key for name, key, _value in wire.sent if name == "incidents"} == {b"acme:fp-1", b"acme:fp-2"}
+    assert len(worker.tables.groups["acme:c1"]["groups"][0]["members"]) == 2

@@ -1,0 +1,89 @@
+"""Per-tenant ingest quotas: a tenant sending a storm waits alone, and the sender is told when to come back.
+
+One token bucket per configured tenant, counted in alerts (a webhook batch of 40 costs 40). A tenant
+over its quota is not dropped: the HTTP intake answers 429 + Retry-After (Alertmanager retries it),
+the mail producers leave the mail where it is (unread, checkpoint not advanced) and try again later.
+Tenants without a quota, and every other tenant, are never slowed by it.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Final, NamedTuple
+
+from prometheus_client import CollectorRegistry, Counter
+
+#: Metric label for a tenant that is not configured (keeps the label set bounded by the configuration).
+OTHER_TENANT: Final = "other"
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaLimit:
+    """``per_minute`` alerts on average, at most ``burst`` at once after a quiet spell."""
+
+    per_minute: float
+    burst: float
+
+
+class Admission(NamedTuple):
+    admitted: bool
+    #: Seconds until the same request would be admitted (0 when admitted).
+    retry_after_s: float
+
+
+@dataclass
+class _Bucket:
+    limit: QuotaLimit
+    tokens: float
+    at: float
+
+
+@dataclass
+class IngestQuota:
+    """Admits or defers a tenant's alerts; ``throttled`` counts deferrals by tenant and source."""
+
+    limits: Mapping[str, QuotaLimit]
+    tenants: frozenset[str]
+    clock: Callable[[], float] = time.monotonic
+    registry: CollectorRegistry | None = None
+    _buckets: dict[str, _Bucket] = field(default_factory=dict)
+    throttled: Counter | None = field(init=False, default=None)
+
+    def __post_init__(self) -> None:
+        if self.registry is not None:
+            self.throttled = Counter(
+                "rcaflow_ingest_throttled", "Alerts (or mails) deferred because their tenant was over its ingest "
+                "quota; the sender was told to retry (429) or the mail was left for later.",
+                ["tenant", "source"], registry=self.registry)
+
+    @classmethod
+    def build(cls, limits: Mapping[str, QuotaLimit], tenants: Iterable[str], *,
+              registry: CollectorRegistry | None = None, clock: Callable[[], float] = time.monotonic) -> IngestQuota:
+        return cls(limits=dict(limits), tenants=frozenset(tenants), clock=clock, registry=registry)
+
+    def admit(self, tenant: str, count: int, *, source: str) -> Admission:
+        """Take ``count`` alerts from the tenant's bucket, or say how long to wait (nothing is taken then).
+
+        A batch larger than the burst is admitted once the bucket is full and leaves it in debt, so one big
+        Alertmanager group is never refused forever; the tenant's next batches wait for the debt to drain.
+        """
+        limit = self.limits.get(tenant)
+        if limit is None or count <= 0:
+            return Admission(True, 0.0)
+        now = self.clock()
+        bucket = self._buckets.get(tenant)
+        if bucket is None:
+            bucket = self._buckets[tenant] = _Bucket(limit, limit.burst, now)
+        rate = limit.per_minute / 60.0
+        bucket.tokens = min(limit.burst, bucket.tokens + (now - bucket.at) * rate)
+        bucket.at = now
+        need = min(float(count), limit.burst)
+        if bucket.tokens >= need:
+            bucket.tokens -= count
+            return Admission(True, 0.0)
+        if self.throttled is not None:
+            self.throttled.labels(tenant if tenant in self.tenants else OTHER_TENANT, source).inc(count)
+        return Admission(False, max(1.0, math.ceil((need - bucket.tokens) / rate)))

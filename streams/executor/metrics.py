@@ -1,0 +1,77 @@
+"""The executor's Prometheus metrics: what it started, how each run ended, how long it took, rollbacks.
+
+Label values stay bounded: ``action`` is ``tool.operation`` of a record the verifier already matched
+against the policy file (so only the policy's operations appear), ``outcome`` and ``error_type`` come
+from rcaflow's own code (state names, exception class names), never from record text.
+"""
+
+from __future__ import annotations
+
+import weakref
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
+
+from schemas.records import ActionEvent, ActionState
+
+#: Actions run from seconds (a silence) to many minutes (a rollout watched until ready).
+DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0)
+
+_BY_REGISTRY: weakref.WeakKeyDictionary[CollectorRegistry, ExecutorMetrics] = weakref.WeakKeyDictionary()
+
+
+def action_kind(action: ActionEvent) -> str:
+    return f"{action.tool}.{action.operation}"
+
+
+def outcome_of(action: ActionEvent) -> str:
+    """``dry_run`` for a preview, never ``succeeded``: a dry run changed nothing."""
+    if action.state is ActionState.SUCCEEDED and action.dry_run:
+        return "dry_run"
+    return action.state.value
+
+
+class ExecutorMetrics:
+    """``rcaflow_executor_*``; one set per registry (:meth:`on`), however many executors a process builds."""
+
+    def __init__(self, registry: CollectorRegistry = REGISTRY) -> None:
+        self.started = Counter("rcaflow_executor_actions_started_total",
+                               "Actions the executor started (written running), by action and whether a dry run.",
+                               ["action", "dry_run"], registry=registry)
+        self.finished = Counter("rcaflow_executor_actions_finished_total",
+                                "Actions the executor finished, by action and outcome (succeeded, dry_run, failed, "
+                                "interrupted).", ["action", "outcome"], registry=registry)
+        self.failures = Counter("rcaflow_executor_action_failures_total",
+                                "Actions that ended failed, by action and error type.", ["action", "error_type"],
+                                registry=registry)
+        self.duration = Histogram("rcaflow_executor_action_duration_seconds",
+                                  "From running to the outcome (confirmation included), by action and outcome.",
+                                  ["action", "outcome"], buckets=DURATION_BUCKETS, registry=registry)
+        self.rollbacks = Counter("rcaflow_executor_rollbacks_total",
+                                 "Automatic rollbacks the executor ran, by the rolled-back action and outcome.",
+                                 ["action", "outcome"], registry=registry)
+
+    @classmethod
+    def on(cls, registry: CollectorRegistry = REGISTRY) -> ExecutorMetrics:
+        metrics = _BY_REGISTRY.get(registry)
+        if metrics is None:
+            metrics = _BY_REGISTRY[registry] = cls(registry)
+        return metrics
+
+    def start(self, running: ActionEvent) -> None:
+        self.started.labels(action_kind(running), "true" if running.dry_run else "false").inc()
+
+    def finish(self, final: ActionEvent, seconds: float | None, error_type: str | None = None, *,
+               interrupted: bool = False) -> None:
+        """One finished run; ``seconds`` is None when this process did not see it start (a settled leftover).
+        ``interrupted``: the run was cut off (stop, crash) and recorded failed without an outcome of its own."""
+        kind = action_kind(final)
+        outcome = "interrupted" if interrupted else outcome_of(final)
+        error_type = "interrupted" if interrupted else error_type
+        self.finished.labels(kind, outcome).inc()
+        if seconds is not None:
+            self.duration.labels(kind, outcome).observe(seconds)
+        if final.state is ActionState.FAILED:
+            self.failures.labels(kind, error_type or "unknown").inc()
+
+    def rolled_back(self, original: ActionEvent, rollback: ActionEvent) -> None:
+        self.rollbacks.labels(action_kind(original), outcome_of(rollback)).inc()
