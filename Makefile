@@ -71,9 +71,9 @@ bench-correlation: $(TEST_STAMP)
 bench-floor: $(TEST_STAMP) system-deps
 	$(BIN)/python -m benchmarks.floor_bench --profile build/profile/worker-backlog.txt --out benchmarks/results.json
 
-## scale-out: the scale-out case (3 workers, kill -9 + join mid-load); opt-in until the rebalance bugs in docs/performance.md are fixed
+## scale-out: the scale-out case (3 workers, kill -9 + join mid-load); opt-in until the rebalance bug left in docs/performance.md is fixed
 scale-out: $(TEST_STAMP) system-deps
-	RCAFLOW_SCALE_OUT=1 $(BIN)/pytest tests/faults/test_scale_out.py -p no:cacheprovider
+	RCAFLOW_FAULTS_SCALE_OUT=1 $(BIN)/pytest tests/faults/test_scale_out.py -p no:cacheprovider
 
 ## runbooks: regenerate docs/runbooks/ from policies/remediation_policies.yaml and policies/runbook_guidance/
 runbooks: $(RUN_STAMP)
@@ -89,7 +89,7 @@ flowchart:
 evals-live: $(TEST_STAMP)
 	bash .ci/llm-deps.sh
 	$(BIN)/python -m benchmarks.evals_live --out benchmarks/results.json
-	RCAFLOW_LIVE_MODEL_GATE=1 CI=true $(BIN)/pytest tests/integration/llm_real -p no:cacheprovider
+	RCAFLOW_LIVE_MODEL_GATE=1 RCAFLOW_LIVE_EVIDENCE_ROUND=1 CI=true $(BIN)/pytest tests/integration/llm_real -p no:cacheprovider
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

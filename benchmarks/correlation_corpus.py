@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import random
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -198,18 +198,29 @@ def render(corpus: Corpus, delivery: Delivery, serial: int) -> tuple[str, Any]:
             "version": "4", "groupKey": f"{{}}:{{problem=\"{alerts[0].problem}\"}}", "status": delivery.status,
             "receiver": "rcaflow",
             "alerts": [{"status": delivery.status,
-                        "labels": {"alertname": a.alert, "cluster": a.cluster, "namespace": a.namespace,
-                                   "pod": a.workload, "severity": "critical", **a.labels},
+                        "labels": _present({"alertname": a.alert, "cluster": a.cluster, "namespace": a.namespace,
+                                            "pod": a.workload, "severity": "critical", **a.labels}),
                         "annotations": {"description": f"{a.alert} on {a.workload}"},
                         # Alertmanager keeps startsAt across repeats: its repeats are the same event.
                         "startsAt": (T0 + timedelta(minutes=int(delivery.at) // 60 * 60)).isoformat(),
                         "fingerprint": f"{a.id:016x}"} for a in alerts]}
     if delivery.channel == "events":
         return "events", [{"alert": a.alert, "severity": "P2",
-                           "labels": {"cluster": a.cluster, "namespace": a.namespace, "workload": a.workload,
-                                      **a.labels},
+                           "labels": _present({"cluster": a.cluster, "namespace": a.namespace,
+                                               "workload": a.workload, **a.labels}),
                            "metrics": {"times": 1, "first_occur": when.isoformat()}} for a in alerts]
     return "mail", _mail(alerts, delivery, when, serial)
+
+
+def _present(labels: dict[str, str]) -> dict[str, str]:
+    """An alert about no workload has no namespace/pod label at all, rather than an empty one."""
+    return {k: v for k, v in labels.items() if v}
+
+
+def digest_object(alert: Alert) -> str:
+    """What the digest's object (对象/workload) cell shows for an alert about no workload: its node, else its
+    scrape target, else its job. The digest has no other column for it (docs/architecture.md, identity)."""
+    return alert.labels.get("node") or alert.labels.get("instance") or alert.labels.get("job") or ""
 
 
 def _mail(alerts: list[Alert], delivery: Delivery, when: datetime, serial: int) -> bytes:
@@ -221,7 +232,9 @@ def _mail(alerts: list[Alert], delivery: Delivery, when: datetime, serial: int) 
                desc=f"{a.alert} on {a.workload}", component=None, status=delivery.status, cluster=a.cluster,
                extra_labels=dict(a.labels)) for a in alerts]
     if delivery.channel == "mail_digest":
-        html = table_html(items, columns=EN_COLUMNS)
+        objects = [replace(item, workload=a.workload or digest_object(a))
+                   for item, a in zip(items, alerts, strict=True)]
+        html = table_html(objects, columns=EN_COLUMNS)
         subject = "Control Cluster Details 告警汇总"
     else:
         word = "FIRING" if delivery.status == "firing" else "RESOLVED"

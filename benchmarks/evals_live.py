@@ -35,7 +35,7 @@ from typing import Any
 import httpx
 
 from benchmarks.results import RESULTS, write_results
-from executors.llm import AllowedAction, ClassBrief, LlmClient, LlmConfig, LlmRca, analyse
+from executors.llm import AllowedAction, ClassBrief, LlmClient, LlmConfig, LlmRca, SchemaLimits, analyse
 from policies import PolicySet, decide, load_policies, triage
 from schemas.records import ActionState, ProposedAction, RcaResult
 from streams.stages.second_opinion import brief_for
@@ -176,6 +176,7 @@ def summarize(scores: Sequence[LiveScore], server: LlamaServer, config: LlmConfi
         "temperature": config.temperature,
         "max_tokens": config.max_tokens,
         "response_mode": str(config.response_mode),
+        "schema_limits": config.schema_limits.model_dump() if config.schema_limits is not None else None,
         "cases": len(scores),
         "passed": sum(s.passed for s in scores),
         "pass_rate": round(sum(s.passed for s in scores) / n, 3),
@@ -233,6 +234,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--ctx", type=int, default=4096)
     parser.add_argument("--max-tokens", type=int, default=768)
     parser.add_argument("--temperature", type=float, default=0.0)
+    parser.add_argument("--schema-max-chars", type=int, default=240,
+                        help="maxLength sent in the JSON schema (llm.schema_max_chars; 0: no limits sent)")
+    parser.add_argument("--schema-max-items", type=int, default=3, help="maxItems sent in the JSON schema")
     parser.add_argument("--all", action="store_true", help="every case folder, not one per class")
     parser.add_argument("cases", nargs="*", help="case folder names (default: one per class, DEFAULT_CASES)")
     args = parser.parse_args(argv)
@@ -242,6 +246,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         # One slot, so calls queue; the timeout covers the queue plus a long answer on a busy 2-core machine.
         config = LlmConfig(base_url=server.base_url, model=MODEL_ALIAS, temperature=args.temperature,
                            max_tokens=args.max_tokens, timeout_s=600, max_retries=1,
+                           schema_limits=SchemaLimits(max_chars=args.schema_max_chars, max_items=args.schema_max_items)
+                           if args.schema_max_chars else None,
                            rate_per_tenant_per_s=100, burst_per_tenant=100)
         started = time.perf_counter()
         scores = asyncio.run(run_all(server, config, folders, args.out))

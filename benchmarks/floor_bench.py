@@ -305,7 +305,7 @@ def run_floor(bootstrap: str, raw: list[tuple[bytes, bytes]], mirror: dict[str, 
     }
 
 
-def run(mails: int, samples: Path, profile: Path | None = None) -> dict[str, Any]:
+def run(mails: int, samples: Path, profile: Path | None = None, floors: str = "all") -> dict[str, Any]:
     files = sorted(samples.glob("*.eml"))
     if not files:
         raise SystemExit(f"no .eml files in {samples}")
@@ -320,12 +320,16 @@ def run(mails: int, samples: Path, profile: Path | None = None) -> dict[str, Any
         try:
             pipeline, mirror = run_pipeline(bootstrap, files, mails, tmp, profile)
             raw = mail_records(files, "floor", mails + 3)
-            floor = run_floor(bootstrap, raw, mirror, tmp, tables=False)
-            floor_tables = run_floor(bootstrap, raw, mirror, tmp, tables=True)
+            floor = run_floor(bootstrap, raw, mirror, tmp, tables=False) if floors != "none" else None
+            floor_tables = run_floor(bootstrap, raw, mirror, tmp, tables=True) if floors == "all" else None
         finally:
             if broker is not None:
                 broker.stop()
     hops = [f"{s} → {d}" for _, s, d in CHAIN]
+
+    def ratio(floor_run: dict[str, Any] | None) -> float | None:
+        return None if floor_run is None else round(floor_run["mails_per_min"] / max(0.1, pipeline["mails_per_min"]), 2)
+
     return {
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "broker": broker.kind if broker is not None else "external",
@@ -334,9 +338,8 @@ def run(mails: int, samples: Path, profile: Path | None = None) -> dict[str, Any
         "pipeline": pipeline,
         "floor": floor,
         "floor_with_tables": floor_tables,
-        "ratio_floor_over_pipeline": round(floor["mails_per_min"] / max(0.1, pipeline["mails_per_min"]), 2),
-        "ratio_floor_with_tables_over_pipeline": round(
-            floor_tables["mails_per_min"] / max(0.1, pipeline["mails_per_min"]), 2),
+        "ratio_floor_over_pipeline": ratio(floor),
+        "ratio_floor_with_tables_over_pipeline": ratio(floor_tables),
     }
 
 
@@ -347,9 +350,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--profile", type=Path, default=None,
                         help="py-spy the worker during the backlog: collapsed stacks to this file, summary in results")
+    parser.add_argument("--floors", choices=("all", "plain", "none"), default="all",
+                        help="which floor chains to run after the worker: both, the one without tables, or none "
+                             "(quick before/after comparisons of the worker alone)")
     args = parser.parse_args(argv)
     print(f"floor bench: {args.mails} mails through the worker, then through the floor chain ...", file=sys.stderr)
-    result = run(args.mails, args.samples, args.profile)
+    result = run(args.mails, args.samples, args.profile, args.floors)
     if args.profile is not None and args.profile.exists():
         result["profile"] = {"file": str(args.profile),
                              **summarize(args.profile.read_text(errors="replace").splitlines())}

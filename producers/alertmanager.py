@@ -7,6 +7,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from producers.cluster_names import with_cluster_name
 from producers.errors import ProducerError
 from producers.fingerprint import alert_fingerprint, event_id
 from producers.workload import WORKLOAD_FROM, with_workload
@@ -127,9 +128,11 @@ def webhook_to_events(
     received_at: datetime,
     severity_map: Mapping[str, str] = DEFAULT_SEVERITY_MAP,
     max_label_value_bytes: int = MAX_LABEL_VALUE_BYTES,
+    cluster_names: Mapping[str, str] | None = None,
 ) -> list[AlertEvent]:
     """One AlertEvent per alert. Raises :class:`WebhookRefusedError` (a label over the cap, no alertname)
-    naming the alert; annotations over the cap are cut with a marker (:func:`capped_annotations`)."""
+    naming the alert; annotations over the cap are cut with a marker (:func:`capped_annotations`).
+    ``cluster_names`` is the tenant's cluster id -> name map, applied as the mail parser applies it."""
     events: list[AlertEvent] = []
     for index, alert in enumerate(body.alerts):
         labels = dict(alert.labels)
@@ -137,7 +140,7 @@ def webhook_to_events(
         name = labels.get("alertname", "")
         if not name:
             raise WebhookRefusedError(f"alert {index}: every alert needs labels.alertname")
-        labels = with_workload(labels, _WORKLOAD_LABELS)
+        labels = with_cluster_name(with_workload(labels, _WORKLOAD_LABELS), cluster_names)
         component = _component(labels)
         if component:
             labels["component"] = component

@@ -13,17 +13,16 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from confluent_kafka import KafkaError, KafkaException, Message, Producer
+from confluent_kafka import KafkaError, KafkaException, Message
 
 from producers.errors import ProducerError
+from producers.kafka_clients import LIBRDKAFKA_LOG, new_producer
 from schemas.codec import Codec
 from schemas.limits import PRODUCER_MAX_REQUEST_BYTES
 from schemas.records import Record
 from schemas.topics import TopicSpec
 
 logger = logging.getLogger(__name__)
-#: Where every rcaflow Kafka client sends librdkafka's log lines (``logger`` client property).
-LIBRDKAFKA_LOG = logging.getLogger("librdkafka")
 
 
 #: librdkafka errors that say "not now" rather than "never" for this record: the broker is away, slow or
@@ -132,7 +131,7 @@ class KafkaPublisher:
             "logger": LIBRDKAFKA_LOG,
         }
         config.update(extra or {})
-        self._producer = Producer(config)
+        self._producer = new_producer(config)
         self._codec = codec
         self._prefix = prefix
         self._stop = threading.Event()

@@ -12,12 +12,13 @@ import math
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Final, NamedTuple
+from typing import NamedTuple
 
 from prometheus_client import CollectorRegistry, Counter
 
-#: Metric label for a tenant that is not configured (keeps the label set bounded by the configuration).
-OTHER_TENANT: Final = "other"
+from schemas.tenant_label import OTHER_TENANT, TenantLabels
+
+__all__ = ["OTHER_TENANT", "Admission", "IngestQuota", "QuotaLimit"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,5 +86,5 @@ class IngestQuota:
             bucket.tokens -= count
             return Admission(True, 0.0)
         if self.throttled is not None:
-            self.throttled.labels(tenant if tenant in self.tenants else OTHER_TENANT, source).inc(count)
+            self.throttled.labels(TenantLabels(self.tenants)(tenant), source).inc(count)
         return Admission(False, max(1.0, math.ceil((need - bucket.tokens) / rate)))

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from producers.cluster_names import with_cluster_name
 from producers.fingerprint import alert_fingerprint, event_id
 from producers.workload import with_workload
 from schemas.records import AlertEvent, AlertMetrics, AlertStatus, EventSource, RawRef, SourceKind
@@ -50,8 +52,11 @@ class SeedEvent(BaseModel):
         return labels
 
 
-def seed_to_event(seed: SeedEvent, *, tenant: str, received_at: datetime, request_id: str) -> AlertEvent:
-    labels = with_workload(seed.labels, ())  # a workload that is an IP:port is no workload
+def seed_to_event(seed: SeedEvent, *, tenant: str, received_at: datetime, request_id: str,
+                  cluster_names: Mapping[str, str] | None = None) -> AlertEvent:
+    """The event for one seed JSON; ``cluster_names`` is the tenant's cluster id -> name map, as for mail."""
+    # A workload that is an IP:port is no workload; the cluster is named as every channel names it.
+    labels = with_cluster_name(with_workload(seed.labels, ()), cluster_names)
     fingerprint = alert_fingerprint(tenant, seed.alert, labels)
     return AlertEvent(
         tenant=tenant,

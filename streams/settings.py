@@ -38,6 +38,7 @@ from executors.evidence.auth import BackendAuth
 from executors.tools.reload_targets import ReloadTarget
 from producers.imap.config import ImapConfig
 from producers.msgraph.config import MsgraphConfig
+from schemas.tenant_label import OTHER_TENANT
 from streams.errors import ConfigurationError
 from streams.settings_unknown import unknown_in_data, unknown_in_environment
 
@@ -276,6 +277,13 @@ class LlmSettings(BaseModel):
     response_mode: Literal["json_schema", "json_object", "text"] = "json_schema"
     #: Longest answer, in tokens (a small local model with a small context needs less).
     max_tokens: Annotated[int, Field(ge=1)] = 2000
+    #: Longest string the JSON schema lets the model write in any answer field (sent as maxLength; with
+    #: schema_max_items, as maxItems). Unset: no limits sent, as some hosted servers reject the keywords. Set it
+    #: for a local server that compiles the schema into a grammar (llama.cpp, vLLM): a small model then ends its
+    #: JSON within max_tokens instead of being cut off mid-answer (docs/llm.md).
+    schema_max_chars: Annotated[int, Field(ge=20, le=2000)] | None = None
+    #: Longest list (evidence_plan, actions, rollback) the JSON schema allows; used with schema_max_chars.
+    schema_max_items: Annotated[int, Field(ge=1, le=10)] = 3
     #: The model's evidence round (docs/llm.md): rounds of reads it may ask for by catalogue operation (0: off),
     #: reads in total, and seconds for all of them; runs only when evidence backends are configured.
     evidence_rounds: Annotated[int, Field(ge=0, le=3)] = 1
@@ -611,6 +619,9 @@ class WorkerSettings(BaseModel):
     #: After how long a record held in a transient retry (broker, registry, LLM down) turns the worker's /readyz
     #: (on metrics_port) 503, naming the stage; the record keeps retrying either way.
     stuck_after_s: float = Field(default=300.0, gt=0)
+    #: How long the worker's producer waits for a send's metadata or acks before the send fails (and is retried
+    #: with backoff, in the log); a table row not acknowledged within it is sent again.
+    producer_request_timeout_s: float = Field(default=40.0, gt=0)
 
 
 class ExecutorSettings(BaseModel):
@@ -762,6 +773,8 @@ class Settings(BaseSettings):
     @classmethod
     def _tenants_are_scoped(cls, tenants: dict[str, TenantSettings]) -> dict[str, TenantSettings]:
         problems = tenant_scope_problems(tenants)
+        if OTHER_TENANT in tenants:  # the metrics' label for every tenant that is not configured
+            problems.append(f"a tenant may not be named {OTHER_TENANT!r}: metrics use it for unknown tenants")
         if problems:
             raise ValueError("; ".join(problems))
         return tenants

@@ -3,7 +3,15 @@
 The LLM proposes, the policy disposes: see docs/llm.md.
 """
 
-from executors.llm.answer import ActionParam, ActionProposal, Diagnosis, EvidenceRequest, LlmAnswer, parse_answer
+from executors.llm.answer import (
+    ActionParam,
+    ActionProposal,
+    Diagnosis,
+    EvidenceRequest,
+    LlmAnswer,
+    SchemaLimits,
+    parse_answer,
+)
 from executors.llm.client import LlmClient
 from executors.llm.errors import (
     LlmBudgetExceededError,
@@ -60,6 +68,7 @@ __all__ = [
     "PastIncident",
     "Rejection",
     "ResponseMode",
+    "SchemaLimits",
     "TenantLimitConfig",
     "ToolBudget",
     "Usage",

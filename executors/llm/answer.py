@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -46,7 +47,7 @@ class ActionProposal(_Strict):
     """An action by its policy name; tool, operation, risk and approval come from the policy, not from here."""
 
     name: Short
-    params: Annotated[list[ActionParam], Field(max_length=10)]
+    params: Annotated[list[ActionParam], Field(max_length=_CONTRACT_PARAMS)]
     reason: Text
 
 
@@ -58,23 +59,65 @@ class LlmAnswer(_Strict):
 
 
 _UNSENT_KEYWORDS = frozenset({"title", "minLength", "maxLength", "minimum", "maximum", "maxItems", "minItems"})
+#: With :class:`SchemaLimits` these stay (tightened); a grammar-compiling server enforces them while generating.
+_LIMIT_KEYWORDS = frozenset({"maxLength", "maxItems"})
+_CONTRACT_PARAMS = 10
 
 
-def answer_json_schema() -> dict[str, Any]:
+class SchemaLimits(BaseModel):
+    """How much the model may write, sent in the JSON schema as ``maxLength``/``maxItems``.
+
+    Why: a server that compiles the schema into a grammar (llama.cpp's ``llama-server``, vLLM) then cannot
+    generate a longer string or list, so a small model that rambles inside one field ends its JSON
+    within ``max_tokens`` instead of being cut off (``finish_reason=length``) and losing the answer.
+    Off by default because several hosted servers reject these keywords in strict mode.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    #: The longest string in any field (names stay at their own, shorter limit).
+    max_chars: int = Field(default=240, ge=20, le=2000)
+    #: The longest list (evidence_plan, actions, params, rollback).
+    max_items: int = Field(default=3, ge=1, le=10)
+
+
+def answer_json_schema(
+    evidence_tools: Mapping[str, Sequence[str]] | None = None, limits: SchemaLimits | None = None
+) -> dict[str, Any]:
     """The schema sent as ``response_format.json_schema`` (OpenAI strict subset).
 
-    Length and range limits are left out because several servers reject those keywords; the
-    local validation enforces them anyway.
+    ``evidence_tools`` (tool -> operations, from the catalogue) become enums for ``evidence_plan``'s
+    ``tool`` and ``operation``, so a grammar-constrained model can only ask for catalogue evidence; the
+    round still refuses anything else (a server may ignore the schema). Length and list limits are
+    sent only with ``limits``, tightened to them; the local validation enforces the contract's own anyway.
     """
-    schema: dict[str, Any] = _strip(LlmAnswer.model_json_schema())
+    keep = _LIMIT_KEYWORDS if limits is not None else frozenset()
+    schema: dict[str, Any] = _strip(LlmAnswer.model_json_schema(), keep, limits)
+    if limits is not None:
+        # An action's parameters keep the contract's own bound: capping them could drop a required one.
+        schema["$defs"]["ActionProposal"]["properties"]["params"]["maxItems"] = _CONTRACT_PARAMS
+    if evidence_tools:
+        request = schema["$defs"]["EvidenceRequest"]["properties"]
+        request["tool"] = {"type": "string", "enum": sorted(evidence_tools)}
+        request["operation"] = {"type": "string", "enum": sorted({op for ops in evidence_tools.values() for op in ops})}
     return schema
 
 
-def _strip(node: Any) -> Any:
+def _strip(node: Any, keep: frozenset[str] = frozenset(), limits: SchemaLimits | None = None) -> Any:
     if isinstance(node, dict):
-        return {k: _strip(v) for k, v in node.items() if k not in _UNSENT_KEYWORDS or isinstance(v, dict)}
+        out: dict[str, Any] = {}
+        for key, value in node.items():
+            if key in _UNSENT_KEYWORDS and not isinstance(value, dict) and key not in keep:
+                continue
+            if limits is not None and key == "maxLength":
+                out[key] = min(int(value), limits.max_chars)
+            elif limits is not None and key == "maxItems":
+                out[key] = min(int(value), limits.max_items)
+            else:
+                out[key] = _strip(value, keep, limits)
+        return out
     if isinstance(node, list):
-        return [_strip(v) for v in node]
+        return [_strip(v, keep, limits) for v in node]
     return node
 
 

@@ -13,6 +13,7 @@ from typing import Any, Literal, Protocol
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
+from executors.llm.answer import SchemaLimits
 from executors.llm.errors import LlmConfigError
 
 DEFAULT_BASE_URL = "https://dashscope.aliyuncs.com/compatible-mode/v1"
@@ -52,6 +53,9 @@ class LlmConfig(BaseModel):
     #: How JSON is asked for first; a server that refuses it with a 400 is asked the next mode. Start lower
     #: for a server known not to support ``json_schema`` (saves the first 400).
     response_mode: ResponseMode = ResponseMode.JSON_SCHEMA
+    #: Length and list limits sent in the JSON schema (``answer.SchemaLimits``); None: not sent (some hosted
+    #: servers reject the keywords). For a grammar-compiling local server running a small model.
+    schema_limits: SchemaLimits | None = None
     timeout_s: float = Field(default=60.0, gt=0)
     max_retries: int = Field(default=3, ge=0)
     backoff_base_s: float = Field(default=0.5, gt=0)

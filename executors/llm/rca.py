@@ -124,7 +124,7 @@ async def analyse(
     spent = _Spent()
     tenant = incident.tenant
     messages = build_messages(brief, incident.event, evidence, similar)
-    first = await _ask(client, messages, tenant, spent)
+    first = await _ask(client, messages, brief, tenant, spent)
     if isinstance(first, LlmFailure):
         return first
     answer, repaired = first
@@ -132,10 +132,13 @@ async def analyse(
     fetched: list[Evidence] = []
     if fetch_evidence is not None:
         budget = budget or ToolBudget()
-        seen = {(e.tool, e.operation, e.query) for e in evidence}
+        # Reads that already ran; a "skipped" one (planned but not run, refused, not configured) may be asked for.
+        seen = {(e.tool, e.operation, e.query) for e in evidence if e.status is not EvidenceStatus.SKIPPED}
         started = clock()
         for _ in range(budget.max_rounds):
             requests = _wanted(answer, brief, seen)[: max(0, budget.max_calls - len(fetched))]
+            logger.info("LLM evidence round: the model asked for %d read(s), %d to run",
+                        len(answer.evidence_plan), len(requests), extra={"incident_id": incident.incident_id})
             if not requests:
                 break
             for request in requests:
@@ -144,7 +147,7 @@ async def analyse(
                 seen.add((request.tool, request.operation, request.query))
                 fetched.append(await _fetch(fetch_evidence, request))
             messages = build_messages(brief, incident.event, [*evidence, *fetched], similar)
-            again = await _ask(client, messages, tenant, spent)
+            again = await _ask(client, messages, brief, tenant, spent)
             if isinstance(again, LlmFailure):
                 logger.warning("LLM follow-up after evidence failed (%s); keeping the first answer", again.reason)
                 break
@@ -176,10 +179,10 @@ async def analyse(
 
 
 async def _ask(
-    client: LlmClient, messages: list[ChatMessage], tenant: str, spent: _Spent
+    client: LlmClient, messages: list[ChatMessage], brief: ClassBrief, tenant: str, spent: _Spent
 ) -> tuple[LlmAnswer, bool] | LlmFailure:
     """One answer, with one repair round when the first reply does not validate."""
-    schema = answer_json_schema()
+    schema = answer_json_schema(brief.evidence_tools, client.config.schema_limits)
     problem: AnswerProblem | None = None
     for attempt in range(2):
         try:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from producers.imap.errors import CheckpointError
+from producers.kafka_clients import new_consumer
 from producers.publisher import is_transient
 from schemas.errors import CodecError
 from schemas.records import Checkpoint, RawMail
@@ -107,7 +108,7 @@ class KafkaCheckpointReader:
         }
         config.update(self._extra)
         try:
-            consumer = Consumer(config)
+            consumer = new_consumer(config)
         except KafkaException as exc:
             raise CheckpointError(f"cannot create a consumer for {topic}: {exc}") from exc
         try:

@@ -11,6 +11,7 @@ import re
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
 
+from producers.cluster_names import with_cluster_name
 from producers.fingerprint import alert_fingerprint, event_id
 from producers.mail.engines import RawAlert
 from producers.mail.registry import Template, normalize_key
@@ -162,12 +163,7 @@ def to_event(
     if severity_raw:
         labels.setdefault("severity", severity_raw)
     labels = with_workload(labels, tpl.workload_from or WORKLOAD_FROM)  # never an IP:port
-    cluster = labels.get("cluster")
-    if cluster and cluster_names:
-        readable = cluster_names.get(cluster) or cluster_names.get(cluster.lower())
-        if readable:
-            labels["cluster_id"] = cluster
-            labels["cluster"] = clean(readable, MAX_LABEL)
+    labels = with_cluster_name(labels, cluster_names)  # the same map as the webhook and POST /events
     if "component" not in labels and (component := _component(alert, labels, tpl)) is not None:
         labels["component"] = component
     annotations: dict[str, str] = {}

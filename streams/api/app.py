@@ -36,7 +36,7 @@ from schemas.topics import DEAD_LETTER
 from streams.api.edge import BodyLimit, parse_model, read_body, route_label
 from streams.api.intake import InputRefusedError, QuotaExceededError, Refusal, refusal_letter, too_large_reason
 from streams.api.loops import Loops
-from streams.stages.metrics import StageMetrics
+from streams.stages.metrics import StageMetrics, record_in_hand
 from streams.stages.normalize import Normalize
 
 logger = logging.getLogger(__name__)
@@ -128,7 +128,7 @@ def create_app(
             for err in exc.errors()
         ]
         # The route's template, never the raw path: /tools/<anything> must not mint a new series.
-        metrics.failed.labels(f"api{route_label(request)}", "RequestValidationError").inc()
+        metrics.fail(f"api{route_label(request)}", "RequestValidationError", tenant="")
         first = errors[0] if errors else {"field": "", "error": "invalid body"}
         return JSONResponse(
             status_code=422,
@@ -145,7 +145,7 @@ def create_app(
 
     async def refuse(refusal: Refusal, stage: str) -> Exception:
         """Keep the refused input in dead-letter, then answer its 4xx; if even that publish fails, 503."""
-        metrics.failed.labels(stage, refusal.error_type).inc()
+        metrics.fail(stage, refusal.error_type, tenant=refusal.tenant)
         logger.warning("%s: refused (%d): %s", stage, refusal.status, refusal.reason,
                        extra={"tenant": refusal.tenant, "stage": stage})
         letter = refusal_letter(refusal, stage=stage, source=dead_letter_source[stage])
@@ -160,6 +160,7 @@ def create_app(
         return InputRefusedError(refusal)
 
     async def publish(events: list[AlertEvent], stage: str, *, tenant: str, payload: bytes) -> dict[str, Any]:
+        record_in_hand(tenant, None)  # this request's metrics are the tenant's (streams.stages.metrics)
         if quota is not None:
             admission = quota.admit(tenant, len(events), source=dead_letter_source[stage])
             if not admission.admitted:
@@ -191,7 +192,7 @@ def create_app(
                 raise _unavailable(stage, exc) from exc
             except TimeoutError as exc:
                 raise _unavailable(stage, exc) from exc
-        metrics.processed.labels(stage, "ok").inc()
+        metrics.count(stage, "ok")
         return {
             "accepted": len(outs),
             "events": [
@@ -203,7 +204,7 @@ def create_app(
         }
 
     def _unavailable(stage: str, exc: Exception) -> HTTPException:
-        metrics.failed.labels(stage, type(exc).__name__).inc()
+        metrics.fail(stage, type(exc).__name__)
         logger.warning("%s: broker did not ack: %s", stage, exc)
         return HTTPException(503, f"broker unavailable, retry later: {exc}", headers={"Retry-After": RETRY_AFTER_S})
 
@@ -214,7 +215,8 @@ def create_app(
         """The seed's event JSON; answers once the event is on the normalized topic."""
         payload = await read_body(request)
         seed = parse_model(payload, SeedEvent)
-        event = seed_to_event(seed, tenant=tenant, received_at=datetime.now(UTC), request_id=uuid.uuid4().hex)
+        event = seed_to_event(seed, tenant=tenant, received_at=datetime.now(UTC), request_id=uuid.uuid4().hex,
+                              cluster_names=normalize.cluster_names.get(tenant))
         return await publish([event], "api_events", tenant=tenant, payload=payload)
 
     @app.post("/webhook", status_code=202, openapi_extra=_json_body(WebhookBody))
@@ -223,7 +225,8 @@ def create_app(
         payload = await read_body(request)
         body = parse_model(payload, WebhookBody)
         try:
-            events = webhook_to_events(body, tenant=tenant, received_at=datetime.now(UTC))
+            events = webhook_to_events(body, tenant=tenant, received_at=datetime.now(UTC),
+                                       cluster_names=normalize.cluster_names.get(tenant))
         except WebhookRefusedError as exc:
             code = "label_too_large" if exc.status == 413 else "invalid_alert"
             raise await refuse(Refusal(exc.status, code, type(exc).__name__, tenant, payload, exc.message),
@@ -245,7 +248,10 @@ def create_app(
         if loops is None or loops.ready():
             return JSONResponse({"status": "ready", "loops": report})
         down = sorted(name for name, status in report.items() if status["state"] != "up")
-        return JSONResponse({"status": "not ready", "not_up": down, "loops": report}, status_code=503)
+        # One line a person reads first: which loop, in which state, and why.
+        why = "; ".join(f"{name} {report[name]['state']}: {report[name]['reason'] or '-'}" for name in down)
+        return JSONResponse({"status": "not ready", "reason": why, "not_up": down, "loops": report},
+                            status_code=503)
 
     @app.get("/metrics")
     async def prometheus_metrics() -> Response:

@@ -327,7 +327,7 @@ def _details(action: ActionEvent, link: ApprovalLink) -> dict[str, Any]:
         "tenant": action.tenant, "action_id": action.action_id, "incident_id": action.incident_id,
         "alert_class": action.alert_class, "name": action.name, "tool": action.tool,
         "operation": action.operation, "params": dict(sorted(action.params.items())), "risk": action.risk.value,
-        "state": action.state.value, "dry_run": action.dry_run, "reason": action.reason,
+        "state": action.outcome, "dry_run": action.dry_run, "reason": action.reason,
         "expires_at": min(expires).isoformat() if expires else None,
         "for": f"link:{link.approver}" if link.approver else "anyone holding the link",
     }

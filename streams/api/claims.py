@@ -22,10 +22,10 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, TopicPartition
 
 from policies.decision_signature import ApprovalKeys, DecisionSignatureError
-from producers.publisher import LIBRDKAFKA_LOG
+from producers.kafka_clients import new_consumer
 from schemas.codec import Codec
 from schemas.errors import CodecError
 from schemas.records import ApprovalDecision
@@ -141,7 +141,7 @@ class ApprovalsFeed:
             "enable.partition.eof": True,
         }
         config.update(extra or {})
-        self._consumer = Consumer({"logger": LIBRDKAFKA_LOG, **config})  # its lines through logging, rate-limited
+        self._consumer = new_consumer(config)  # its lines through logging, rate-limited
         self._stop = threading.Event()
         self._eof: set[int] = set()
         self._partitions: set[int] = set()

@@ -7,11 +7,32 @@ and nothing here carries a secret (signatures are reduced to "verified or not").
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 from typing import Literal
 
 from pydantic import BaseModel, Field
 
 TimelineKind = Literal["alert", "diagnosis", "action", "approval", "audit", "resolved"]
+
+
+class ShownState(StrEnum):
+    """An action's ``state`` as the API, the CLI and the console say it: its life-cycle state
+    (``schemas.records.ActionState``), except ``dry-run`` for a dry run that went through
+    (``ActionEvent.outcome``): nothing was changed, so it never reads ``succeeded``. A failed dry run stays
+    ``failed`` (with ``dry_run: true``)."""
+
+    UNKNOWN = "unknown"
+    PROPOSED = "proposed"
+    AWAITING_APPROVAL = "awaiting_approval"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    EXPIRED = "expired"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    DRY_RUN = "dry-run"
+    FAILED = "failed"
+    ROLLED_BACK = "rolled_back"
+    WITHDRAWN = "withdrawn"
 
 
 class AlertEntry(BaseModel):
@@ -70,7 +91,7 @@ class ActionStateEntry(BaseModel):
     """One state change of an action, as the actions topic holds it."""
 
     at: datetime
-    state: str
+    state: ShownState
     result: str | None = None
     approver: str | None = None
     dry_run: bool
@@ -89,7 +110,7 @@ class ActionSummary(BaseModel):
     operation: str
     params: dict[str, str]
     risk: str
-    state: str
+    state: ShownState = Field(description="the latest state; `dry-run` for a dry run that went through")
     dry_run: bool
     reason: str
     result: str | None = None

@@ -19,7 +19,7 @@ import base64
 import binascii
 import hmac
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, TypeVar
 
@@ -27,7 +27,8 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import SecretStr
 
-from schemas.records import ActionState, Decision, IncidentState
+from schemas.records import Decision, IncidentState
+from schemas.tenant_label import TenantLabels
 from streams.api.approvals import ApprovalSteps
 from streams.api.claims import claim_digest
 from streams.api.edge import read_model
@@ -38,6 +39,7 @@ from streams.api.incidents_models import (
     DecisionResponse,
     IncidentDetail,
     IncidentPage,
+    ShownState,
     WhoAmI,
 )
 from streams.api.incidents_timeline import action_summary, incident_detail, incident_summary
@@ -183,16 +185,16 @@ def build_incidents_router(
     @router.get("/actions", response_model=ActionPage)
     async def list_actions(
         request: Request,
-        state: ActionState | None = None,
+        state: ShownState | None = None,
         alert_class: Annotated[str | None, Query(alias="class", max_length=100)] = None,
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
         cursor: Annotated[str | None, Query(max_length=400)] = None,
     ) -> ActionPage:
         """The caller's tenant's actions by their latest state (``?state=awaiting_approval``: what waits for
-        a human), newest first."""
+        a human; ``?state=dry-run``: dry runs that went through), newest first."""
         tenant = reader(request)
         actions = [a for a in view.latest_actions(tenant)
-                   if (state is None or a.state is state) and (alert_class is None or a.alert_class == alert_class)]
+                   if (state is None or a.outcome == state) and (alert_class is None or a.alert_class == alert_class)]
         page, next_cursor = _page(actions, lambda a: (a.at, a.action_id), limit, cursor)
         return ActionPage(items=[action_summary(a) for a in page], next_cursor=next_cursor)
 
@@ -277,10 +279,12 @@ def _aware(moment: datetime) -> datetime:
 
 class PendingApprovalsCollector:
     """``rcaflow_pending_approvals{tenant}``: actions whose latest state is awaiting_approval, from the view,
-    computed at scrape time (every replica reads every action, so each reports the same numbers)."""
+    computed at scrape time (every replica reads every action, so each reports the same numbers). ``tenant`` is
+    a configured tenant (0 when none waits) or ``_other`` (schemas.tenant_label)."""
 
-    def __init__(self, view: IncidentsView) -> None:
+    def __init__(self, view: IncidentsView, tenants: Iterable[str] = ()) -> None:
         self._view = view
+        self._label = TenantLabels.of(tenants)
 
     def collect(self) -> list[object]:
         from prometheus_client.core import GaugeMetricFamily
@@ -288,8 +292,12 @@ class PendingApprovalsCollector:
         gauge = GaugeMetricFamily("rcaflow_pending_approvals",
                                   "Actions awaiting approval, per tenant (the API's incident view)",
                                   labels=["tenant"])
-        for tenant, count in sorted(self._view.awaiting_by_tenant().items()):
-            gauge.add_metric([tenant], count)
+        counts = dict.fromkeys(self._label.tenants, 0)
+        for tenant, count in self._view.awaiting_by_tenant().items():
+            label = self._label(tenant)
+            counts[label] = counts.get(label, 0) + count
+        for label, count in sorted(counts.items()):
+            gauge.add_metric([label], count)
         return [gauge]
 
     def describe(self) -> list[object]:

@@ -15,6 +15,7 @@ from streams.api.incidents_models import (
     IncidentDetail,
     IncidentSummary,
     ProposedActionEntry,
+    ShownState,
     TimelineEntry,
 )
 from streams.api.incidents_view import IncidentSnapshot, IncidentsView
@@ -24,7 +25,8 @@ def action_summary(action: ActionEvent) -> ActionSummary:
     return ActionSummary(
         tenant=action.tenant, action_id=action.action_id, incident_id=action.incident_id,
         alert_class=action.alert_class, name=action.name, tool=action.tool, operation=action.operation,
-        params=dict(action.params), risk=action.risk.value, state=action.state.value, dry_run=action.dry_run,
+        params=dict(action.params), risk=action.risk.value, state=ShownState(action.outcome),
+        dry_run=action.dry_run,
         reason=action.reason, result=action.result, approver=action.approver, at=action.at,
         expires_at=action.expires_at, rollback_of=action.rollback_of,
     )
@@ -83,7 +85,7 @@ def _history(states: tuple[ActionEvent, ...], view: IncidentsView) -> ActionHist
     latest = view.latest_action_state(states)
     return ActionHistory(
         **action_summary(latest).model_dump(),
-        history=[ActionStateEntry(at=s.at, state=s.state.value, result=s.result, approver=s.approver,
+        history=[ActionStateEntry(at=s.at, state=ShownState(s.outcome), result=s.result, approver=s.approver,
                                   dry_run=s.dry_run, duration_ms=s.duration_ms) for s in states],
     )
 
@@ -99,10 +101,10 @@ def _state_line(state: ActionEvent) -> str:
     if state.state is ActionState.AWAITING_APPROVAL:
         until = f" until {state.expires_at.isoformat()}" if state.expires_at else ""
         return f"{what} awaits approval{until}"
-    text = f"{what}: {state.state.value}"
+    text = f"{what}: {state.outcome}"  # a dry run that went through reads "dry-run", never "succeeded"
     if state.result:
         text += f" - {state.result}"
-    if state.dry_run and state.state in (ActionState.SUCCEEDED, ActionState.FAILED):
+    if state.dry_run and state.state is ActionState.FAILED:
         text += " (dry-run)"
     return text
 

@@ -4,8 +4,8 @@
 audit) into memory, keyed so that the order in which the topics are read does not matter: an
 action, a decision or an audit step read before its incident is kept under its own id and joined
 when the incident is asked for. :class:`IncidentsFeed` fills it like the actions feed fills the
-approvals' view: no consumer group, every replica reads every partition, so replicas agree and a
-restarted API rebuilds the same view.
+approvals' view (one reader, ``partition_reader``): no consumer group, every replica reads every
+partition, so replicas agree and a restarted API rebuilds the same view.
 
 Bounded memory, on purpose: the feed starts each partition at the first record newer than ``keep``
 (offsets by timestamp, so a year of audit is not replayed at start-up), records older than ``keep``
@@ -16,22 +16,18 @@ knowledge base still have it.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
-import time
-import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import OFFSET_END, Consumer, KafkaException, TopicPartition
 
 from policies.decision_signature import ApprovalKeys, DecisionSignatureError
 from schemas.codec import Codec
-from schemas.errors import CodecError
 from schemas.records import (
     ActionEvent,
     ActionState,
@@ -42,6 +38,7 @@ from schemas.records import (
     Record,
 )
 from schemas.topics import ACTIONS, APPROVALS, AUDIT, INCIDENTS, RCA_RESULT, TopicSpec
+from streams.api.partition_reader import AllPartitionsReader
 
 if TYPE_CHECKING:
     from streams.api.loops import LoopHandle
@@ -56,8 +53,6 @@ MAX_ALERTS_PER_INCIDENT = 200
 MAX_AUDIT_PER_SUBJECT = 100
 _PRUNE_EVERY = 500
 
-_FATAL_FOR_THE_VIEW = frozenset({KafkaError._ALL_BROKERS_DOWN, KafkaError.UNKNOWN_TOPIC_OR_PART,
-                                 KafkaError._UNKNOWN_TOPIC, KafkaError._UNKNOWN_PARTITION})
 _DECIDED = frozenset({
     ActionState.APPROVED, ActionState.REJECTED, ActionState.EXPIRED, ActionState.RUNNING,
     ActionState.SUCCEEDED, ActionState.FAILED, ActionState.ROLLED_BACK, ActionState.WITHDRAWN,
@@ -296,106 +291,41 @@ class IncidentsView:
 
 
 class IncidentsFeed:
-    """Keeps an :class:`IncidentsView` up to date from :data:`VIEW_TOPICS`, like ``ActionsFeed``.
+    """Keeps an :class:`IncidentsView` up to date from :data:`VIEW_TOPICS`, like ``ActionsFeed`` (both are an
+    :class:`~streams.api.partition_reader.AllPartitionsReader`); a partition never read starts at the first
+    record newer than the view keeps.
 
     A supervised loop body (:class:`streams.api.loops.Loops`): :meth:`run` raises when a topic or every
     broker is unavailable and is started again with backoff, resuming from the offsets it had read.
-    Blocking librdkafka calls run in a thread.
     """
 
     def __init__(self, *, bootstrap: str, codec: Codec, view: IncidentsView, topic_prefix: str = "",
                  extra: dict[str, Any] | None = None, clock: Callable[[], datetime] = lambda: datetime.now(UTC)
                  ) -> None:
-        self._codec = codec
         self._view = view
         self._clock = clock
-        self._types = {spec.full_name(topic_prefix): spec.value for spec in VIEW_TOPICS}
-        self._config: dict[str, Any] = {
-            "bootstrap.servers": bootstrap,
-            # Never committed: the group id only satisfies librdkafka; partitions are assigned by hand.
-            "group.id": f"rcaflow-incidents-view-{uuid.uuid4().hex[:12]}",
-            "enable.auto.commit": False,
-            "enable.partition.eof": True,
-        }
-        self._config.update(extra or {})
-        self._stop = threading.Event()
-        self._partitions: set[tuple[str, int]] = set()
-        self._eof: set[tuple[str, int]] = set()
-        #: (topic, partition) -> next offset; survives restarts of :meth:`run`.
-        self._next: dict[tuple[str, int], int] = {}
-        self.caught_up = asyncio.Event()
+        self._reader = AllPartitionsReader(
+            name="incidents feed", group_label="incidents-view", bootstrap=bootstrap, codec=codec,
+            topics={spec.full_name(topic_prefix): spec.value for spec in VIEW_TOPICS}, on_record=view.see,
+            extra=extra, start_offsets=self._start_offsets,
+            on_caught_up=lambda s: f"incidents feed caught up: {len(self._view)} incidents in {s:.1f}s")
+        self.caught_up = self._reader.caught_up
 
-    def _start_offsets(self, consumer: Consumer, partitions: list[tuple[str, int]]) -> list[TopicPartition]:
+    def _start_offsets(self, consumer: Consumer, partitions: list[tuple[str, int]]) -> dict[tuple[str, int], int]:
         """Where to start a partition never read: the first record newer than the view keeps."""
         since_ms = int((self._clock() - self._view.keep).timestamp() * 1000)
-        fresh = [TopicPartition(t, p, since_ms) for t, p in partitions if (t, p) not in self._next]
         found: dict[tuple[str, int], int] = {}
-        if fresh:
-            try:
-                for tp in consumer.offsets_for_times(fresh, timeout=10):
-                    # -1: nothing newer than the horizon in this partition (read from its end).
-                    found[(tp.topic, tp.partition)] = OFFSET_END if tp.offset < 0 else tp.offset
-            except KafkaException as exc:
-                logger.warning("incidents feed: offsets by time unavailable, reading from the beginning: %s", exc)
-        return [TopicPartition(t, p, self._next.get((t, p), found.get((t, p), OFFSET_BEGINNING)))
-                for t, p in partitions]
-
-    def _assign(self, consumer: Consumer) -> None:
-        partitions: list[tuple[str, int]] = []
-        for name in self._types:
-            meta = consumer.list_topics(name, timeout=10).topics.get(name)
-            if meta is None or meta.error is not None or not meta.partitions:
-                why = meta.error.str() if meta is not None and meta.error is not None else "no partitions"
-                raise KafkaException(KafkaError(KafkaError.UNKNOWN_TOPIC_OR_PART,
-                                                f"topic {name} is not available ({why})"))
-            partitions += [(name, p) for p in meta.partitions]
-        self._partitions = set(partitions)
-        self._eof &= self._partitions
-        consumer.assign(self._start_offsets(consumer, partitions))
-
-    def _poll_batch(self, consumer: Consumer) -> bool:
-        for msg in consumer.consume(num_messages=500, timeout=0.5):
-            topic, partition = msg.topic() or "", msg.partition() or 0
-            err = msg.error()
-            if err is not None:
-                if err.code() == KafkaError._PARTITION_EOF:
-                    self._eof.add((topic, partition))
-                elif err.code() in _FATAL_FOR_THE_VIEW:
-                    raise KafkaException(err)
-                else:
-                    logger.debug("incidents feed: %s", err.str())
-                continue
-            self._next[(topic, partition)] = (msg.offset() or 0) + 1
-            kind = self._types.get(topic)
-            if kind is None:
-                continue
-            try:
-                record = self._codec.decode(msg.value() or b"", kind, topic=topic)
-            except CodecError as exc:
-                # The worker dead-letters poison records; the view skips them.
-                logger.warning("incidents feed: skipping undecodable record at %s/%s/%s: %s",
-                               topic, partition, msg.offset(), exc)
-                continue
-            self._view.see(record)
-        return bool(self._partitions) and self._eof >= self._partitions
+        try:
+            for tp in consumer.offsets_for_times([TopicPartition(t, p, since_ms) for t, p in partitions], timeout=10):
+                # -1: nothing newer than the horizon in this partition (read from its end).
+                found[(tp.topic, tp.partition)] = OFFSET_END if tp.offset < 0 else tp.offset
+        except KafkaException as exc:
+            logger.warning("incidents feed: offsets by time unavailable, reading from the beginning: %s", exc)
+        return found
 
     async def run(self, handle: LoopHandle | None = None) -> None:
         """Follow the topics until :meth:`stop` (or the supervisor stops); closes its consumer on the way out."""
-        consumer = Consumer(self._config)
-        started = time.monotonic()
-        try:
-            await asyncio.to_thread(self._assign, consumer)
-            if self.caught_up.is_set() and handle is not None:
-                handle.up()
-            while not self._stop.is_set() and not (handle is not None and handle.stopping):
-                if await asyncio.to_thread(self._poll_batch, consumer) and not self.caught_up.is_set():
-                    logger.info("incidents feed caught up: %d incidents in %.1fs", len(self._view),
-                                time.monotonic() - started)
-                    self.caught_up.set()
-                    if handle is not None:
-                        handle.up()
-        finally:
-            await asyncio.to_thread(consumer.close)
+        await self._reader.run(handle)
 
     def stop(self) -> None:
-        self._stop.set()
+        self._reader.stop()

@@ -106,10 +106,13 @@ class Loops:
         self._tasks: list[asyncio.Task[None]] = []
         self.stopping = asyncio.Event()
 
-    def add(self, name: str, body: LoopBody) -> None:
+    def add(self, name: str, body: LoopBody, *, waiting_for: str = "its first round") -> None:
+        """``waiting_for``: what the loop does before it is up, said on /readyz until then (a feed: its topics
+        read to their end), so a 503 during start-up says why rather than only "starting"."""
         now = self._clock()
         self._bodies[name] = body
-        self._status[name] = LoopStatus(since=now, since_wall=datetime.now(UTC), not_up_since=now)
+        self._status[name] = LoopStatus(reason=f"waiting for {waiting_for}", since=now,
+                                        since_wall=datetime.now(UTC), not_up_since=now)
 
     def _change(self, name: str, state: LoopState, reason: str | None, error: BaseException | None = None) -> None:
         status = self._status[name]

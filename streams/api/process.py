@@ -52,7 +52,7 @@ def build_api(
     outcomes = ActionOutcomes()  # /tools writes wait here for the executor's answer
     feed.listeners.append(outcomes.see)
     # Ready once every view the API decides on has read its topic to the end (each loop says when).
-    loops.add("actions-feed", feed.run)
+    loops.add("actions-feed", feed.run, waiting_for="the actions topic read to its end")
     app_routers = []
 
     approvals = settings.approvals
@@ -70,7 +70,7 @@ def build_api(
         shared_claims = SharedClaims(keep=claims_memory(approvals), keys=config.approval_keys)
         loops.add("approvals-feed", following(lambda: ApprovalsFeed(
             bootstrap=bootstrap, codec=codec, claims=shared_claims, topic_prefix=settings.kafka.topic_prefix,
-            extra=client)))
+            extra=client)), waiting_for="the approvals topic read to its end")
         async def keep_refusal(rejection: Rejection) -> None:
             """Refused approval requests are bad input: kept in dead-letter, from where the audit agent
             chains them (the audit chain has one writer per tenant, the worker)."""
@@ -92,8 +92,9 @@ def build_api(
                               approval_keys=steps.config.approval_keys if steps is not None else None)
     incidents_feed = IncidentsFeed(bootstrap=bootstrap, codec=codec, view=incidents,
                                    topic_prefix=settings.kafka.topic_prefix, extra=client)
-    loops.add("incidents-feed", incidents_feed.run)
-    registry.register(PendingApprovalsCollector(incidents))  # type: ignore[arg-type]
+    loops.add("incidents-feed", incidents_feed.run,
+              waiting_for="the incidents, rca-result, actions, approvals and audit topics read to their end")
+    registry.register(PendingApprovalsCollector(incidents, settings.tenants))  # type: ignore[arg-type]
     app_routers.append(build_incidents_router(view=incidents, approver_tokens=ApproverTokens(approvals.api_tokens),
                                               steps=steps))
     from streams.api.console import build_console_router
@@ -175,6 +176,6 @@ def run_api(settings: Settings) -> None:
     from streams.wiring.build_info import register_build_info
 
     register_build_info()
-    app = build_api(settings, bootstrap, build_stages(settings, StageMetrics()), auth)
+    app = build_api(settings, bootstrap, build_stages(settings, StageMetrics(tenants=settings.tenants)), auth)
     logger.info("api listening on http://%s:%d", settings.api.host, settings.api.port)
     uvicorn.run(app, host=settings.api.host, port=settings.api.port, log_level="warning", access_log=False)

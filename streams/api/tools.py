@@ -305,7 +305,7 @@ def _answer(action: ActionEvent) -> dict[str, Any]:
     """What a caller learns of an action: its state as the executor wrote it, and its result."""
     return {
         "action_id": action.action_id, "name": action.name, "tool": action.tool, "operation": action.operation,
-        "params": dict(action.params), "state": action.state.value, "dry_run": action.dry_run,
+        "params": dict(action.params), "state": action.outcome, "dry_run": action.dry_run,
         "result": action.result, "at": action.at.isoformat(), "ran_by": "executor",
         "follow": FOLLOW_PATH.format(action_id=action.action_id),
     }

@@ -113,6 +113,8 @@ def incident(ctx: click.Context, incident_id: str, as_json: bool, api_url: str |
     for entry in detail.get("timeline", []):
         click.echo(f"  {entry['at']}  {entry['kind']:<9} {entry['summary']}")
     for action in detail.get("actions", []):
+        # The API's state: "dry-run" for a dry run that went through, never "succeeded".
+        click.echo(f"action {action['action_id']} ({action['name']}): {action['state']}")
         if action["state"] == "awaiting_approval":
             click.echo(f"awaiting approval: {action['action_id']} ({action['name']}): "
                        f"rcaflow approve {action['action_id']}")

@@ -36,7 +36,8 @@ from pydantic import ValidationError
 
 from executors import ConfirmPolicy, ExecutionOutcome, Rollback, ToolRegistry, execute
 from executors.base import bound_output
-from producers.publisher import LIBRDKAFKA_LOG, Publisher, PublishError
+from producers.kafka_clients import new_consumer
+from producers.publisher import Publisher, PublishError
 from schemas.codec import Codec
 from schemas.errors import CodecError
 from schemas.records import ActionEvent, ActionState
@@ -103,7 +104,7 @@ class ExecutorService:
         metrics: ExecutorMetrics | None = None,
     ) -> None:
         self._verifier = verifier
-        self._metrics = metrics if metrics is not None else ExecutorMetrics.on()
+        self._metrics = metrics if metrics is not None else ExecutorMetrics.on(tenants=verifier.tenants)
         #: Where the cluster is and how to log in (streams.settings.client_config); both consumers get it.
         self._client: dict[str, Any] = {"bootstrap.servers": bootstrap, **(extra or {})}
         self._codec = codec
@@ -137,7 +138,7 @@ class ExecutorService:
         }
         if fast_rebalance:
             config.update({"session.timeout.ms": 6000, "heartbeat.interval.ms": 500})
-        self._consumer = Consumer({"logger": LIBRDKAFKA_LOG, **config})  # its lines through logging, rate-limited
+        self._consumer = new_consumer(config)  # its lines through logging, rate-limited
         self._stopping = asyncio.Event()
 
     def stop(self) -> None:
@@ -146,7 +147,7 @@ class ExecutorService:
     # ------------------------------------------------------------------ ledger pre-scan
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         committed = consumer.committed(partitions, timeout=10)
-        scanner = Consumer({**self._client, "group.id": f"{self._group}-scan",
+        scanner = new_consumer({**self._client, "group.id": f"{self._group}-scan",
                             **LEDGER_SCAN_CONFIG})
         try:
             # Runs on the poll thread before any record of these partitions is handed out, so nothing acts

@@ -40,6 +40,7 @@ from policies.recheck import recheck
 from policies.tenant_scope import TenantScope
 from policies.validate import is_valid
 from schemas.records import ActionEvent, ActionState, DeadLetter
+from schemas.tenant_label import TenantLabels
 from streams.errors import StreamsError
 from streams.executor.rollbacks import ROLLBACK_VALID_FOR
 
@@ -108,8 +109,8 @@ def _refusals(registry: CollectorRegistry) -> Counter:
     counter = _COUNTERS.get(registry)
     if counter is None:
         counter = Counter("rcaflow_executor_refused_total",
-                          "Approved action records the executor refused to run, by reason.", ["reason"],
-                          registry=registry)
+                          "Approved action records the executor refused to run, by reason and tenant.",
+                          ["reason", "tenant"], registry=registry)
         _COUNTERS[registry] = counter
     return counter
 
@@ -137,6 +138,12 @@ class ActionVerifier:
         self._approvers = approvers
         self._scopes = scopes
         self._refused = _refusals(registry)
+        #: The configured tenants (those with a scope) are the only ``tenant`` label values besides ``_other``.
+        self.tenant_label = TenantLabels.of(scopes)
+
+    @property
+    def tenants(self) -> frozenset[str]:
+        return self.tenant_label.tenants
 
     def check(self, action: ActionEvent, now: datetime) -> None:
         """Return when ``action`` may run now; raise :class:`ActionRefusedError` naming the first problem."""
@@ -187,7 +194,7 @@ class ActionVerifier:
         topic = topic or "actions"
         payload = payload.encode("utf-8") if isinstance(payload, str) else payload or b""
         key = key.encode("utf-8") if isinstance(key, str) else key
-        self._refused.labels(error.reason.value).inc()
+        self._refused.labels(error.reason.value, self.tenant_label(error.tenant)).inc()
         logger.warning("executor: refused %s[%s]@%s: %s", topic, partition, offset, error.message,
                        extra={"tenant": action.tenant, "action_id": action.action_id, "reason": error.reason.value})
         letter = DeadLetter(tenant=action.tenant, stage=STAGE, source_topic=topic, partition=partition, offset=offset,

@@ -17,11 +17,11 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
-from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
+from confluent_kafka import KafkaError, Message, TopicPartition
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from pydantic import ValidationError
 
-from producers.publisher import LIBRDKAFKA_LOG
+from producers.kafka_clients import new_consumer
 from schemas.codec import Codec
 from schemas.errors import CodecError
 from schemas.records import Record
@@ -88,7 +88,7 @@ class KbConsumer:
         }
         if fast_rebalance:
             config.update({"session.timeout.ms": 6000, "heartbeat.interval.ms": 500})
-        self._consumer = Consumer({"logger": LIBRDKAFKA_LOG, **config})  # its lines through logging, rate-limited
+        self._consumer = new_consumer(config)  # its lines through logging, rate-limited
         self._stopping = asyncio.Event()
 
     def stop(self) -> None:

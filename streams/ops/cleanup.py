@@ -14,8 +14,8 @@ import logging
 from typing import Any
 
 from confluent_kafka import KafkaException
-from confluent_kafka.admin import AdminClient
 
+from producers.kafka_clients import new_admin
 from streams.wiring.topics_admin import worker_topics
 
 logger = logging.getLogger(__name__)
@@ -29,7 +29,7 @@ def delete_prefixed_topics(client: dict[str, Any], prefix: str, *, what: str, ap
     returns the names deleted. Failures are logged."""
     if len(prefix) < _MIN_PREFIX or not prefix.endswith("."):
         raise ValueError(f"refusing to delete topics under the prefix {prefix!r}: not a throw-away run prefix")
-    admin = AdminClient(client)
+    admin = new_admin(client)
     try:
         existing = admin.list_topics(timeout=10).topics
     except KafkaException as exc:

@@ -24,8 +24,9 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 import click
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 
+from producers.kafka_clients import new_consumer
 from producers.publisher import Delivery, KafkaPublisher
 from schemas.codec import Codec
 from schemas.errors import CodecError
@@ -89,7 +90,7 @@ class Follower:
     actions: dict[str, ActionEvent] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self._consumer = Consumer({"bootstrap.servers": self.bootstrap, **self.extra,
+        self._consumer = new_consumer({"bootstrap.servers": self.bootstrap, **self.extra,
                                    "group.id": f"demo-{uuid.uuid4().hex}", "enable.auto.commit": False})
         specs: list[TopicSpec] = [NORMALIZED, DEAD_LETTER, INCIDENTS, RCA_RESULT, ACTIONS]
         self._types: dict[str, tuple[TopicSpec, type[Record]]] = {
@@ -251,33 +252,36 @@ def run_demo(settings: Settings, *, samples_dir: Path | None, as_json: bool, tim
         }
         stack = Stack(settings, roles=("worker", "executor"), env={**os.environ, **env_overrides},
                       log_dir=Path(tmp) / "logs", data_dir=Path(tmp) / "broker")
-        with stack:
-            codec = build_codec(settings)
-            publisher = KafkaPublisher(stack.bootstrap, codec, prefix, producer_config(stack.settings.kafka))
-            follower = Follower(stack.bootstrap, codec, prefix,
-                                extra=client_config(stack.settings.kafka, stack.bootstrap))
-            click.echo(f"demo: {len(files)} sample mails, {rounds} round(s), broker {stack.bootstrap}", err=True)
-            all_rows: list[Row] = []
-            try:
-                for mail_round in range(1, rounds + 1):
-                    pending = []
-                    for path in files:
-                        mail = raw_mail_from_file(path, tenant)
-                        where = publisher.publish_sync(RAW_MAIL, f"{tenant}:{mail.message_id}", mail)
-                        pending.append(Sent(path.name, mail.subject or "", where))
-                    rows = wait_rows(pending, functools.partial(rows_for, mail_round, f=follower), follower, stack,
-                                     timeout)
-                    all_rows.extend(rows)
-                    print_rows(rows, as_json)
-            finally:
-                follower.close()
-                publisher.close_sync()
-        if settings.bootstrap:
-            # A real cluster keeps what the demo made unless we delete it; an embedded broker is thrown away
-            # with its data dir. The roles are stopped by now, so nothing re-creates a topic behind us.
-            gone = delete_prefixed_topics(client_config(settings.kafka, settings.bootstrap), prefix, what="demo",
-                                          app_id=settings.worker.app_id)
-            click.echo(f"demo: deleted {len(gone)} topic(s) under {prefix!r}", err=True)
+        try:
+            with stack:
+                codec = build_codec(settings)
+                publisher = KafkaPublisher(stack.bootstrap, codec, prefix, producer_config(stack.settings.kafka))
+                follower = Follower(stack.bootstrap, codec, prefix,
+                                    extra=client_config(stack.settings.kafka, stack.bootstrap))
+                click.echo(f"demo: {len(files)} sample mails, {rounds} round(s), broker {stack.bootstrap}", err=True)
+                all_rows: list[Row] = []
+                try:
+                    for mail_round in range(1, rounds + 1):
+                        pending = []
+                        for path in files:
+                            mail = raw_mail_from_file(path, tenant)
+                            where = publisher.publish_sync(RAW_MAIL, f"{tenant}:{mail.message_id}", mail)
+                            pending.append(Sent(path.name, mail.subject or "", where))
+                        rows = wait_rows(pending, functools.partial(rows_for, mail_round, f=follower), follower, stack,
+                                         timeout)
+                        all_rows.extend(rows)
+                        print_rows(rows, as_json)
+                finally:
+                    follower.close()
+                    publisher.close_sync()
+        finally:
+            if settings.bootstrap:
+                # A real cluster keeps what the demo made unless we delete it, also when the demo failed or was
+                # interrupted; an embedded broker is thrown away with its data dir. The roles are stopped by now,
+                # so nothing re-creates a topic behind us.
+                gone = delete_prefixed_topics(client_config(settings.kafka, settings.bootstrap), prefix,
+                                              what="demo", app_id=settings.worker.app_id)
+                click.echo(f"demo: deleted {len(gone)} topic(s) under {prefix!r}", err=True)
     return 1 if any(r.error for r in all_rows) else 0
 
 

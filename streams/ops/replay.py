@@ -30,6 +30,7 @@ import click
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from pydantic import ValidationError
 
+from producers.kafka_clients import new_consumer, new_producer
 from producers.publisher import Delivery
 from schemas.codec import Codec
 from schemas.errors import CodecError
@@ -122,9 +123,10 @@ def copy_window(bootstrap: str, source: str, target: str, window: Window, *, lab
     ``extra``: the client properties of :func:`streams.settings.client_config` (security).
     """
     client = {"bootstrap.servers": bootstrap, **(extra or {})}
-    consumer = Consumer({**client, "group.id": f"rcaflow-replay-{uuid.uuid4().hex[:8]}", "enable.auto.commit": False})
-    producer = Producer({**client, "enable.idempotence": True, "acks": "all",
-                         "partitioner": "murmur2_random", "message.max.bytes": 12 * 1024 * 1024})
+    consumer = new_consumer({**client, "group.id": f"rcaflow-replay-{uuid.uuid4().hex[:8]}",
+                             "enable.auto.commit": False})
+    producer = new_producer({**client, "enable.idempotence": True, "acks": "all",
+                             "partitioner": "murmur2_random", "message.max.bytes": 12 * 1024 * 1024})
     copied: list[Copied] = []
     try:
         try:

@@ -7,9 +7,9 @@ import uuid
 from collections.abc import Iterator
 from typing import Any, NamedTuple
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, KafkaException, TopicPartition
 
-from producers.publisher import LIBRDKAFKA_LOG
+from producers.kafka_clients import new_consumer
 from streams.errors import StreamsError
 from streams.wiring.kafka_client import KafkaUnreachableError, check_cluster
 
@@ -49,7 +49,7 @@ def read_messages(bootstrap: str, topic: str, *, timeout: float = 30.0, purpose:
         check_cluster(client, timeout=min(timeout, 10.0), fail_fast=True)  # only one-shot commands read this way
     except KafkaUnreachableError as exc:
         raise TopicReadError(str(exc)) from exc
-    consumer = Consumer({"logger": LIBRDKAFKA_LOG, **client, "group.id": f"rcaflow-{purpose}-{uuid.uuid4().hex[:8]}",
+    consumer = new_consumer({**client, "group.id": f"rcaflow-{purpose}-{uuid.uuid4().hex[:8]}",
                          "enable.auto.commit": False, "auto.offset.reset": "earliest"})
     try:
         try:

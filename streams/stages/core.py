@@ -78,7 +78,7 @@ class StageContext:
     def count(self, stage: str, outcome: str) -> None:
         """One finished record of ``stage`` with ``outcome``, on the stage metrics."""
         if self.metrics:
-            self.metrics.processed.labels(stage, outcome).inc()
+            self.metrics.count(stage, outcome)
 
 
 #: Room in a dead-letter record for everything but the payload (reason, key, ids, Avro framing).
@@ -117,7 +117,7 @@ def dead_letter(
         extra={"stage": stage, "topic": where.topic, "offset": where.offset},
     )
     if context.metrics:
-        context.metrics.failed.labels(stage, type(exc).__name__).inc()
+        context.metrics.fail(stage, type(exc).__name__, tenant=tenant or None)
     record = DeadLetter(
         tenant=tenant or "unknown",
         stage=stage,

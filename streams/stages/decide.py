@@ -121,7 +121,8 @@ class Decide:
         metrics = self.context.metrics
         if metrics:
             for action in decision.actions + decision.rejected:
-                metrics.actions.labels(action.state.value, action.risk.value).inc()
+                metrics.actions.labels(state=action.state.value, risk=action.risk.value,
+                                       tenant=metrics.tenant(action.tenant)).inc()
         self.context.count(STAGE, "ok")
         return StageResult(outs, state=updated, subject=result)
 

@@ -87,8 +87,8 @@ class Normalize:
             # Kept (dead-letter, error_type NotAnAlertError, reason "not_an_alert: <reason>: ...") and
             # counted, never triaged: no event goes on, so no incident and no notification.
             self.context.count(STAGE, NOT_AN_ALERT)
-            if self.context.metrics:
-                self.context.metrics.mail_not_alert.labels(exc.reason).inc()
+            if metrics := self.context.metrics:
+                metrics.mail_not_alert.labels(reason=exc.reason, tenant=metrics.tenant(mail.tenant)).inc()
             return StageResult(outcome=NOT_AN_ALERT, refused=exc, tenant=mail.tenant)
         except MailParseError as exc:
             self.context.count(STAGE, "dead_letter")
@@ -104,9 +104,9 @@ class Normalize:
         ]
         if parsed.rejected:
             # The good rows go on; the mail is kept once in dead-letter naming each row that is not an alert.
-            if self.context.metrics:
+            if metrics := self.context.metrics:
                 for row in parsed.rejected:
-                    self.context.metrics.mail_rows_rejected.labels(row.reason).inc()
+                    metrics.mail_rows_rejected.labels(reason=row.reason, tenant=metrics.tenant(mail.tenant)).inc()
             self.context.count(STAGE, PARTIAL)
             return StageResult(outs, outcome=PARTIAL, refused=RejectedRowsError(parsed.rejected, len(outs)),
                                tenant=mail.tenant)

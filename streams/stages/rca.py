@@ -13,11 +13,12 @@ from datetime import datetime
 from executors.errors import InvalidParamsError
 from executors.evidence import EvidenceRunner, PlannedStep, plan_from_triage
 from executors.evidence.runner import ReadTarget
+from executors.evidence.tenant_routing import TenantEvidenceRunner
 from executors.llm import EvidenceFetcher, EvidenceRequest, ToolBudget
 from policies import PolicySet, triage
 from policies.tenant_scope import TenantScope
 from policies.triage import alternative_queries
-from schemas.operations import EVIDENCE
+from schemas.operations import EVIDENCE, by_family
 from schemas.records import Evidence, EvidenceStatus, Incident
 from schemas.topics import RCA_RESULT
 from streams.stages.core import Out, StageContext, StageResult
@@ -69,7 +70,7 @@ class Rca:
         metrics = self.context.metrics
         if metrics:
             waited = (self.context.now() - incident.event.received_at).total_seconds()
-            metrics.end_to_end.labels(metrics.tenant_label(incident.tenant)).observe(max(0.0, waited))
+            metrics.end_to_end.labels(metrics.tenant(incident.tenant)).observe(max(0.0, waited))
         self.context.count(STAGE, "ok")
         return StageResult([Out(RCA_RESULT, f"{incident.tenant}:{incident.incident_id}", result)])
 
@@ -99,6 +100,15 @@ class LlmEvidence:
         self.runner = runner
         self.scopes = scopes
         self.budget = budget
+
+    def offered(self, tenant: str) -> dict[str, tuple[str, ...]]:
+        """The catalogue evidence offered to the LLM that this tenant's backends can run, tool → operations.
+
+        What the prompt and the JSON schema list, so the model never spends its few reads (and a small
+        model its attention) on a backend this deployment does not have; the fetcher still refuses the rest.
+        """
+        runner = self.runner.runner_for(tenant) if isinstance(self.runner, TenantEvidenceRunner) else self.runner
+        return by_family(op for op in EVIDENCE if op.offered_to_llm and op.name in runner.tools)
 
     def fetcher(self, incident: Incident, now: datetime) -> EvidenceFetcher:
         """The fetcher for one analysis: bound to the incident's tenant, cluster and namespace, pinned to ``now``."""

@@ -131,8 +131,9 @@ class SecondOpinion:
             outs.insert(0, Out(RCA_RESULT, f"{answer.tenant}:{answer.incident_id}", answer))
             if metrics:
                 model = answer.model or "unknown"
-                metrics.llm_tokens.labels(model).inc(answer.tokens or 0)
-                metrics.llm_latency.labels(model).observe((answer.latency_ms or 0) / 1000)
+                tenant = metrics.tenant(triaged.tenant)
+                metrics.llm_tokens.labels(model=model, tenant=tenant).inc(answer.tokens or 0)
+                metrics.llm_latency.labels(model=model, tenant=tenant).observe((answer.latency_ms or 0) / 1000)
         outcome = "ok" if answer is not None else why.split(":", 1)[0]
         self.context.count(STAGE, outcome)
         return StageResult(outs, outcome)
@@ -146,11 +147,13 @@ class SecondOpinion:
         fetch = rounds.fetcher(triage.incident, self.context.now()) if rounds is not None else None
         past = await self.similar(triage.incident) if self.similar is not None else ()
         brief = brief_for(cls, triage.incident, triage)
+        if rounds is not None:
+            brief = brief.model_copy(update={"evidence_tools": rounds.offered(triage.tenant)})
         outcome = await analyse(self._client, triage.incident, brief, triage.evidence, past,
                                 fetch_evidence=fetch, budget=rounds.budget if rounds is not None else None)
         if isinstance(outcome, LlmFailure):
-            if self.context.metrics:
-                self.context.metrics.llm_errors.labels(outcome.kind).inc()
+            if metrics := self.context.metrics:
+                metrics.llm_errors.labels(kind=outcome.kind, tenant=metrics.tenant(triage.tenant)).inc()
             if outcome.retriable:
                 self.context.count(STAGE, f"waiting:{outcome.kind}")
                 raise ModelUnavailableError(f"no answer from the LLM for incident {triage.incident_id} "

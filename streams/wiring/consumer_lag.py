@@ -21,6 +21,8 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from producers.kafka_clients import new_admin
+
 logger = logging.getLogger(__name__)
 
 #: How often the broker is asked; lag rules look at minutes, so this is plenty and cheap.
@@ -60,7 +62,7 @@ class ConsumerLag(Collector):
     def refresh(self) -> None:
         """Ask the broker once (blocking: call it from a thread)."""
         if self._admin is None:
-            self._admin = AdminClient(self._client)
+            self._admin = new_admin(self._client)
         for group in self._groups:
             try:
                 self._lag[group] = self._group_lag(self._admin, group)

@@ -6,6 +6,11 @@ login: it logs and reconnects forever, and a metadata request just times out as 
 failure". So every process and CLI starts with :func:`check_cluster`, which watches librdkafka's
 error callback and turns a refused login or a failed TLS handshake into a
 :class:`~streams.errors.KafkaAuthError` within about a second.
+
+Every other client is built by :func:`new_consumer`, :func:`new_producer` or :func:`new_admin`
+(``producers.kafka_clients``, re-exported here), which send librdkafka's lines through logging, rate-limited
+(``logging_setup.OncePer``), never raw on stderr; ``tests/unit/test_kafka_clients_built_once.py`` finds any
+client built another way.
 """
 
 from __future__ import annotations
@@ -20,12 +25,14 @@ from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.admin._metadata import ClusterMetadata
 
+from producers.kafka_clients import new_admin, new_consumer, new_producer  # re-exported: the one way one is built
 from streams.errors import KafkaAuthError, StreamsError
 from streams.settings import client_config  # re-exported: the one way a client is configured
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["KafkaAuthError", "KafkaUnreachableError", "check_cluster", "client_config", "describe"]
+__all__ = ["KafkaAuthError", "KafkaUnreachableError", "check_cluster", "client_config", "describe", "new_admin",
+           "new_consumer", "new_producer"]
 
 #: How long one metadata attempt waits before the error callback is looked at again.
 _ATTEMPT_S = 1.0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from collections.abc import Iterable
 from typing import Any
@@ -63,6 +64,12 @@ class Redacting(logging.Formatter):
 CLIENT_LOGGERS = ("aiokafka", "faust", "mode", "kafka", "librdkafka", "confluent_kafka", "streams.wiring.kafka_client")
 
 
+#: Parts of a librdkafka line that differ between repeats of the same failure: the client's instance name
+#: (``rdkafka#consumer-7``; a restarted feed gets a new one), ``(after 3ms in state CONNECT, 4 identical error(s)
+#: suppressed)``. Left out of the key, so the repeats count as one line.
+_VARYING = re.compile(r"rdkafka#\w+-\d+|\s*\(after \d+ms in state \w+(?:, \d+ identical error\(s\) suppressed)?\)")
+
+
 class OncePer(logging.Filter):
     """Lets the same message of a client logger through at most once per ``seconds``.
 
@@ -79,7 +86,7 @@ class OncePer(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if not record.name.startswith(self._loggers):
             return True
-        key = (record.name, record.getMessage())
+        key = (record.name, _VARYING.sub("", record.getMessage()))
         now = record.created
         last = self._last.get(key)
         if last is not None and now - last < self._seconds:

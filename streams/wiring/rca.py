@@ -45,7 +45,7 @@ def build_second_opinion(settings: Settings, policies: PolicySet, context: Stage
     """The LLM second opinion, or None when no API key (or explicit switch) enables it."""
     if not settings.llm_enabled:
         return None
-    from executors.llm import LlmClient, LlmConfig, ResponseMode, TenantLimitConfig
+    from executors.llm import LlmClient, LlmConfig, ResponseMode, SchemaLimits, TenantLimitConfig
 
     key = settings.qwen_api_key
     config = LlmConfig(
@@ -56,6 +56,8 @@ def build_second_opinion(settings: Settings, policies: PolicySet, context: Stage
         timeout_s=settings.llm.timeout_s,
         max_tokens=settings.llm.max_tokens,
         response_mode=ResponseMode(settings.llm.response_mode),
+        schema_limits=(SchemaLimits(max_chars=settings.llm.schema_max_chars, max_items=settings.llm.schema_max_items)
+                       if settings.llm.schema_max_chars is not None else None),
         max_concurrency_per_tenant=settings.llm.max_concurrency_per_tenant,
         rate_per_tenant_per_s=settings.llm.rate_per_tenant_per_s,
         burst_per_tenant=settings.llm.burst_per_tenant,

@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException
-from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
+from producers.kafka_clients import new_admin
 from schemas.limits import BATCH_OVERHEAD_BYTES, MAX_RECORD_BYTES, topic_max_message_bytes, topic_max_record_bytes
 from schemas.topics import ACTIONS, ALL_TOPICS, DEAD_LETTER, INCIDENTS, NORMALIZED, RCA_RESULT, TopicSpec
 from streams.errors import StreamsError
@@ -126,7 +126,7 @@ def ensure_topics(
     """
     config = {"bootstrap.servers": bootstrap, **(extra or {})}
     existing = set(check_cluster(config, timeout=timeout, fail_fast=fail_fast).topics)
-    admin = AdminClient(config)
+    admin = new_admin(config)
     wanted = [
         NewTopic(
             spec.full_name(prefix),

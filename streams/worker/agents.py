@@ -7,7 +7,9 @@ Faust-internal forward (``group_by``) is left, since Faust neither awaits nor
 retries those and drops them when the broker goes away. Tables change
 only inside agents, and outputs are sent before a table is updated: a crash
 between the two re-delivers the input, and the deterministic ids make the
-re-sent records the same records.
+re-sent records the same records. Every agent that changes a table runs its
+record's work through ``WorkerApp.acked``: the input is acked only once the
+broker has the table's changelog writes too (``streams.worker.acked_table``).
 """
 
 from __future__ import annotations
@@ -137,7 +139,7 @@ def register_dedup(worker: WorkerApp, stage: Dedup) -> None:
     async def dedup(stream: faust.StreamT[bytes]) -> None:
         async for value, pos in values(stream):
             with timed(context, dedup_stage.STAGE):
-                await guard.run(value, pos, partial(handle, value, pos))
+                await guard.run(value, pos, worker.acked(partial(handle, value, pos)))
 
     correlate = Correlate(stage.policies, context=context)
     register_correlate(worker, correlate)
@@ -160,7 +162,7 @@ def register_correlate(worker: WorkerApp, stage: Correlate) -> None:
     async def correlate_agent(stream: faust.StreamT[bytes]) -> None:
         async for value, pos in values(stream):
             with timed(context, correlate_stage.STAGE):
-                await guard.run(value, pos, partial(handle, value, pos))
+                await guard.run(value, pos, worker.acked(partial(handle, value, pos)))
 
 
 def register_rca(worker: WorkerApp, stage: Rca) -> None:
@@ -244,7 +246,7 @@ def register_decide(worker: WorkerApp, stage: Decide, notify: NotifyRequests) ->
     async def decide(stream: faust.StreamT[bytes]) -> None:
         # Keyed by fingerprint (decide-route) so the cooldown memory of one target lives in one partition.
         async for value, pos in values(stream):
-            await guard.run(value, pos, partial(handle, value, pos))
+            await guard.run(value, pos, worker.acked(partial(handle, value, pos)))
 
 
 def register_approvals(worker: WorkerApp, stage: Approval, notify: NotifyRequests) -> None:
@@ -277,7 +279,7 @@ def register_approvals(worker: WorkerApp, stage: Approval, notify: NotifyRequest
     @worker.app.agent(worker.topic(ACTIONS.name), name="pending")
     async def pending(stream: faust.StreamT[bytes]) -> None:
         async for value, pos in values(stream):
-            await pending_guard.run(value, pos, partial(keep_pending, value, pos))
+            await pending_guard.run(value, pos, worker.acked(partial(keep_pending, value, pos)))
 
     async def apply_decision(value: bytes, pos: Position) -> None:
         key = key_text(pos)
@@ -304,7 +306,7 @@ def register_approvals(worker: WorkerApp, stage: Approval, notify: NotifyRequest
     async def decide_approvals(stream: faust.StreamT[bytes]) -> None:
         async for value, pos in values(stream):
             with timed(context, approval_stage.STAGE):
-                await guard.run(value, pos, partial(apply_decision, value, pos))
+                await guard.run(value, pos, worker.acked(partial(apply_decision, value, pos)))
 
     withdraw_guard = Guard(worker, "withdraw", context)
 
@@ -325,7 +327,7 @@ def register_approvals(worker: WorkerApp, stage: Approval, notify: NotifyRequest
     async def withdraw_resolved(stream: faust.StreamT[bytes]) -> None:
         # Resolved incidents, one record per action key: what still waits for approval is withdrawn.
         async for value, pos in values(stream):
-            await withdraw_guard.run(value, pos, partial(apply_withdrawal, value, pos))
+            await withdraw_guard.run(value, pos, worker.acked(partial(apply_withdrawal, value, pos)))
 
     expiring: set[str] = set()
 
@@ -382,7 +384,7 @@ def register_notify(worker: WorkerApp, notifier: Notifier | None, notify: Notify
     @worker.app.agent(worker.notify_input, name="notify")
     async def notify_agent(stream: faust.StreamT[bytes]) -> None:
         async for value, pos in values(stream):
-            await guard.run(value, pos, partial(handle, value, pos))
+            await guard.run(value, pos, worker.acked(partial(handle, value, pos)))
 
     async def show_outcome(value: bytes, pos: Position) -> None:
         try:
@@ -451,7 +453,7 @@ def register_audit(worker: WorkerApp, stage: Audit) -> None:
         async for event in events(stream):
             value = event.value if isinstance(event.value, bytes) else b""
             with timed(context, audit_stage.STAGE):
-                await guard.run(value, where(event), partial(chain, event))
+                await guard.run(value, where(event), worker.acked(partial(chain, event)))
 
 
 async def _audited_record(guard: Guard, event: EventT[bytes], value: bytes) -> Auditable:

@@ -11,7 +11,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import faust
 from aiokafka.partitioner import DefaultPartitioner
@@ -38,7 +38,9 @@ from streams.wiring.topics_admin import (
     WITHDRAW_INPUT_SUFFIX,
     repartition_topic_name,
 )
-from streams.worker.failures import retry_transient, send_failure
+from streams.worker.acked_table import AckedTable, ChangelogWrite, await_acked, collecting
+from streams.worker.cleared_queues import forget_cleared_messages
+from streams.worker.failures import IN_FLIGHT, Delivery, acked_in_order, retry_transient, send_failure
 from streams.worker.kafka_auth import faust_credentials
 from streams.worker.rebalance import seek_before_fetching
 
@@ -47,8 +49,10 @@ R = TypeVar("R", bound=Record)
 
 _PARTITIONER = DefaultPartitioner()
 
-#: Faust ``producer_request_timeout`` (aiokafka's ``request_timeout_ms``; its own default is 40 s).
-PRODUCER_REQUEST_TIMEOUT_S = 40.0
+#: How much longer than the producer's request timeout (``worker.producer_request_timeout_s``) a queued changelog
+#: write may stay unanswered before it counts as a transient failure (and is waited for again): aiokafka fails a
+#: batch after the request timeout, so past that the producer itself is stuck.
+CHANGELOG_ACK_MARGIN_S = 5.0
 
 
 def partition_of(key: str, partitions: int) -> int:
@@ -99,10 +103,17 @@ async def _send_acked(topic: faust.TopicT, key: bytes, value: bytes, headers: li
 
     ``topic.send`` only queues: it returns the delivery future, and a record the broker refuses
     (too large, say) would merely be logged by Faust while the input offset is committed. Awaiting
-    that future is what makes "outputs acked before the input is acked" hold.
+    that future is what makes "outputs acked before the input is acked" hold. Inside a pipelined guard
+    (``IN_FLIGHT`` set, streams/worker/guard.py) the future is handed to the guard instead, which acks the
+    input only once it resolved: the record is queued here, in order, and the agent goes on.
     """
     try:
         delivery = await topic.send(key=key, value=value, headers=headers, partition=partition, force=True)
+        in_flight = IN_FLIGHT.get()
+        if in_flight is not None:
+            in_flight.append(Delivery(topic.get_topic_name(), len(value), delivery,
+                                      partial(_send_acked, topic, key, value, headers, partition)))
+            return delivery
         return await delivery
     except asyncio.CancelledError:
         raise
@@ -121,6 +132,7 @@ class WorkerApp:
         self._codec_is_local = isinstance(codec, AvroSingleObjectCodec)
         self._deliver = deliver
         self.partitions = settings.worker.partitions
+        self._changelog_wait_s = settings.worker.producer_request_timeout_s + CHANGELOG_ACK_MARGIN_S
         fast: dict[str, Any] = {}
         if settings.kafka.fast_rebalance:
             fast = {
@@ -153,7 +165,7 @@ class WorkerApp:
             # backoff, in the log). Faust's default, 20 min, turned a topic missing at the first assignment into
             # a silent 20-minute hang of the agent (aiokafka polls the metadata that long). Every topic the worker
             # uses is created before it starts (streams.wiring.topics_admin.worker_topics); this bounds the rest.
-            producer_request_timeout=PRODUCER_REQUEST_TIMEOUT_S,
+            producer_request_timeout=settings.worker.producer_request_timeout_s,
             # ... and the worker reads raw-mail, whose records are that large (aiokafka's default is 1 MiB
             # per partition; it would still fetch an oversized first record, but one fetch per record).
             consumer_max_fetch_size=PRODUCER_MAX_REQUEST_BYTES,
@@ -186,8 +198,12 @@ class WorkerApp:
                                            value_type=bytes, partitions=self.partitions, internal=True)
 
         def table(name: str) -> TableT[str, Any]:
-            # Table changelogs use the app's table serializers (json), not the raw topic serializers.
-            return self.app.Table(name, default=None, partitions=self.partitions)
+            # Table changelogs use the app's table serializers (json), not the raw topic serializers. AckedTable:
+            # the writes an agent makes inside :meth:`acked` are awaited before its input is acked.
+            acked = AckedTable(self.app, name=name, default=None, beacon=self.app.tables.beacon,
+                               partitions=self.partitions)
+            self.app.tables.add(acked)
+            return acked
 
         self.tables = Tables(
             dedup_state=table(DEDUP_STATE),
@@ -200,21 +216,64 @@ class WorkerApp:
         )
         # Faust fetched stream partitions while seeking them after an assignment (lost and stalled records).
         seek_before_fetching(self.app)
+        # Faust cleared the agents' queues at a rebalance without counting the copies down (wait_empty for ever).
+        forget_cleared_messages(self.app)
 
     def topic(self, name: str) -> faust.TopicT:
         return self.topics[name]
 
+    def acked(self, step: Callable[[], Awaitable[object]]) -> Callable[[], Awaitable[None]]:
+        """``step``, then a wait until the broker has every table changelog write ``step`` made.
+
+        Agents run their record's work through this (inside their guard), so an input is acked only
+        once the table rows it changed are on their changelogs, where the next assignment of the
+        partition rebuilds them from. Transient failures of those writes re-send the row's current value
+        with backoff; a permanent one is raised, and the guard dead-letters the input. Writes made before
+        ``step`` failed are waited for too: they are in the table already.
+        """
+        async def run() -> None:
+            with collecting() as writes:
+                try:
+                    await step()
+                except Exception:
+                    await self._rows_acked(writes)
+                    raise
+            await self._rows_acked(writes)
+
+        return run
+
+    async def _rows_acked(self, writes: list[ChangelogWrite]) -> None:
+        if self._deliver is _to_kafka:
+            await await_acked(writes, wait_s=self._changelog_wait_s)
+            return
+        # A test of one agent (no producer runs): its table rows go where its records go.
+        for write in writes:
+            message = write.future.message
+            await self._deliver(write.table.changelog_topic, cast(bytes, message.key) or b"",
+                                cast(bytes, message.value) or b"")
+
     async def send(self, outs: Iterable[Out]) -> None:
-        """Encode each output and send it, in order, each acknowledged by the broker before the next.
+        """Encode each output and send it, in order; returns once the broker acknowledged every one.
 
         A broker or registry that is unavailable is waited out (capped backoff, no limit); a permanent
         failure (an output too large for its topic, say) is raised for the agent to dead-letter the input.
         """
-        for out in outs:
-            target = self.topics[out.spec.name]
-            name = target.get_topic_name()
-            value = await retry_transient(partial(self.encode, out.record, topic=name), f"encoding for {name}")
-            await retry_transient(partial(self._deliver, target, out.key.encode("utf-8"), value), f"sending to {name}")
+        # All of them are handed to the producer first and their acks awaited after, in order (one produce
+        # request rather than one per output); inside a pipelined guard its queue awaits them instead.
+        batch: list[Delivery] | None = [] if IN_FLIGHT.get() is None else None
+        token = IN_FLIGHT.set(batch) if batch is not None else None
+        try:
+            for out in outs:
+                target = self.topics[out.spec.name]
+                name = target.get_topic_name()
+                value = await retry_transient(partial(self.encode, out.record, topic=name), f"encoding for {name}")
+                await retry_transient(partial(self._deliver, target, out.key.encode("utf-8"), value),
+                                      f"sending to {name}")
+        finally:
+            if token is not None:
+                IN_FLIGHT.reset(token)
+        if batch:
+            await acked_in_order(batch, "worker")
 
     async def forward(self, topic: faust.TopicT, key: bytes, value: bytes,
                       headers: list[tuple[str, bytes]] | None = None, partition: int | None = None) -> None:

@@ -14,6 +14,7 @@ from schemas.codec import Codec
 from schemas.errors import CodecError
 from schemas.records import Record
 from streams.stages.core import Position, StageContext
+from streams.stages.metrics import record_in_hand
 
 R = TypeVar("R", bound=Record)
 
@@ -49,6 +50,7 @@ async def values(stream: faust.StreamT[bytes]) -> AsyncIterator[tuple[bytes, Pos
     manual = _manual(stream)
     async for event in manual.events():
         value = event.value if isinstance(event.value, bytes) else b""
+        record_in_hand(event.message.key, event.message.timestamp)  # its metrics' tenant and wait
         yield value, where(event)
         await manual.ack(event)
 
@@ -57,6 +59,7 @@ async def events(stream: faust.StreamT[bytes]) -> AsyncIterator[EventT[bytes]]:
     """Like :func:`values`, for agents that need the whole event (headers)."""
     manual = _manual(stream)
     async for event in manual.events():
+        record_in_hand(event.message.key, event.message.timestamp)
         yield event
         await manual.ack(event)
 

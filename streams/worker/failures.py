@@ -229,3 +229,62 @@ async def retry_transient(op: Callable[[], Awaitable[T]], what: str, *, backoff:
                 logger.warning("%s succeeded after %.0fs and %d retries (stage %s)", what, entry.seconds(),
                                entry.attempts, entry.stage)
             return result
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One output handed to the producer and not yet acknowledged: the ack to wait for, and how to send it again."""
+
+    topic: str
+    size: int
+    ack: Awaitable[object]
+    #: Sends the same bytes again and returns once the broker acknowledged them (never into a collector).
+    resend: Callable[[], Awaitable[object]]
+
+    async def acked(self) -> None:
+        """Returns once the broker has the record; raises the typed error (transient or not) otherwise."""
+        try:
+            await asyncio.shield(self.ack)  # a stopping worker must not cancel the producer's own future
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the broker boundary, as in the worker's sends
+            raise send_failure(exc, topic=self.topic, size=self.size) from exc
+
+    def abandon(self) -> None:
+        """Nobody will wait for this ack any more (it was sent again): its failure is not an error to report."""
+        if isinstance(self.ack, asyncio.Future):
+            self.ack.add_done_callback(_retrieve)
+
+
+def _retrieve(future: asyncio.Future[object]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
+#: Where the sends of the current record put their deliveries instead of awaiting them (a pipelined guard sets
+#: it for one record); unset, a send returns only once the broker acknowledged it.
+IN_FLIGHT: contextvars.ContextVar[list[Delivery] | None] = contextvars.ContextVar("rcaflow_in_flight", default=None)
+
+
+async def acked_in_order(deliveries: list[Delivery], what: str, *, backoff: Backoff | None = None) -> None:
+    """Returns once the broker acknowledged every delivery, waited for in the order they were sent.
+
+    After a transient failure that record and every later one are sent again, in order, each waited for
+    with backoff: the last copy of each key's records keeps the order of the sends (the copies before are
+    duplicates that the ids derived from the input make harmless). A permanent failure is raised.
+    """
+    again = False
+    for index, delivery in enumerate(deliveries):
+        if not again:
+            try:
+                await delivery.acked()
+                continue
+            except Exception as exc:  # classified: transient ones are sent again, the rest raised
+                if not is_transient(exc):
+                    for rest in deliveries[index + 1:]:
+                        rest.abandon()
+                    raise
+                again = True
+        else:
+            delivery.abandon()
+        await retry_transient(delivery.resend, f"{what}: sending again to {delivery.topic}", backoff=backoff)

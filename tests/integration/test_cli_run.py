@@ -130,6 +130,23 @@ def test_demo_prints_every_class_then_shows_dedup(broker: object, tmp_path: Path
     assert sorted(t for t in topics if t.startswith("demo-") or t.startswith("decide-demo-")) == []
 
 
+def test_a_demo_that_fails_still_leaves_no_topics_behind(broker: object, tmp_path: Path) -> None:
+    bootstrap = broker.bootstrap  # type: ignore[attr-defined]
+    prefix = f"d{uuid.uuid4().hex[:6]}."  # the demo's run prefix goes under it: only this test's topics match
+    env = _env(tmp_path, KAFKA_BOOTSTRAP_SERVERS=bootstrap, RCAFLOW_KAFKA__TOPIC_PREFIX=prefix)
+    # Results cannot arrive in 1 s: the demo gives up with an error after its topics and roles were made.
+    done = subprocess.run([sys.executable, "-m", "streams.cli", "demo", "--rounds", "1", "--timeout", "1"],
+                          env=env, capture_output=True, timeout=600, check=False)
+    err = done.stderr.decode(errors="replace")
+    assert done.returncode != 0 and "timed out" in err, err[-3000:]
+    deleted = re.search(r"demo: deleted (\d+) topic\(s\) under '(\S+)'", err)
+    assert deleted and int(deleted.group(1)) > 0 and deleted.group(2).startswith(f"{prefix}demo-"), err[-3000:]
+    from confluent_kafka.admin import AdminClient
+
+    topics = AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=10).topics
+    assert sorted(t for t in topics if t.startswith(prefix) or t.startswith(f"decide-{prefix}")) == []
+
+
 @pytest.mark.tansu
 def test_demo_smoke_on_tansu(tmp_path: Path) -> None:
     rows = _demo_rows(_env(tmp_path, RCAFLOW_KAFKA__EMBEDDED__PREFER="tansu"), "--rounds", "1")

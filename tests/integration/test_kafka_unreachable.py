@@ -24,6 +24,7 @@ ONE_SHOT = {
     "stats": ["stats", "--since", "1d"],
     "audit verify": ["audit", "verify"],
     "topic read": ["topic", "read", "actions"],
+    "topic read --decode": ["topic", "read", "actions", "--decode"],
     "replay": ["replay", "--since", "1d", "--limit", "1"],
     "rollback": ["rollback", "a-1", "--by", "alice"],
     "demo": ["demo"],
@@ -33,6 +34,8 @@ ONE_SHOT = {
 LONG_RUNNING = {
     "api": ["api"],
     "worker": ["worker"],
+    "executor": ["executor"],
+    "ingest imap": ["ingest", "imap", "--mailbox", "m"],
 }
 
 
@@ -80,6 +83,7 @@ def test_one_shot_commands_stop_with_one_line_naming_the_address(env: dict[str, 
         assert len(lines) == 1, f"{name} said {len(lines)} lines:\n{err[-3000:]}"
         assert f"kafka: no broker at {where} (PLAINTEXT) (Connect to ipv4#{where} failed: Connection refused)" \
             in lines[0], f"{name}: {lines[0]}"
+        assert "|FAIL|" not in err and "%3|" not in err, f"{name}: raw librdkafka lines\n{err[-3000:]}"
 
 
 def test_long_running_processes_warn_once_then_stop_with_one_line(env: dict[str, str]) -> None:
@@ -92,3 +96,4 @@ def test_long_running_processes_warn_once_then_stop_with_one_line(env: dict[str,
         assert len(warned) == 1, f"{name}:\n{err}"
         assert lines[-1].startswith(f"rcaflow: kafka: no broker answered at {where}"), f"{name}:\n{err}"
         assert "Traceback" not in err
+        assert "|FAIL|" not in err and "%3|" not in err, f"{name}: raw librdkafka lines\n{err[-3000:]}"

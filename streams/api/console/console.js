@@ -19,6 +19,7 @@ const TEXT = {
     unreachable: "The API cannot be reached.", awaits_until: "awaits approval until", risk: "risk",
     approver_line: "decided by", kind_alert: "alert", kind_diagnosis: "diagnosis", kind_action: "action",
     kind_approval: "approval", kind_audit: "audit", kind_resolved: "resolved", dry_run: "dry-run",
+    labels: "Labels and annotations",
   },
   zh: {
     logout: "退出", login_title: "登录", login: "登录",
@@ -34,12 +35,13 @@ const TEXT = {
     unreachable: "无法连接 API。", awaits_until: "等待审批，截止", risk: "风险",
     approver_line: "决定人", kind_alert: "告警", kind_diagnosis: "诊断", kind_action: "动作",
     kind_approval: "审批", kind_audit: "审计", kind_resolved: "解决", dry_run: "演练 (dry-run)",
+    labels: "标签和注解",
   },
 };
 const STATES_ZH = {
   open: "未解决", resolved: "已解决", proposed: "已提议", awaiting_approval: "待审批", approved: "已批准",
   rejected: "已拒绝", expired: "已过期", running: "执行中", succeeded: "成功", failed: "失败",
-  rolled_back: "已回滚", withdrawn: "已撤回",
+  rolled_back: "已回滚", withdrawn: "已撤回", "dry-run": "演练 (dry-run)",
 };
 
 let lang = localStorage.getItem("rcaflow.lang") || (navigator.language.startsWith("zh") ? "zh" : "en");
@@ -122,8 +124,8 @@ function actionCard(action) {
   card.dataset.action = action.action_id;
   const head = el("div");
   head.append(el("strong", action.name), document.createTextNode(` ${action.tool}.${action.operation} · ${t("risk")} ${action.risk} `));
-  // A dry run changed nothing: it never reads "succeeded".
-  const label = action.dry_run && action.state === "succeeded" ? t("dry_run") : stateText(action.state);
+  // A dry run changed nothing: the API says "dry-run" for it, never "succeeded".
+  const label = stateText(action.state);
   const state = el("span", label, `state state-${action.state}`);
   state.dataset.testid = "action-state";
   head.append(state);
@@ -174,6 +176,13 @@ async function renderDetail(incidentId) {
   $("detail-title").textContent = `${d.alert} [${d.severity}] · ${stateText(d.state)}`;
   $("detail-meta").textContent = `${d.incident_id} · ${d.alert_class} · ${d.cluster || "-"} / ${d.namespace || "-"} · x${d.count} · ${when(d.opened_at)}`;
   $("detail-diagnosis").textContent = d.diagnosis ? `${t("diagnosis")}: ${d.diagnosis}` : "";
+  // The latest alert's labels and annotations (mail text: shown as text only).
+  const labels = $("detail-labels");
+  labels.replaceChildren();
+  const latest = d.alerts.length ? d.alerts[d.alerts.length - 1] : { labels: {}, annotations: {} };
+  for (const [key, value] of [...Object.entries(latest.labels), ...Object.entries(latest.annotations)]) {
+    labels.append(el("dt", key), el("dd", value));
+  }
   const actions = $("actions");
   actions.replaceChildren(...d.actions.map(actionCard));
   if (!d.actions.length) actions.append(el("p", t("no_actions"), "muted"));

@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
 
+from producers.fingerprint import alert_fingerprint
 from producers.publisher import KafkaPublisher
 from schemas.codec import make_codec
 from schemas.limits import MAX_LABEL_VALUE_BYTES
@@ -148,3 +149,32 @@ def test_a_record_the_broker_refuses_as_too_large_is_413_not_503(broker: object,
     got = normalized.wait_for(lambda rs: any(isinstance(r, AlertEvent) for r in rs), what="the good webhook")
     assert [r.labels["pod"] for r in got if isinstance(r, AlertEvent)] == ["vminsert-1"]
     normalized.close()
+
+
+def test_webhook_and_events_name_a_cluster_id_as_mail_does(broker: object, topic_prefix: str) -> None:
+    """DCE 5 labels `cluster` with the kube-system UID; with the tenant's map every channel names it alike,
+    so a webhook, an event and a mail about one alert are one incident, not three."""
+    bootstrap = broker.bootstrap  # type: ignore[attr-defined]
+    ensure_topics(bootstrap, topic_prefix)
+    uid = "5b7e3c1a-0d4f-4f5e-9a8b-1c2d3e4f5a6b"
+    settings = Settings(kafka_bootstrap_servers=bootstrap, kafka=KafkaSettings(topic_prefix=topic_prefix),
+                        tenants={"acme": TenantSettings(token=SecretStr(TOKEN), namespaces=["insight-system"],
+                                                        cluster_names={uid: "HK-DCE5-PLATFORM"})})
+    codec = make_codec(None)
+    publisher = KafkaPublisher(bootstrap, codec, topic_prefix)
+    app = create_app(normalize=build_stages(settings).normalize, publisher=publisher, codec=codec,
+                     auth=TenantAuth({"acme": SecretStr(TOKEN)}, "default"), registry=CollectorRegistry(),
+                     topic_prefix=topic_prefix)
+    named = {"cluster": "HK-DCE5-PLATFORM", "namespace": "insight-system", "pod": "vminsert-0"}
+    expected = alert_fingerprint("acme", "VMInsertWriteErrors", named)
+    with TestClient(app) as client:
+        hook = client.post("/webhook", headers=AUTH, json={"groupKey": "g4", "alerts": [
+            _alert({"cluster": uid, "pod": "vminsert-0"})]})
+        event = client.post("/events", headers=AUTH, json={
+            "alert": "VMInsertWriteErrors", "severity": "P2",
+            "labels": {"cluster": uid, "namespace": "insight-system", "pod": "vminsert-0"}})
+    publisher.close_sync()
+    assert hook.status_code == 202, hook.text
+    assert event.status_code == 202, event.text
+    assert hook.json()["events"][0]["fingerprint"] == expected
+    assert event.json()["events"][0]["fingerprint"] == expected

@@ -3,7 +3,9 @@ composition (``build_api``) served by uvicorn on a loopback port, so the CLI and
 
 from __future__ import annotations
 
+import contextlib
 import json
+import shutil
 import socket
 import threading
 import time
@@ -17,6 +19,10 @@ import pytest
 import uvicorn
 from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
+from selenium import webdriver
+from selenium.webdriver.chrome.options import Options
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.remote.webdriver import WebDriver
 
 from producers.publisher import KafkaPublisher
 from schemas.codec import Codec, make_codec
@@ -72,6 +78,25 @@ class Api:
         raise AssertionError(f"timed out waiting for {what}; last answer: {last}")
 
 
+@pytest.fixture
+def browser() -> Iterator[WebDriver]:
+    """Debian's headless Chromium driven by selenium through Debian's chromedriver."""
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver_path = shutil.which("chromedriver")
+    if chromium is None or driver_path is None:
+        pytest.fail("the console test needs Debian's chromium and chromium-driver (.ci/system-deps.sh installs them)")
+    options = Options()
+    options.binary_location = chromium
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                "--window-size=1280,900", "--lang=en-US"):
+        options.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(driver_path), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -91,9 +116,16 @@ def api(stack: Stack) -> Iterator[Api]:
             OTHER: {"bob": SecretStr(TOKENS["bob"])}}),
         security=SecuritySettings(approval_key=SecretStr(APPROVAL_KEY), decision_key=SecretStr(DECISION_KEY)),
     )
+    with serving(settings, stack.bootstrap) as running:
+        yield running
+
+
+@contextlib.contextmanager
+def serving(settings: Settings, bootstrap: str) -> Iterator[Api]:
+    """`rcaflow api` as build_api composes it, served by uvicorn on a loopback port until the block ends."""
     auth = TenantAuth({t: s.token for t, s in settings.tenants.items()}, "default")
     registry = CollectorRegistry()
-    app = build_api(settings, stack.bootstrap, build_stages(settings), auth, registry=registry)
+    app = build_api(settings, bootstrap, build_stages(settings), auth, registry=registry)
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
     thread = threading.Thread(target=server.run, name="incident-api", daemon=True)

@@ -5,15 +5,9 @@ action, and see the executor's outcome on the page, in English and in Chinese. S
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-from selenium import webdriver
 from selenium.common.exceptions import WebDriverException
-from selenium.webdriver.chrome.options import Options
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support import expected_conditions as ec
@@ -25,24 +19,6 @@ from tests.integration.incidents.conftest import TOKENS, Api, waiting_incident
 
 SHOTS = Path(__file__).resolve().parents[3] / "docs" / "console"
 WAIT_S = 90
-
-
-@pytest.fixture
-def browser() -> Iterator[WebDriver]:
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    driver_path = shutil.which("chromedriver")
-    if chromium is None or driver_path is None:
-        pytest.fail("the console test needs Debian's chromium and chromium-driver (.ci/system-deps.sh installs them)")
-    options = Options()
-    options.binary_location = chromium
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                "--window-size=1280,900", "--lang=en-US"):
-        options.add_argument(arg)
-    driver = webdriver.Chrome(service=Service(driver_path), options=options)
-    try:
-        yield driver
-    finally:
-        driver.quit()
 
 
 def _wait(browser: WebDriver, stack: Stack) -> WebDriverWait[WebDriver]:

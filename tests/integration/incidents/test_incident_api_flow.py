@@ -55,12 +55,18 @@ def test_an_alert_becomes_an_incident_and_rcaflow_approve_runs_its_action(
     assert f"approved {action_id} as api:alice via api" in approved.stdout
 
     detail = api.wait_for("the executor's outcome", f"/incidents/{incident_id}", "read",
-                          lambda d: any(a["action_id"] == action_id and a["state"] in ("succeeded", "failed", "dry_run")
+                          lambda d: any(a["action_id"] == action_id and a["state"] in ("succeeded", "failed", "dry-run")
                                         for a in d["actions"]), stack.check)
     [action] = [a for a in detail["actions"] if a["action_id"] == action_id]
     states = [h["state"] for h in action["history"]]
     assert states[:3] == ["awaiting_approval", "approved", "running"], states
-    assert states[-1] in ("succeeded", "dry_run") and action["dry_run"], states  # the test stack runs dry
+    # The test stack runs dry: a dry run that went through says so everywhere, never "succeeded".
+    assert states[-1] == "dry-run" and action["dry_run"] and action["state"] == "dry-run", states
+    assert any(e["kind"] == "action" and e["ref"] == action_id and ": dry-run" in e["summary"]
+               for e in detail["timeline"]), detail["timeline"]
+    dry = api.get("/actions", "read", state="dry-run").json()["items"]
+    assert action_id in [a["action_id"] for a in dry]
+    assert action_id not in [a["action_id"] for a in api.get("/actions", "read", state="succeeded").json()["items"]]
     assert action["approver"] == "api:alice"
     [decision] = detail["approvals"]
     assert (decision["approver"], decision["via"], decision["verified"], decision["reason"]) == (
@@ -70,6 +76,8 @@ def test_an_alert_becomes_an_incident_and_rcaflow_approve_runs_its_action(
     assert detail["diagnoses"] and detail["diagnoses"][0]["evidence"] is not None
     shown = _cli(incident, [incident_id], api, "read")
     assert shown.exit_code == 0 and "approve by api:alice via api" in shown.stdout, shown.output
+    [action_line] = [line for line in shown.stdout.splitlines() if line.startswith(f"action {action_id} ")]
+    assert action_line.endswith(": dry-run") and "succeeded" not in shown.stdout, shown.stdout
 
     # The audit chain names the API approver; the audit steps reach the incident's timeline.
     audit = TopicReader(stack.bootstrap, codec, AUDIT, stack.settings.kafka.topic_prefix, alive=stack.check)

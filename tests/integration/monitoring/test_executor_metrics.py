@@ -36,7 +36,9 @@ def _restart(tenant: str, action_id: str, name: str) -> ActionEvent:
 
 
 def _value(registry: CollectorRegistry, name: str, **labels: str) -> float:
-    return registry.get_sample_value(name, labels) or 0.0
+    """The sum of ``name``'s samples with ``labels`` (whatever their tenant)."""
+    return sum(sample.value for family in registry.collect() for sample in family.samples
+               if sample.name == name and labels.items() <= sample.labels.items())
 
 
 def _run(bootstrap: str, codec: Codec, prefix: str, cluster: K8sStandIn, actions: list[ActionEvent], *,
@@ -85,13 +87,14 @@ def test_executor_counts_runs_outcomes_failures_and_rollbacks(broker: object, to
         cluster.add_workload(NS, "deployments", name, replicas=2)
     cluster.break_rollouts(NS, "deployments", "vmalert")  # its new pods never get ready: failed, then undone
     registry = CollectorRegistry()
-    metrics = ExecutorMetrics(registry)
+    metrics = ExecutorMetrics(registry, tenants=[tenant])
 
     _run(bootstrap, codec, topic_prefix, cluster, [_restart(tenant, "act-broken", "vmalert"),
                                                    _restart(tenant, "act-fine", "vmalert-ok")],
          dry_run=False, metrics=metrics, done=("act-broken", "act-fine"))
 
     assert _value(registry, "rcaflow_executor_actions_started_total", action=RESTART, dry_run="false") == 2
+    assert _value(registry, "rcaflow_executor_actions_started_total", tenant=tenant) == 2  # the configured tenant
     assert _value(registry, "rcaflow_executor_actions_finished_total", action=RESTART, outcome="succeeded") == 1
     assert _value(registry, "rcaflow_executor_actions_finished_total", action=RESTART, outcome="failed") == 1
     assert _value(registry, "rcaflow_executor_action_failures_total", action=RESTART,
@@ -115,5 +118,6 @@ def test_a_dry_run_is_counted_as_dry_run_never_as_succeeded(broker: object, topi
 
     assert [r.dry_run for r in records if isinstance(r, ActionEvent) and r.state is ActionState.SUCCEEDED] == [True]
     assert _value(registry, "rcaflow_executor_actions_started_total", action=RESTART, dry_run="true") == 1
+    assert _value(registry, "rcaflow_executor_actions_finished_total", tenant="_other") == 1  # not configured
     assert _value(registry, "rcaflow_executor_actions_finished_total", action=RESTART, outcome="dry_run") == 1
     assert _value(registry, "rcaflow_executor_actions_finished_total", action=RESTART, outcome="succeeded") == 0

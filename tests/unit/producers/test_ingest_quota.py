@@ -41,10 +41,10 @@ def test_a_batch_larger_than_the_burst_waits_for_a_full_bucket_then_goes_in_debt
     assert after.admitted is False and after.retry_after_s == 8.0  # 7 alerts of debt + 1 needed, at 1/s
 
 
-def test_an_unknown_tenant_is_counted_as_other() -> None:
+def test_an_unknown_tenant_is_counted_as_the_bounded_other_label() -> None:
     registry = CollectorRegistry()
     quota = IngestQuota.build({"ghost": QuotaLimit(per_minute=1, burst=1)}, ["acme"], clock=Clock(),
                               registry=registry)
     quota.admit("ghost", 1, source="imap")
     quota.admit("ghost", 1, source="imap")
-    assert registry.get_sample_value("rcaflow_ingest_throttled_total", {"tenant": "other", "source": "imap"}) == 1.0
+    assert registry.get_sample_value("rcaflow_ingest_throttled_total", {"tenant": "_other", "source": "imap"}) == 1.0

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from executors.llm import LlmFailure, LlmOutcome, LlmRca, ResponseMode, analyse
+from executors.llm import LlmFailure, LlmOutcome, LlmRca, ResponseMode, SchemaLimits, analyse
 from executors.llm.rca import ToolBudget
 from policies import action_id_for
 from schemas.records import Engine, Evidence, EvidenceStatus, Risk
@@ -246,3 +246,46 @@ def test_evidence_round_is_bounded_and_skips_identical_repeats() -> None:
     assert [e.summary for e in result.fetched_evidence] == ["fsync p99 = 0.9s"]
     assert result.calls == 2 and [a.name for a in result.actions] == ["collect_diagnostics"]
     assert "fsync p99 = 0.9s" in standin.requests[1]["messages"][1]["content"]
+
+
+def test_the_configured_schema_limits_and_the_briefs_evidence_tools_reach_the_server() -> None:
+    standin = ChatStandIn([Reply(answer_json([DIAG]))])
+    ok(run(standin, schema_limits=SchemaLimits(max_chars=160, max_items=2)))
+    schema = standin.requests[0]["response_format"]["json_schema"]["schema"]
+    assert schema["$defs"]["Diagnosis"]["properties"]["cause"]["maxLength"] == 160
+    assert schema["properties"]["actions"]["maxItems"] == 2
+    assert set(schema["$defs"]["EvidenceRequest"]["properties"]["tool"]["enum"]) == set(brief().evidence_tools)
+
+
+def test_without_schema_limits_no_length_keyword_is_sent() -> None:
+    standin = ChatStandIn([Reply(answer_json([DIAG]))])
+    ok(run(standin))
+    assert "maxLength" not in json.dumps(standin.requests[0]["response_format"])
+
+
+def test_a_planned_read_that_never_ran_may_be_asked_for_but_a_read_that_ran_is_not_repeated() -> None:
+    """The policy's plan lists reads "planned, not run yet" (no backend, or its budget ran out): the model asking for
+    one of those gets it read; asking again for a read that already answered costs nothing."""
+    planned, done = "max(etcd_mvcc_db_total_size_in_bytes)", "max(etcd_server_has_leader)"
+    policy_evidence = [
+        Evidence(tool="prom", operation="query", query=planned, status=EvidenceStatus.SKIPPED,
+                 summary="db_size_bytes: planned, not run yet"),
+        Evidence(tool="prom", operation="query", query=done, status=EvidenceStatus.SUCCESS, summary="has_leader = 1"),
+    ]
+    plan = [{"tool": "prom", "operation": "query", "query": q, "purpose": "see it"} for q in (planned, done)]
+    standin = ChatStandIn([Reply(answer_json(evidence_plan=plan)), Reply(answer_json())])
+    fetched: list[str] = []
+
+    async def fetch(request: Any) -> Evidence:
+        fetched.append(request.query)
+        return Evidence(tool=request.tool, operation=request.operation, query=request.query,
+                        status=EvidenceStatus.SUCCESS, summary="db size = 2 GiB")
+
+    async def go() -> LlmOutcome:
+        async with standin.http() as http:
+            return await analyse(make_client(standin, http), incident(), brief(), policy_evidence,
+                                 fetch_evidence=fetch, budget=ToolBudget())
+
+    result = ok(asyncio.run(go()))
+    assert fetched == [planned]
+    assert [e.summary for e in result.fetched_evidence] == ["db size = 2 GiB"]

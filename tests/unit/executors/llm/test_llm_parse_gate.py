@@ -7,7 +7,7 @@ import json
 import pytest
 
 from executors.llm import ActionParam, ActionProposal, AllowedAction, AllowedParam, LlmAnswer, gate, parse_answer
-from executors.llm.answer import AnswerProblem, answer_json_schema
+from executors.llm.answer import AnswerProblem, SchemaLimits, answer_json_schema
 from tests.unit.executors.llm.standin import answer_json
 
 
@@ -109,3 +109,27 @@ def test_gate_rejects_a_second_proposal_of_the_same_action() -> None:
 def test_a_valid_answer_round_trips() -> None:
     parsed = parse_answer(answer_json())
     assert isinstance(parsed, LlmAnswer) and parsed.diagnosis.confidence == 0.8
+
+
+def test_the_schema_offers_only_catalogue_evidence_by_enum() -> None:
+    """A grammar-compiling server (llama.cpp) cannot then write a tool or operation outside the catalogue."""
+    schema = answer_json_schema({"prom": ("query", "query_range"), "k8s": ("logs",)})
+    request = schema["$defs"]["EvidenceRequest"]["properties"]
+    assert request["tool"]["enum"] == ["k8s", "prom"]
+    assert request["operation"]["enum"] == ["logs", "query", "query_range"]
+
+
+def test_schema_limits_are_sent_only_when_asked_and_never_loosen_the_contract() -> None:
+    limits = SchemaLimits(max_chars=160, max_items=2)
+    schema = answer_json_schema(limits=limits)
+    defs = schema["$defs"]
+    assert defs["Diagnosis"]["properties"]["summary"]["maxLength"] == 160
+    assert defs["EvidenceRequest"]["properties"]["query"]["maxLength"] == 160
+    assert schema["properties"]["evidence_plan"]["maxItems"] == 2
+    assert schema["properties"]["rollback"]["items"]["maxLength"] == 160
+    # An action's parameters keep the contract's bound, so a required one is never cut off by the grammar.
+    assert defs["ActionProposal"]["properties"]["params"]["maxItems"] == 10
+    # Limits above the contract's own are not sent: the contract's stands.
+    loose = answer_json_schema(limits=SchemaLimits(max_chars=2000, max_items=10))
+    assert loose["$defs"]["ActionParam"]["properties"]["name"]["maxLength"] == 200
+    assert "minimum" not in json.dumps(schema) and "title" not in json.dumps(schema)

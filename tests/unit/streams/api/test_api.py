@@ -39,7 +39,7 @@ def _dead_port() -> int:
 @pytest.fixture
 def client() -> Iterator[TestClient]:
     registry = CollectorRegistry()
-    stages = build_stages(Settings(), StageMetrics(registry))
+    stages = build_stages(Settings(), StageMetrics(registry, tenants=["acme", "other"]))
     # Nothing listens there: every publish must end in a clear 503, never a hang or a 2xx.
     publisher = KafkaPublisher(f"127.0.0.1:{_dead_port()}", make_codec(None), delivery_timeout_ms=1500,
                                extra={"socket.connection.setup.timeout.ms": 1000, "message.timeout.ms": 1500})
@@ -98,7 +98,7 @@ def test_broker_down_is_503_with_retry_after(client: TestClient) -> None:
     assert response.status_code == 503
     assert int(response.headers["retry-after"]) > 0
     metrics = client.get("/metrics").text
-    assert 'rcaflow_stage_failed_total{error_type="PublishError",stage="api_events"}' in metrics
+    assert 'rcaflow_stage_failed_total{error_type="PublishError",stage="api_events",tenant="acme"}' in metrics
 
 
 def test_webhook_without_alerts_is_422(client: TestClient) -> None:
@@ -156,4 +156,5 @@ def test_malformed_requests_to_random_paths_add_no_metric_series() -> None:
     publisher.close_sync(timeout=0)
     assert "random-" not in metrics
     series = [line for line in metrics.splitlines() if line.startswith("rcaflow_stage_failed_total{")]
-    assert series == ['rcaflow_stage_failed_total{error_type="RequestValidationError",stage="api/tools/{family}"} 5.0']
+    assert series == ['rcaflow_stage_failed_total{error_type="RequestValidationError",stage="api/tools/{family}",'
+                      'tenant="_other"} 5.0']

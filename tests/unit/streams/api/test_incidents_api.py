@@ -110,7 +110,7 @@ def env() -> Iterator[Env]:
                                        "carol": SecretStr("carol-of-the-other-tenant")}})
     app.include_router(build_incidents_router(view=view, approver_tokens=tokens, steps=steps,
                                               clock=lambda: holder[0].now))
-    registry.register(PendingApprovalsCollector(view))  # type: ignore[arg-type]
+    registry.register(PendingApprovalsCollector(view, ["acme", "globex"]))  # type: ignore[arg-type]
     app.include_router(build_console_router())
     with TestClient(app) as client:
         holder.append(Env(client, view, pending, publisher, registry))
@@ -204,7 +204,10 @@ def test_actions_awaiting_approval_and_the_pending_gauge(env: Env) -> None:
     assert [a["action_id"] for a in listed["items"]] == ["act-acme-1"]
     metrics = generate_latest(env.registry).decode()
     assert 'rcaflow_pending_approvals{tenant="acme"} 1.0' in metrics
-    assert 'rcaflow_pending_approvals{tenant="other"} 1.0' in metrics
+    # A tenant that is not configured is counted under the bounded label; a configured one with none waiting is 0.
+    assert 'rcaflow_pending_approvals{tenant="_other"} 1.0' in metrics
+    assert 'rcaflow_pending_approvals{tenant="globex"} 0.0' in metrics
+    assert 'tenant="other"' not in metrics
 
 
 def test_an_older_waiting_record_read_late_does_not_reopen_a_decided_action(env: Env) -> None:
@@ -304,3 +307,32 @@ def test_the_console_is_served_with_a_strict_policy_and_only_its_own_files(env: 
     assert ".innerHTML" not in script.text  # API values (mail text, labels, LLM output) are written as text only
     for path in ("/console/static/index.html", "/console/static/..%2Fconsole.py", "/console/static/x.js"):
         assert env.client.get(path).status_code == 404, path
+
+
+def test_a_dry_run_that_went_through_says_dry_run_never_succeeded(env: Env) -> None:
+    action = waiting("acme", 1)
+    dry = action.model_copy(update={"state": ActionState.SUCCEEDED, "at": NOW + timedelta(minutes=3),
+                                    "result": "would restart etcd", "dry_run": True})
+    failed = waiting("acme", 2).model_copy(update={"state": ActionState.FAILED, "at": NOW + timedelta(minutes=4),
+                                                   "dry_run": True})
+    env.feed(incident("acme", 1), incident("acme", 2), action, dry, waiting("acme", 2), failed)
+    body = env.client.get("/incidents/inc-acme-1", headers=READ).json()
+    [history] = body["actions"]
+    assert history["state"] == "dry-run" and [h["state"] for h in history["history"]] == [
+        "awaiting_approval", "dry-run"]
+    assert [e["summary"] for e in body["timeline"] if e["kind"] == "action"][-1].endswith(
+        ": dry-run - would restart etcd")
+    assert "succeeded" not in str(body)
+    listed = env.client.get("/actions", headers=READ, params={"state": "dry-run"}).json()["items"]
+    assert [(a["action_id"], a["state"]) for a in listed] == [("act-acme-1", "dry-run")]
+    assert env.client.get("/actions", headers=READ, params={"state": "succeeded"}).json()["items"] == []
+    # A dry run that failed is "failed", flagged dry_run.
+    [failing] = env.client.get("/actions", headers=READ, params={"state": "failed"}).json()["items"]
+    assert (failing["action_id"], failing["dry_run"]) == ("act-acme-2", True)
+
+
+def test_the_shown_states_are_the_life_cycle_and_dry_run() -> None:
+    from schemas.records import DRY_RUN_OUTCOME
+    from streams.api.incidents_models import ShownState
+
+    assert {s.value for s in ShownState} == {s.value for s in ActionState} | {DRY_RUN_OUTCOME}

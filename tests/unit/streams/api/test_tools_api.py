@@ -230,7 +230,8 @@ def test_only_an_approved_action_can_run(world: World, state: ActionState) -> No
 
 def test_an_action_that_already_ran_answers_its_outcome_and_runs_nothing() -> None:
     for world in make_world(scopes=SCOPED):
-        world.pending.see(approved(state=ActionState.SUCCEEDED).model_copy(update={"result": "restarted"}))
+        world.pending.see(approved(state=ActionState.SUCCEEDED).model_copy(
+            update={"result": "restarted", "dry_run": False}))
         response = restart(world)
         assert response.status_code == 200, response.text
         assert response.json()["state"] == "succeeded" and response.json()["result"] == "restarted"
@@ -238,6 +239,18 @@ def test_an_action_that_already_ran_answers_its_outcome_and_runs_nothing() -> No
         followed = world.client.get("/tools/actions/act-1", headers=ACME)
         assert followed.status_code == 200 and followed.json()["state"] == "succeeded"
         assert world.client.get("/tools/actions/act-1", headers=OTHER).status_code == 404
+
+
+def test_a_dry_run_that_already_ran_answers_dry_run_never_succeeded() -> None:
+    for world in make_world(scopes=SCOPED):
+        world.pending.see(approved(state=ActionState.SUCCEEDED).model_copy(
+            update={"result": "would restart", "dry_run": True}))
+        response = restart(world)
+        assert response.status_code == 200, response.text
+        assert (response.json()["state"], response.json()["dry_run"]) == ("dry-run", True)
+        assert world.cluster.writes == []
+        followed = world.client.get("/tools/actions/act-1", headers=ACME)
+        assert followed.json()["state"] == "dry-run"
 
 
 def test_another_tenants_approval_is_not_visible(world: World) -> None:

@@ -183,7 +183,7 @@ def test_a_refusal_is_kept_whole_and_answered_with_an_unsigned_rejected_record()
     assert rejected.signature is None and rejected.approver is None  # an unverified name is nobody's approval
     assert rejected.params == {"namespace": NS, "workload": "x"}  # untrusted text that fits no format is left out
     assert "refused by the executor (unsigned)" in rejected.reason
-    assert registry.get_sample_value("rcaflow_executor_refused_total", {"reason": "unsigned"}) == 1.0
+    assert registry.get_sample_value("rcaflow_executor_refused_total", {"reason": "unsigned", "tenant": "acme"}) == 1.0
 
 
 def test_a_record_signed_for_longer_than_any_decider_grants_is_refused_as_expired() -> None:

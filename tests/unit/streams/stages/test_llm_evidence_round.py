@@ -193,3 +193,28 @@ def test_the_fetcher_itself_refuses_what_the_catalogue_does_not_offer_the_model(
     assert seen.cluster.reads == []
     assert [e.status for e in records] == [EvidenceStatus.SKIPPED] * 2
     assert all("not an evidence operation offered to the LLM" in e.summary for e in records)
+
+
+def test_the_model_is_offered_only_the_evidence_this_deployment_can_read(policies: PolicySet) -> None:
+    """Prometheus alone configured: the prompt and the JSON schema offer prom reads only, so a model (held to the
+    schema by a grammar on llama.cpp) cannot spend its few reads on a backend that is not there."""
+    seen = Backends()
+    standin = ChatStandIn([Reply(answer_json(evidence_plan=[OTHER_METRICS])), Reply(answer_json())])
+
+    async def go() -> None:
+        prom_client = httpx.AsyncClient(transport=httpx.MockTransport(seen.prom))
+        tools = build_evidence_tools(prom=PromApi.create(prom_client, "http://prom.test:9090"))
+        rounds = LlmEvidence(EvidenceRunner(tools), TenantScopes([WHOLE]), ToolBudget())
+        assert rounds.offered("acme") == {"prom": ("query", "query_range")}
+        try:
+            async with standin.http() as http:
+                await SecondOpinion(make_client(standin, http), policies, evidence=rounds)(triaged(policies))
+        finally:
+            await prom_client.aclose()
+
+    asyncio.run(go())
+    schema = standin.requests[0]["response_format"]["json_schema"]["schema"]
+    assert schema["$defs"]["EvidenceRequest"]["properties"]["tool"]["enum"] == ["prom"]
+    prompt = _prompt(standin.requests[0])
+    assert "- prom: query, query_range" in prompt and "- k8s:" not in prompt and "- es:" not in prompt
+    assert seen.prom_queries  # and the read it asked for ran

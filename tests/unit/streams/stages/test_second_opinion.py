@@ -37,7 +37,8 @@ def _triaged(stages: Stages) -> RcaResult:
 def test_the_model_refines_the_diagnosis_but_cannot_add_an_action_the_policy_lacks() -> None:
     registry = CollectorRegistry()
     # The tenant owns every namespace, so the accepted action goes ahead (an unscoped tenant is read-only).
-    stages = build_stages(Settings(tenants={"default": TenantSettings(namespaces=["*"])}), StageMetrics(registry))
+    stages = build_stages(Settings(tenants={"default": TenantSettings(namespaces=["*"])}),
+                          StageMetrics(registry, tenants=["acme"]))
     triaged = _triaged(stages)
     labels = triaged.incident.event.labels
     diagnostics = {"name": "collect_diagnostics", "reason": "look at the member",
@@ -60,7 +61,7 @@ def test_the_model_refines_the_diagnosis_but_cannot_add_an_action_the_policy_lac
     assert [a.name for a in answer.actions] == ["collect_diagnostics"]
     rejected = [r for r in records[1:] if getattr(r, "state", None) is ActionState.REJECTED]
     assert [r.name for r in rejected] == ["delete_namespace"]  # type: ignore[attr-defined]
-    spent = registry.get_sample_value("rcaflow_llm_tokens_total", {"model": answer.model or ""})
+    spent = registry.get_sample_value("rcaflow_llm_tokens_total", {"model": answer.model or "", "tenant": "acme"})
     assert spent == answer.tokens
 
     # The prompt points the model at rcaflow's runbook of the class before the upstream ones.

@@ -73,7 +73,7 @@ def test_a_malformed_reply_keeps_the_triage_and_is_counted(kind: str) -> None:
     records, outcome = _ask([Reply(MALFORMED[kind]), Reply(MALFORMED[kind])], registry)
     assert records == [] and outcome == "invalid_answer"
     assert registry.get_sample_value("rcaflow_stage_processed_total",
-                                     {"stage": "llm", "outcome": "invalid_answer"}) == 1
+                                     {"stage": "llm", "outcome": "invalid_answer", "tenant": "_other"}) == 1
 
 
 def test_usage_counters_of_the_wrong_type_do_not_break_a_good_answer() -> None:

@@ -72,3 +72,18 @@ def test_librdkafka_lines_of_a_publisher_go_through_logging_not_raw_to_stderr(
     said = [r.getMessage() for r in caplog.records if r.name == "librdkafka"]
     assert said and any("Connection refused" in line for line in said), said
     assert "|FAIL|" not in capfd.readouterr().err  # librdkafka's raw "%3|...|FAIL|..." lines
+
+
+def test_repeats_of_one_librdkafka_failure_count_as_one_line() -> None:
+    """librdkafka stamps each repeat with its client instance and timing; they are still the same line."""
+    once = OncePer(seconds=30)
+    where = ("[thrd:127.0.0.1:9/bootstrap]: 127.0.0.1:9/bootstrap: Connect to ipv4#127.0.0.1:9 failed: "
+             "Connection refused")
+    said = [f"FAIL [rdkafka#consumer-1] {where} (after 0ms in state CONNECT)",
+            f"FAIL [rdkafka#consumer-7] {where} (after 12ms in state CONNECT, 4 identical error(s) suppressed)",
+            f"FAIL [rdkafka#producer-3] {where} (after 1ms in state CONNECT)"]
+    passed = [once.filter(logging.LogRecord("librdkafka", logging.ERROR, __file__, 1, "%s", (line,), None))
+              for line in said]
+    assert passed == [True, False, False]
+    other = "FAIL [rdkafka#consumer-1] [thrd:b/bootstrap]: b/bootstrap: Connect to ipv4#10.0.0.2:9 failed: timed out"
+    assert once.filter(logging.LogRecord("librdkafka", logging.ERROR, __file__, 1, "%s", (other,), None))

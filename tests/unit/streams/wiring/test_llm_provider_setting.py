@@ -55,3 +55,18 @@ def test_an_unknown_provider_is_refused_at_start_naming_the_known_ones() -> None
     settings = Settings(llm=LlmSettings(enabled=True, provider="gpt-from-a-typo"))
     with pytest.raises(LlmConfigError, match="openai_compat"):
         build_stages(settings, engines=True)
+
+
+def test_the_schema_limit_settings_reach_the_schema_the_provider_is_sent(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(PROVIDERS, "recording", f"{__name__}:RecordingProvider")
+    for limits, want in ((None, None), (160, 160)):
+        RecordingProvider.asked.clear()
+        settings = Settings(llm=LlmSettings(enabled=True, provider="recording", schema_max_chars=limits,
+                                            schema_max_items=2))
+        stages = build_stages(settings, engines=True)
+        assert stages.second_opinion is not None
+        asyncio.run(stages.second_opinion(_triaged()))
+        schema = RecordingProvider.asked[0].json_schema
+        assert schema is not None
+        assert schema["$defs"]["Diagnosis"]["properties"]["cause"].get("maxLength") == want
+        assert schema["properties"]["actions"].get("maxItems") == (2 if limits else None)

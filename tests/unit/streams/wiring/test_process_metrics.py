@@ -30,4 +30,5 @@ def test_lag_sums_end_minus_committed_over_partitions_and_never_goes_negative() 
 
 def test_tenant_label_takes_only_configured_tenants() -> None:
     metrics = StageMetrics(CollectorRegistry(), tenants=["acme", "globex"])
-    assert [metrics.tenant_label(t) for t in ("acme", "globex", "evil\"}{", "")] == ["acme", "globex", "other", "other"]
+    assert [metrics.tenant_label(t) for t in ("acme", "globex", "evil\"}{", "")] == [
+        "acme", "globex", "_other", "_other"]

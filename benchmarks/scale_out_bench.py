@@ -1,0 +1,172 @@
+"""One worker against two in one consumer group, on the same backlog: mails/min and the ratio.
+
+Each phase gets its own topic prefix with every topic (public and the worker's internal ones) created with
+``--partitions`` partitions, so both workers of the two-worker phase get work. The workers are started and
+the group is waited for until it is STABLE with all of them, then warmed up (3 mails through to the audit),
+then the backlog goes onto raw-mail at once. Throughput is measured from outside, as in
+``benchmarks/floor_bench.py``: mails / (last output record's broker timestamp - start of the backlog).
+On a shared machine the load average moves the numbers: it is recorded next to each phase, and two workers
+can only help as far as there are free CPUs.
+
+    python -m benchmarks.scale_out_bench --mails 600 --out benchmarks/results.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient
+
+from benchmarks.floor_bench import (
+    APP_ID,
+    end_offsets,
+    load,
+    mail_records,
+    pipeline_topics,
+    produce,
+    rate,
+    scan,
+    wait_quiet,
+)
+from benchmarks.results import RESULTS, write_results
+from streams.broker import DEFAULT_CACHE_ROOT, EmbeddedBroker, choose_broker
+from streams.wiring.topics_admin import ensure_topics, worker_topics
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def wait_group(bootstrap: str, group: str, members: int, workers: list[subprocess.Popen[bytes]],
+               timeout: float = 180.0) -> None:
+    """Until the group is STABLE with ``members`` members (every worker joined and the rebalance ended)."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    deadline = time.monotonic() + timeout
+    last = "not described yet"
+    while time.monotonic() < deadline:
+        for worker in workers:
+            if worker.poll() is not None:
+                raise SystemExit(f"scale-out bench: a worker exited with {worker.returncode}")
+        try:
+            description = admin.describe_consumer_groups([group])[group].result(timeout=10)
+        except (KafkaException, TimeoutError):  # a loaded broker answers late; the group may not exist yet
+            time.sleep(1.0)
+            continue
+        state = str(description.state).rsplit(".", 1)[-1]
+        last = f"{state}, {len(description.members)} members"
+        if state == "STABLE" and len(description.members) == members:
+            return
+        time.sleep(1.0)
+    raise SystemExit(f"scale-out bench: group {group} not stable with {members} members: {last}")
+
+
+def run_phase(bootstrap: str, files: list[Path], mails: int, workers: int, partitions: int,
+              tmp: Path) -> dict[str, Any]:
+    """``workers`` worker processes on a fresh prefix; the backlog's throughput."""
+    prefix = f"scale{workers}-{uuid.uuid4().hex[:8]}."
+    ensure_topics(bootstrap, prefix, partitions=partitions, internal=worker_topics(prefix, APP_ID, partitions))
+    topics = pipeline_topics(prefix)
+    outputs = [name for logical, name in topics.items() if logical != "raw-mail"]
+    children: list[subprocess.Popen[bytes]] = []
+    key = secrets.token_hex(32)
+    logs = tmp / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    try:
+        for n in range(workers):
+            env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "RCAFLOW_KAFKA__TOPIC_PREFIX": prefix,
+                   "RCAFLOW_WORKER__DATA_DIR": str(tmp / f"{prefix}worker-{n}"), "RCAFLOW_WORKER__METRICS_PORT": "0",
+                   "RCAFLOW_WORKER__PARTITIONS": str(partitions), "RCAFLOW_LOG_LEVEL": "WARNING",
+                   # The decide agent signs what it approves (no executor here to verify it): a per-run key.
+                   "RCAFLOW_SECURITY__DECISION_KEY": key}
+            with (logs / f"{prefix}worker-{n}.log").open("ab") as log:
+                children.append(subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"], env=env,
+                                                 stdout=log, stderr=subprocess.STDOUT))
+        try:
+            wait_group(bootstrap, f"{prefix}{APP_ID}", workers, children)
+        except SystemExit:
+            for log_file in sorted(logs.glob(f"{prefix}worker-*.log")):
+                print(f"--- {log_file.name}\n{log_file.read_text(errors='replace')[-2000:]}", file=sys.stderr)
+            raise
+        produce(bootstrap, topics["raw-mail"], mail_records(files, "warmup", 3))
+        wait_quiet(bootstrap, [topics["audit"]], 3, quiet_s=3.0)
+        before = end_offsets(bootstrap, outputs)
+        load_before = load()
+        since = produce(bootstrap, topics["raw-mail"], mail_records(files, "backlog", mails))
+        wait_quiet(bootstrap, outputs, before + mails * 5)
+        load_after = load()
+        scans = {logical: scan(bootstrap, name, since) for logical, name in topics.items()}
+    finally:
+        for child in children:
+            child.terminate()
+        for child in children:
+            try:
+                child.wait(30)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait(5)
+    last_all = max(s.last_ms or 0 for s in scans.values())
+    return {
+        "workers": workers,
+        "mails": mails,
+        "mails_per_min": rate(mails, since, last_all),
+        "mails_per_min_to_actions": rate(mails, since, scans["actions"].last_ms or last_all),
+        "load_avg_before": load_before,
+        "load_avg_after": load_after,
+    }
+
+
+def run(mails: int, partitions: int, samples: Path) -> dict[str, Any]:
+    files = sorted(samples.glob("*.eml"))
+    if not files:
+        raise SystemExit(f"no .eml files in {samples}")
+    with tempfile.TemporaryDirectory(prefix="rcaflow-scale-out-") as tmp_name:
+        tmp = Path(tmp_name)
+        broker: EmbeddedBroker | None = None
+        bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "")
+        if not bootstrap:
+            cache = Path(os.environ.get("RCAFLOW_CACHE_DIR", str(DEFAULT_CACHE_ROOT)))
+            broker = choose_broker("auto", tmp / "broker", cache)
+            bootstrap = broker.start()
+        try:
+            one = run_phase(bootstrap, files, mails, 1, partitions, tmp)
+            two = run_phase(bootstrap, files, mails, 2, partitions, tmp)
+        finally:
+            if broker is not None:
+                broker.stop()
+    return {
+        "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "broker": broker.kind if broker is not None else "external",
+        "machine": f"{os.cpu_count()} CPUs, shared (load average recorded per phase)",
+        "partitions": partitions,
+        "one_worker": one,
+        "two_workers": two,
+        "ratio_two_over_one": round(two["mails_per_min"] / max(0.1, one["mails_per_min"]), 2),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--mails", type=int, default=600)
+    parser.add_argument("--partitions", type=int, default=6)
+    parser.add_argument("--samples", type=Path, default=ROOT / "samples")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    print(f"scale-out bench: {args.mails} mails through 1 worker, then through 2 ...", file=sys.stderr)
+    result = run(args.mails, args.partitions, args.samples)
+    write_results("scale_out", result, args.out)
+    print(json.dumps(result, indent=2, ensure_ascii=False))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
