@@ -19,6 +19,7 @@ from schemas.records import ActionEvent
 from streams.executor.verify import ActionVerifier
 from streams.settings import KafkaSettings, SecuritySettings, Settings
 from streams.wiring.supervisor import Stack
+from tests.integration.flow.proxied_worker import proxied  # noqa: F401 (a fixture of the flow tests)
 from tests.support.approval_keys import APPROVAL_KEY
 
 #: The decision key of every test stack: tests that write approved actions themselves sign with it.

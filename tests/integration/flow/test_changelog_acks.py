@@ -12,11 +12,8 @@ keeps the alert in dead-letter with the reason instead of committing it silently
 
 from __future__ import annotations
 
-import os
 import signal
-import time
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -29,32 +26,17 @@ from producers.publisher import KafkaPublisher
 from schemas.codec import make_codec
 from schemas.records import AlertEvent, DeadLetter, EventSource, Incident, Record, SourceKind
 from schemas.topics import DEAD_LETTER, INCIDENTS, NORMALIZED
-from streams.settings import KafkaSettings, Settings
-from streams.wiring.supervisor import Stack
 from streams.wiring.topics_admin import DEDUP_STATE
 from tests.integration.flow.helpers import TopicReader
-from tests.support.kafka_proxy import KafkaProxy, proxied_kafka
+from tests.integration.flow.proxied_worker import wait_until, worker_stack
+from tests.support.kafka_proxy import KafkaProxy
 
 pytestmark = pytest.mark.integration
 
 APP_ID = "rcaflow"
-#: The worker's producer gives up on a silent broker after this long (seconds), so the test waits little.
-REQUEST_TIMEOUT_S = "3"
 
 
-def _stack(bootstrap: str, tmp: Path) -> Stack:
-    prefix = f"c{uuid.uuid4().hex[:8]}."
-    env = {
-        **os.environ,
-        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-        "RCAFLOW_KAFKA__TOPIC_PREFIX": prefix,
-        "RCAFLOW_WORKER__DATA_DIR": str(tmp / "worker"),
-        "RCAFLOW_WORKER__METRICS_PORT": "0",
-        "RCAFLOW_WORKER__PRODUCER_REQUEST_TIMEOUT_S": REQUEST_TIMEOUT_S,
-        "RCAFLOW_LOG_LEVEL": "INFO",
-    }
-    settings = Settings(kafka_bootstrap_servers=bootstrap, kafka=KafkaSettings(topic_prefix=prefix))
-    return Stack(settings, roles=("worker",), env=env, log_dir=tmp / "logs")
+
 
 
 def _alert(samples_dir: Path, tenant: str) -> AlertEvent:
@@ -75,30 +57,11 @@ def _committed(bootstrap: str, group: str, topic: str, partition: int) -> int:
         consumer.close()
 
 
-def _wait(condition: object, what: str, timeout: float = 120.0, alive: object = None) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if callable(alive):
-            alive()
-        if callable(condition) and condition():
-            return
-        time.sleep(0.3)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-
-
-@pytest.fixture(scope="module")
-def proxied(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaProxy]:
-    if os.environ.get("RCAFLOW_TEST_BROKER", "kafka") != "kafka":
-        pytest.skip("needs the real embedded Kafka behind a proxy (RCAFLOW_TEST_BROKER=kafka)")
-    with proxied_kafka(tmp_path_factory.mktemp("proxied-kafka")) as (_broker, proxy):
-        yield proxy
-
-
 def test_a_row_the_silent_broker_dropped_is_sent_again_so_a_restarted_worker_still_knows_the_incident(
     proxied: KafkaProxy, tmp_path: Path, samples_dir: Path
 ) -> None:
     bootstrap = f"127.0.0.1:{proxied.port}"
-    stack = _stack(bootstrap, tmp_path)
+    stack = worker_stack(bootstrap, tmp_path, "c")
     prefix = stack.settings.kafka.topic_prefix
     changelog = f"{prefix}{APP_ID}-{DEDUP_STATE}-changelog"
     codec = make_codec(None)
@@ -118,12 +81,12 @@ def test_a_row_the_silent_broker_dropped_is_sent_again_so_a_restarted_worker_sti
                                                       what="the first alert's incident"), tenant)
             assert proxied.swallowed.wait(120), "the dedup row was never written"
             log = tmp_path / "logs" / "worker.log"
-            _wait(lambda: f"_on_published error for message topic {changelog}" in log.read_text(errors="replace"),
+            wait_until(lambda: f"_on_published error for message topic {changelog}" in log.read_text(errors="replace"),
                   "the worker's producer to give the row up", alive=stack.check)
             proxied.release()  # the broker answers again
 
             group = f"{prefix}{APP_ID}"
-            _wait(lambda: _committed(bootstrap, group, delivery.topic, delivery.partition) > delivery.offset,
+            wait_until(lambda: _committed(bootstrap, group, delivery.topic, delivery.partition) > delivery.offset,
                   "the first alert to be committed", alive=stack.check)
             worker = stack.children["worker"]
             worker.send_signal(signal.SIGKILL)
@@ -148,7 +111,7 @@ def test_a_row_the_changelog_refuses_for_good_keeps_its_alert_in_dead_letter(
     proxied: KafkaProxy, tmp_path: Path, samples_dir: Path
 ) -> None:
     bootstrap = f"127.0.0.1:{proxied.port}"
-    stack = _stack(bootstrap, tmp_path)
+    stack = worker_stack(bootstrap, tmp_path, "c")
     prefix = stack.settings.kafka.topic_prefix
     changelog = f"{prefix}{APP_ID}-{DEDUP_STATE}-changelog"
     # A changelog created by hand with a limit no dedup row fits (topics that exist are left as they are).

@@ -11,11 +11,8 @@ worker restarts, and every mail of the backlog must still become its alert.
 
 from __future__ import annotations
 
-import os
 import signal
-import time
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -26,33 +23,18 @@ from producers.publisher import KafkaPublisher
 from schemas.codec import make_codec
 from schemas.records import AlertEvent, DeadLetter, RawMail, Record, SourceKind
 from schemas.topics import DEAD_LETTER, NORMALIZED, RAW_MAIL
-from streams.settings import KafkaSettings, Settings
-from streams.wiring.supervisor import Stack
 from streams.worker.app import partition_of
 from tests.integration.flow.helpers import TopicReader
-from tests.support.kafka_proxy import KafkaProxy, proxied_kafka
+from tests.integration.flow.proxied_worker import wait_until, worker_stack
+from tests.support.kafka_proxy import KafkaProxy
 
 pytestmark = pytest.mark.integration
 
 APP_ID = "rcaflow"
-#: The worker's producer gives up on the silent broker after this long (s), then sends again with backoff.
-REQUEST_TIMEOUT_S = "3"
 BACKLOG = 12
 
 
-def _stack(bootstrap: str, tmp: Path) -> Stack:
-    prefix = f"p{uuid.uuid4().hex[:8]}."
-    env = {
-        **os.environ,
-        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-        "RCAFLOW_KAFKA__TOPIC_PREFIX": prefix,
-        "RCAFLOW_WORKER__DATA_DIR": str(tmp / "worker"),
-        "RCAFLOW_WORKER__METRICS_PORT": "0",
-        "RCAFLOW_WORKER__PRODUCER_REQUEST_TIMEOUT_S": REQUEST_TIMEOUT_S,
-        "RCAFLOW_LOG_LEVEL": "INFO",
-    }
-    settings = Settings(kafka_bootstrap_servers=bootstrap, kafka=KafkaSettings(topic_prefix=prefix))
-    return Stack(settings, roles=("worker",), env=env, log_dir=tmp / "logs")
+
 
 
 def _mail(samples_dir: Path, tenant: str) -> RawMail:
@@ -71,34 +53,15 @@ def _committed(bootstrap: str, group: str, topic: str) -> dict[int, int]:
         consumer.close()
 
 
-def _wait(condition: object, what: str, timeout: float = 120.0, alive: object = None) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if callable(alive):
-            alive()
-        if callable(condition) and condition():
-            return
-        time.sleep(0.3)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-
-
 def _tenants(records: list[Record]) -> set[str]:
     return {r.tenant for r in records if isinstance(r, AlertEvent | DeadLetter)}
-
-
-@pytest.fixture(scope="module")
-def proxied(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaProxy]:
-    if os.environ.get("RCAFLOW_TEST_BROKER", "kafka") != "kafka":
-        pytest.skip("needs the real embedded Kafka behind a proxy (RCAFLOW_TEST_BROKER=kafka)")
-    with proxied_kafka(tmp_path_factory.mktemp("proxied-kafka")) as (_broker, proxy):
-        yield proxy
 
 
 def test_mails_whose_alerts_were_in_flight_are_not_committed_and_survive_a_kill(
     proxied: KafkaProxy, tmp_path: Path, samples_dir: Path
 ) -> None:
     bootstrap = f"127.0.0.1:{proxied.port}"
-    stack = _stack(bootstrap, tmp_path)
+    stack = worker_stack(bootstrap, tmp_path, "p")
     prefix = stack.settings.kafka.topic_prefix
     group = f"{prefix}{APP_ID}"
     raw_topic = RAW_MAIL.full_name(prefix)
@@ -122,7 +85,7 @@ def test_mails_whose_alerts_were_in_flight_are_not_committed_and_survive_a_kill(
                 publisher.publish_sync(RAW_MAIL, f"{tenant}:0", _mail(samples_dir, tenant))
             normalized.wait_for(lambda rs: set(warm.values()) <= _tenants(rs), timeout=180,
                                 what="the first mails' alerts")
-            _wait(lambda: min(_committed(bootstrap, group, raw_topic).values()) >= 1,
+            wait_until(lambda: min(_committed(bootstrap, group, raw_topic).values()) >= 1,
                   "the first mails to be committed on every partition", alive=stack.check)
             before = _committed(bootstrap, group, raw_topic)
 
@@ -134,7 +97,7 @@ def test_mails_whose_alerts_were_in_flight_are_not_committed_and_survive_a_kill(
             # Past the request timeout the producer fails the held batch and the guard sends it again, with
             # backoff: by then a worker that acked mails ahead of their alerts would have committed them.
             log = tmp_path / "logs" / "worker.log"
-            _wait(lambda: "retrying for" in log.read_text(errors="replace")
+            wait_until(lambda: "retrying for" in log.read_text(errors="replace")
                   or _committed(bootstrap, group, raw_topic) != before,
                   "the worker to send the held alerts again", alive=stack.check)
             held = _committed(bootstrap, group, raw_topic)
