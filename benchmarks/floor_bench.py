@@ -26,7 +26,8 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -305,26 +306,32 @@ def run_floor(bootstrap: str, raw: list[tuple[bytes, bytes]], mirror: dict[str, 
     }
 
 
+@contextmanager
+def bench_broker(tmp: Path) -> Iterator[tuple[str, str]]:
+    """(bootstrap, kind): the cluster in KAFKA_BOOTSTRAP_SERVERS ("external"), else an embedded one for the run."""
+    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "")
+    if bootstrap:
+        yield bootstrap, "external"
+        return
+    cache = Path(os.environ.get("RCAFLOW_CACHE_DIR", str(DEFAULT_CACHE_ROOT)))
+    broker: EmbeddedBroker = choose_broker("auto", tmp / "broker", cache)
+    try:
+        yield broker.start(), broker.kind
+    finally:
+        broker.stop()
+
+
 def run(mails: int, samples: Path, profile: Path | None = None, floors: str = "all") -> dict[str, Any]:
     files = sorted(samples.glob("*.eml"))
     if not files:
         raise SystemExit(f"no .eml files in {samples}")
     with tempfile.TemporaryDirectory(prefix="rcaflow-floor-") as tmp_name:
         tmp = Path(tmp_name)
-        broker: EmbeddedBroker | None = None
-        bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "")
-        if not bootstrap:
-            cache = Path(os.environ.get("RCAFLOW_CACHE_DIR", str(DEFAULT_CACHE_ROOT)))
-            broker = choose_broker("auto", tmp / "broker", cache)
-            bootstrap = broker.start()
-        try:
+        with bench_broker(tmp) as (bootstrap, broker_kind):
             pipeline, mirror = run_pipeline(bootstrap, files, mails, tmp, profile)
             raw = mail_records(files, "floor", mails + 3)
             floor = run_floor(bootstrap, raw, mirror, tmp, tables=False) if floors != "none" else None
             floor_tables = run_floor(bootstrap, raw, mirror, tmp, tables=True) if floors == "all" else None
-        finally:
-            if broker is not None:
-                broker.stop()
     hops = [f"{s} → {d}" for _, s, d in CHAIN]
 
     def ratio(floor_run: dict[str, Any] | None) -> float | None:
@@ -332,7 +339,7 @@ def run(mails: int, samples: Path, profile: Path | None = None, floors: str = "a
 
     return {
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "broker": broker.kind if broker is not None else "external",
+        "broker": broker_kind,
         "machine": f"{os.cpu_count()} CPUs, shared (load average recorded per phase)",
         "hops": hops,
         "pipeline": pipeline,

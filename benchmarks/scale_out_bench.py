@@ -31,6 +31,7 @@ from confluent_kafka.admin import AdminClient
 
 from benchmarks.floor_bench import (
     APP_ID,
+    bench_broker,
     end_offsets,
     load,
     mail_records,
@@ -41,7 +42,6 @@ from benchmarks.floor_bench import (
     wait_quiet,
 )
 from benchmarks.results import RESULTS, write_results
-from streams.broker import DEFAULT_CACHE_ROOT, EmbeddedBroker, choose_broker
 from streams.wiring.topics_admin import ensure_topics, worker_topics
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -131,21 +131,12 @@ def run(mails: int, partitions: int, samples: Path) -> dict[str, Any]:
         raise SystemExit(f"no .eml files in {samples}")
     with tempfile.TemporaryDirectory(prefix="rcaflow-scale-out-") as tmp_name:
         tmp = Path(tmp_name)
-        broker: EmbeddedBroker | None = None
-        bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "")
-        if not bootstrap:
-            cache = Path(os.environ.get("RCAFLOW_CACHE_DIR", str(DEFAULT_CACHE_ROOT)))
-            broker = choose_broker("auto", tmp / "broker", cache)
-            bootstrap = broker.start()
-        try:
+        with bench_broker(tmp) as (bootstrap, broker_kind):
             one = run_phase(bootstrap, files, mails, 1, partitions, tmp)
             two = run_phase(bootstrap, files, mails, 2, partitions, tmp)
-        finally:
-            if broker is not None:
-                broker.stop()
     return {
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "broker": broker.kind if broker is not None else "external",
+        "broker": broker_kind,
         "machine": f"{os.cpu_count()} CPUs, shared (load average recorded per phase)",
         "partitions": partitions,
         "one_worker": one,
