@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 RUN_STAMP  := $(VENV)/.run-installed
 TEST_STAMP := $(VENV)/.test-installed
 
-.PHONY: scale-out run test config-docs lint typecheck unit integration bench bench-correlation bench-floor demo system-deps flowchart evals-live clean
+.PHONY: scale-out run test config-docs lint typecheck unit integration bench bench-correlation bench-floor bench-load bench-tenants demo system-deps flowchart evals-live clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -71,9 +71,21 @@ bench-correlation: $(TEST_STAMP)
 bench-floor: $(TEST_STAMP) system-deps
 	$(BIN)/python -m benchmarks.floor_bench --profile build/profile/worker-backlog.txt --out benchmarks/results.json
 
-## scale-out: the scale-out case (3 workers, kill -9 + join mid-load); opt-in until the rebalance bug left in docs/performance.md is fixed
+## bench-load: sustained load, 4,000 mails/min for 5 min over 5 tenants (70% repeats), then 80% of the capacity it
+## measured; lag, throughput and RSS over time, latency per stage; results.json "load", benchmarks/load-*.png
+bench-load: $(TEST_STAMP) system-deps
+	$(BIN)/python -m benchmarks.load_bench --label overload --rate 4000 --minutes 5 --out benchmarks/results.json
+	$(BIN)/python -m benchmarks.load_bench --label at_80pct --rate-of-capacity 0.8 --minutes 5 --out benchmarks/results.json
+
+## bench-tenants: one tenant at 10x its ingest quota, api + worker: the quiet tenants' latency to rca-result calm vs
+## storm (/events and /webhook), throttled counts, dead letters; results.json "tenant_quota", docs/tenants.md
+bench-tenants: $(TEST_STAMP) system-deps
+	$(BIN)/python -m benchmarks.tenant_quota_bench --seconds 25 --quota 120 --out benchmarks/results.json
+	$(BIN)/python -m benchmarks.tenant_quota_bench --seconds 25 --quota 600 --out benchmarks/results.json
+
+## scale-out: only the scale-out case (3 workers, kill -9 + join mid-load; also part of `make test`), e.g. to repeat it
 scale-out: $(TEST_STAMP) system-deps
-	RCAFLOW_FAULTS_SCALE_OUT=1 $(BIN)/pytest tests/faults/test_scale_out.py -p no:cacheprovider
+	$(BIN)/pytest tests/faults/test_scale_out.py -p no:cacheprovider
 
 ## runbooks: regenerate docs/runbooks/ from policies/remediation_policies.yaml and policies/runbook_guidance/
 runbooks: $(RUN_STAMP)

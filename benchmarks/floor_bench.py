@@ -136,7 +136,8 @@ def wait_quiet(bootstrap: str, topics: list[str], at_least: int, *, quiet_s: flo
     raise SystemExit(f"floor bench: outputs stopped at {last} records (wanted at least {at_least}) on {topics}")
 
 
-def produce(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]]) -> float:
+def produce(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]],
+            headers: list[tuple[str, str | bytes | None]] | None = None) -> float:
     """Puts (key, value) records on ``topic`` as fast as the producer goes; returns the start (ms)."""
     producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, "acks": "all",
                          "message.max.bytes": 16 * 1024 * 1024})
@@ -144,7 +145,7 @@ def produce(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]]) -> f
     for key, value in records:
         while True:
             try:
-                producer.produce(topic, value=value, key=key)
+                producer.produce(topic, value=value, key=key, headers=headers)
                 break
             except BufferError:
                 producer.poll(0.1)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -78,7 +79,7 @@ def build_app(spec: FloorSpec) -> Any:
         key_serializer="raw", value_serializer="raw", topic_partitions=spec.partitions, topic_allow_declare=True,
         web_enabled=False, producer_linger_ms=5, consumer_auto_offset_reset="earliest",
         broker_session_timeout=2.0, broker_heartbeat_interval=0.5, broker_rebalance_timeout=2.0,
-        broker_commit_interval=0.5,
+        broker_commit_interval=0.5, datadir=tempfile.mkdtemp(prefix="rcaflow-floor-"),  # not the working directory
     )
     topics = {name: app.topic(real, key_type=bytes, value_type=bytes, partitions=spec.partitions)
               for name, real in spec.topics.items()}

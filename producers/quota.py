@@ -4,6 +4,9 @@ One token bucket per configured tenant, counted in alerts (a webhook batch of 40
 over its quota is not dropped: the HTTP intake answers 429 + Retry-After (Alertmanager retries it),
 the mail producers leave the mail where it is (unread, checkpoint not advanced) and try again later.
 Tenants without a quota, and every other tenant, are never slowed by it.
+
+With an intake budget (``producers.intake_budget``) a tenant within its quota may still be deferred, for the
+other reason: the intake is at its budget and the tenant is above its fair share of it.
 """
 
 from __future__ import annotations
@@ -16,9 +19,14 @@ from typing import NamedTuple
 
 from prometheus_client import CollectorRegistry, Counter
 
+from producers.intake_budget import IntakeBudget
 from schemas.tenant_label import OTHER_TENANT, TenantLabels
 
-__all__ = ["OTHER_TENANT", "Admission", "IngestQuota", "QuotaLimit"]
+__all__ = ["OTHER_TENANT", "OVER_FAIR_SHARE", "QUOTA_EXCEEDED", "Admission", "IngestQuota", "QuotaLimit"]
+
+#: Why an admission was refused: the tenant's own quota, or its fair share of a short intake budget.
+QUOTA_EXCEEDED = "quota_exceeded"
+OVER_FAIR_SHARE = "over_fair_share"
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +41,8 @@ class Admission(NamedTuple):
     admitted: bool
     #: Seconds until the same request would be admitted (0 when admitted).
     retry_after_s: float
+    #: ``QUOTA_EXCEEDED`` or ``OVER_FAIR_SHARE`` when refused; empty when admitted.
+    reason: str = ""
 
 
 @dataclass
@@ -44,12 +54,16 @@ class _Bucket:
 
 @dataclass
 class IngestQuota:
-    """Admits or defers a tenant's alerts; ``throttled`` counts deferrals by tenant and source."""
+    """Admits or defers a tenant's alerts; ``throttled`` counts deferrals by tenant, source and reason.
+
+    ``budget``: the intake's budget shared by all tenants (also those without a quota); None: none.
+    """
 
     limits: Mapping[str, QuotaLimit]
     tenants: frozenset[str]
     clock: Callable[[], float] = time.monotonic
     registry: CollectorRegistry | None = None
+    budget: IntakeBudget | None = None
     _buckets: dict[str, _Bucket] = field(default_factory=dict)
     throttled: Counter | None = field(init=False, default=None)
 
@@ -57,34 +71,48 @@ class IngestQuota:
         if self.registry is not None:
             self.throttled = Counter(
                 "rcaflow_ingest_throttled", "Alerts (or mails) deferred because their tenant was over its ingest "
-                "quota; the sender was told to retry (429) or the mail was left for later.",
-                ["tenant", "source"], registry=self.registry)
+                "quota (reason quota_exceeded) or above its fair share of the intake's budget while the budget was "
+                "short (over_fair_share); the sender was told to retry (429) or the mail was left for later.",
+                ["tenant", "source", "reason"], registry=self.registry)
 
     @classmethod
     def build(cls, limits: Mapping[str, QuotaLimit], tenants: Iterable[str], *,
-              registry: CollectorRegistry | None = None, clock: Callable[[], float] = time.monotonic) -> IngestQuota:
-        return cls(limits=dict(limits), tenants=frozenset(tenants), clock=clock, registry=registry)
+              registry: CollectorRegistry | None = None, clock: Callable[[], float] = time.monotonic,
+              budget: IntakeBudget | None = None) -> IngestQuota:
+        return cls(limits=dict(limits), tenants=frozenset(tenants), clock=clock, registry=registry, budget=budget)
 
     def admit(self, tenant: str, count: int, *, source: str) -> Admission:
-        """Take ``count`` alerts from the tenant's bucket, or say how long to wait (nothing is taken then).
+        """Take ``count`` alerts from the tenant's bucket and the intake's budget, or say how long to wait and
+        why (nothing is taken then): the tenant's quota first, then its fair share of the budget.
 
         A batch larger than the burst is admitted once the bucket is full and leaves it in debt, so one big
         Alertmanager group is never refused forever; the tenant's next batches wait for the debt to drain.
         """
-        limit = self.limits.get(tenant)
-        if limit is None or count <= 0:
+        if count <= 0:
             return Admission(True, 0.0)
         now = self.clock()
-        bucket = self._buckets.get(tenant)
-        if bucket is None:
-            bucket = self._buckets[tenant] = _Bucket(limit, limit.burst, now)
-        rate = limit.per_minute / 60.0
-        bucket.tokens = min(limit.burst, bucket.tokens + (now - bucket.at) * rate)
-        bucket.at = now
-        need = min(float(count), limit.burst)
-        if bucket.tokens >= need:
+        limit = self.limits.get(tenant)
+        bucket: _Bucket | None = None
+        if limit is not None:
+            bucket = self._buckets.get(tenant)
+            if bucket is None:
+                bucket = self._buckets[tenant] = _Bucket(limit, limit.burst, now)
+            rate = limit.per_minute / 60.0
+            bucket.tokens = min(limit.burst, bucket.tokens + (now - bucket.at) * rate)
+            bucket.at = now
+            need = min(float(count), limit.burst)
+            if bucket.tokens < need:
+                return self._refused(tenant, count, source, max(1.0, math.ceil((need - bucket.tokens) / rate)),
+                                     QUOTA_EXCEEDED)
+        if self.budget is not None:
+            verdict = self.budget.admit(tenant, count, now)
+            if not verdict.admitted:
+                return self._refused(tenant, count, source, verdict.retry_after_s, OVER_FAIR_SHARE)
+        if bucket is not None:
             bucket.tokens -= count
-            return Admission(True, 0.0)
+        return Admission(True, 0.0)
+
+    def _refused(self, tenant: str, count: int, source: str, retry_after_s: float, reason: str) -> Admission:
         if self.throttled is not None:
-            self.throttled.labels(TenantLabels(self.tenants)(tenant), source).inc(count)
-        return Admission(False, max(1.0, math.ceil((need - bucket.tokens) / rate)))
+            self.throttled.labels(TenantLabels(self.tenants)(tenant), source, reason).inc(count)
+        return Admission(False, retry_after_s, reason)

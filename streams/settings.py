@@ -516,8 +516,25 @@ class TenantIngestSettings(BaseModel):
 
     #: Alerts (one per webhook alert, event or mail) this tenant may send per minute on average; unset: no quota.
     alerts_per_minute: Annotated[float, Field(gt=0)] | None = None
-    #: Alerts it may send at once after a quiet spell; unset: one minute's worth.
+    #: Alerts it may send at once after a quiet spell; unset: ten seconds' worth (at least 1).
     burst: Annotated[float, Field(ge=1)] | None = None
+    #: This tenant's weight in the fair shares of ``ingest.budget_alerts_per_minute`` (2: twice a tenant of 1).
+    weight: float = Field(default=1.0, gt=0)
+
+
+class IngestSettings(BaseModel):
+    """The intake budget: what one intake process admits for all tenants together (docs/tenants.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: Alerts per minute this intake process (one ``rcaflow api`` replica, one ``rcaflow ingest imap``) admits
+    #: for all tenants together; size the processes' sum below the workers' measured capacity. When it runs
+    #: short, a tenant above its fair share (by ``tenants.<name>.ingest.weight`` among the tenants active in the
+    #: last window) is deferred (429 ``over_fair_share``; mails wait), the others are admitted. Unset: none.
+    budget_alerts_per_minute: Annotated[float, Field(gt=0)] | None = None
+    #: Alerts all tenants together may send at once after a quiet spell; also the fairness window (burst ÷
+    #: rate). Unset: five seconds' worth (at least 1).
+    budget_burst: Annotated[float, Field(ge=1)] | None = None
 
 
 class TenantSettings(BaseModel):
@@ -616,6 +633,13 @@ class WorkerSettings(BaseModel):
     partitions: int = 3
     #: How often awaiting approvals are checked against their expiry.
     expiry_check_seconds: float = 5.0
+    #: How long a dedup-state row outlives its dedup window (an action-cooldowns entry its cooldown, an
+    #: incident-groups row its groups) before the prune tick (``notify.prune_interval_s``) deletes it: a record
+    #: re-delivered after a restart still finds what it found the first time.
+    prune_margin_s: float = Field(default=3600.0, gt=0)
+    #: How long after its last alert an incident nobody resolved is forgotten: a "resolved" mail after that is
+    #: ignored, a firing one opens a new incident.
+    open_incident_keep_hours: float = Field(default=168.0, gt=0)
     #: After how long a record held in a transient retry (broker, registry, LLM down) turns the worker's /readyz
     #: (on metrics_port) 503, naming the stage; the record keeps retrying either way.
     stuck_after_s: float = Field(default=300.0, gt=0)
@@ -748,6 +772,8 @@ class Settings(BaseSettings):
     #: The remediation policy file; unset: the bundled policies/remediation_policies.yaml.
     policies_file: Path | None = None
     tenants: dict[str, TenantSettings] = Field(default_factory=lambda: {"default": TenantSettings()})
+    #: The intake budget shared fairly by the tenants (per-tenant quotas: ``tenants.<name>.ingest``).
+    ingest: IngestSettings = Field(default_factory=IngestSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
     #: Where ``rcaflow incidents/incident/approve/reject`` reach the API, and the token they present.
     cli: CliSettings = Field(default_factory=CliSettings)

@@ -396,8 +396,8 @@ class ImapProducer:
                     # This mail and every later one stay in the folder, unread; the checkpoint stops before it.
                     self.stats.deferred += 1
                     deferred = admission.retry_after_s
-                    logger.info("IMAP %s UID %d deferred: tenant %s is over its ingest quota, retry in %.0fs",
-                                cfg.mailbox_id, uid, cfg.tenant, deferred)
+                    logger.info("IMAP %s UID %d deferred (%s): tenant %s, retry in %.0fs",
+                                cfg.mailbox_id, uid, admission.reason, cfg.tenant, deferred)
                     break
                 steps.append((uid, self._publish_mail(uid, message_id, env, head, body)))
 

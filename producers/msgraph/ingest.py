@@ -190,7 +190,7 @@ class GraphIngest:
         admission = self._quota.admit(mailbox.tenant, 1, source="msgraph")
         if admission.admitted:
             return False
-        logger.info("notification %s deferred: tenant %s is over its ingest quota (retry in %.0fs)", key,
+        logger.info("notification %s deferred (%s): tenant %s, retry in %.0fs", key, admission.reason,
                     mailbox.tenant, admission.retry_after_s)
         return True
 

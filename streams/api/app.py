@@ -164,9 +164,9 @@ def create_app(
         if quota is not None:
             admission = quota.admit(tenant, len(events), source=dead_letter_source[stage])
             if not admission.admitted:
-                logger.info("%s: tenant over its ingest quota, %d alert(s) deferred to the sender", stage,
+                logger.info("%s: %s, %d alert(s) deferred to the sender", stage, admission.reason,
                             len(events), extra={"tenant": tenant, "stage": stage})
-                raise QuotaExceededError(tenant, len(events), admission.retry_after_s)
+                raise QuotaExceededError(tenant, len(events), admission.retry_after_s, admission.reason)
         outs = [normalize.accept(event) for event in events]
         for index, out in enumerate(outs):
             # Checked here, where the input enters, uncompressed: a record that fits the broker only

@@ -15,6 +15,7 @@ from confluent_kafka import KafkaError
 from fastapi.responses import JSONResponse
 
 from producers.publisher import PublishError
+from producers.quota import OVER_FAIR_SHARE, QUOTA_EXCEEDED
 from schemas.limits import topic_max_record_bytes
 from schemas.records import DeadLetter
 from streams.errors import StreamsError
@@ -75,14 +76,23 @@ def refusal_letter(refusal: Refusal, *, stage: str, source: str, at: datetime | 
     )
 
 
-class QuotaExceededError(StreamsError):
-    """The tenant is over its ingest quota: 429 + Retry-After, nothing kept (the sender retries, nothing is lost)."""
+#: The sentence of each reason a tenant's alerts are deferred for (producers.quota).
+_DEFERRED_BECAUSE = {
+    QUOTA_EXCEEDED: "is over its ingest quota",
+    OVER_FAIR_SHARE: "is above its fair share of the intake budget, which the other tenants need now",
+}
 
-    def __init__(self, tenant: str, count: int, retry_after_s: float) -> None:
-        super().__init__(f"tenant {tenant} is over its ingest quota ({count} alert(s) deferred); retry in "
-                         f"{retry_after_s:.0f}s")
+
+class QuotaExceededError(StreamsError):
+    """The tenant is over its ingest quota, or above its fair share of the intake's budget while the budget is
+    short: 429 + Retry-After + the reason, nothing kept (the sender retries, nothing is lost)."""
+
+    def __init__(self, tenant: str, count: int, retry_after_s: float, reason: str = QUOTA_EXCEEDED) -> None:
+        super().__init__(f"tenant {tenant} {_DEFERRED_BECAUSE.get(reason, reason)} ({count} alert(s) deferred); "
+                         f"retry in {retry_after_s:.0f}s")
         self.retry_after_s = retry_after_s
+        self.reason = reason
 
     def response(self) -> JSONResponse:
-        return JSONResponse({"detail": self.message, "reason": "quota_exceeded", "kept": "no: retry"},
+        return JSONResponse({"detail": self.message, "reason": self.reason, "kept": "no: retry"},
                             status_code=429, headers={"Retry-After": str(int(self.retry_after_s))})

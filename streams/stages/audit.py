@@ -30,8 +30,9 @@ Auditable = ActionEvent | AlertEvent | DeadLetter
 #: What the audit agent reads, by record name (the audit-input topic names its records' type in a header).
 AUDITED: Mapping[str, type[Auditable]] = {"ActionEvent": ActionEvent, "AlertEvent": AlertEvent,
                                          "DeadLetter": DeadLetter}
-#: Steps remembered per tenant to recognise a re-delivery.
-_SEEN = 64
+#: Steps remembered per tenant to recognise a re-delivery: the inputs since the last commit that a crash re-delivers
+#: (the head row is written once per round of records, streams/worker/audit_rounds.py, so it may be this long).
+_SEEN = 256
 
 
 def content_id(value: bytes) -> str:

@@ -10,6 +10,7 @@ from prometheus_client import CollectorRegistry
 
 from executors.evidence import EvidenceRunner
 from policies import PolicySet
+from producers.intake_budget import BudgetLimit, IntakeBudget
 from producers.quota import IngestQuota, QuotaLimit
 from streams.settings import Settings, TenantEvidenceSettings
 
@@ -32,16 +33,24 @@ def build_tenant_policies(settings: Settings, base: PolicySet) -> dict[str, Poli
 
 
 def build_ingest_quota(settings: Settings, registry: CollectorRegistry | None) -> IngestQuota | None:
-    """The tenants' ingest quotas, or None when no tenant has one (nothing to count or wait for)."""
+    """The tenants' ingest quotas and the intake budget, or None when neither is configured (nothing to count or
+    wait for). A tenant's burst defaults to ten seconds of its quota, the budget's to five seconds of it: one
+    minute's worth let a storming tenant put a minute of alerts in front of everyone else's at once."""
     limits = {
         name: QuotaLimit(per_minute=t.ingest.alerts_per_minute,
-                         burst=t.ingest.burst if t.ingest.burst is not None else t.ingest.alerts_per_minute)
+                         burst=t.ingest.burst if t.ingest.burst is not None
+                         else max(1.0, t.ingest.alerts_per_minute / 6))
         for name, t in settings.tenants.items()
         if t.ingest.alerts_per_minute is not None
     }
-    if not limits:
+    budget = None
+    if (per_minute := settings.ingest.budget_alerts_per_minute) is not None:
+        burst = settings.ingest.budget_burst if settings.ingest.budget_burst is not None else max(1.0, per_minute / 12)
+        budget = IntakeBudget(BudgetLimit(per_minute, burst),
+                              weights={name: t.ingest.weight for name, t in settings.tenants.items()})
+    if not limits and budget is None:
         return None
-    return IngestQuota.build(limits, settings.tenants, registry=registry)
+    return IngestQuota.build(limits, settings.tenants, registry=registry, budget=budget)
 
 
 def tenant_evidence_settings(settings: Settings, own: TenantEvidenceSettings) -> Settings:

@@ -59,10 +59,20 @@ from streams.stages.dedup import Dedup
 from streams.stages.normalize import Normalize
 from streams.stages.rca import Rca
 from streams.stages.second_opinion import SecondOpinion
+from streams.stages.table_pruning import (
+    Retention,
+    forget_cooldowns,
+    forget_dedup,
+    forget_groups,
+    longest_cooldown,
+    longest_dedup_window,
+)
 from streams.worker.app import WorkerApp, partition_of
+from streams.worker.audit_rounds import AuditInput, AuditRounds, is_batched
 from streams.worker.edge import events, header, key_text, timed, values, where
 from streams.worker.failures import is_transient
 from streams.worker.guard import Guard
+from streams.worker.prune_ticks import add_sweep, sweep_tables
 
 logger = logging.getLogger(__name__)
 
@@ -88,6 +98,13 @@ class NotifyRequests:
                                        request)
 
 
+def retention(worker: WorkerApp) -> Retention:
+    """How long the dedup, correlate and decide tables keep rows past their policy times (worker settings)."""
+    settings = worker.settings.worker
+    return Retention(margin=timedelta(seconds=settings.prune_margin_s),
+                     open_keep=timedelta(hours=settings.open_incident_keep_hours))
+
+
 def register_normalize(worker: WorkerApp, stage: Normalize) -> None:
     context = stage.context
     guard = Guard(worker, normalize_stage.STAGE, context)
@@ -106,6 +123,9 @@ def register_normalize(worker: WorkerApp, stage: Normalize) -> None:
 def register_dedup(worker: WorkerApp, stage: Dedup) -> None:
     context, table = stage.context, worker.tables.dedup_state
     guard = Guard(worker, dedup_stage.STAGE, context)
+    # Rows past every window (plus margin) are deleted on the prune ticks; resolved or long-quiet ones only.
+    add_sweep(worker, "dedup-state", lambda owned, now: forget_dedup(
+        table, now=now, window=longest_dedup_window([stage.policies]), retention=retention(worker), owned=owned))
 
     async def handle(value: bytes, pos: Position) -> None:
         key = key_text(pos)
@@ -149,6 +169,8 @@ def register_correlate(worker: WorkerApp, stage: Correlate) -> None:
     """Dedup's incident records, keyed tenant:cluster, get their group and go on to incidents (one out per in)."""
     context, groups = stage.context, worker.tables.groups
     guard = Guard(worker, correlate_stage.STAGE, context)
+    add_sweep(worker, "incident-groups", lambda owned, now: forget_groups(
+        groups, now=now, margin=retention(worker).margin, owned=owned))
 
     async def handle(value: bytes, pos: Position) -> None:
         key = key_text(pos)
@@ -212,6 +234,9 @@ def register_decide(worker: WorkerApp, stage: Decide, notify: NotifyRequests) ->
     require_signing(stage.keys, "decide")
     context, cooldowns = stage.context, worker.tables.cooldowns
     route_guard = Guard(worker, DECIDE_ROUTE, context)
+    cooldown = longest_cooldown([stage.policies, *stage.tenant_policies.values()])
+    add_sweep(worker, "action-cooldowns", lambda owned, now: forget_cooldowns(
+        cooldowns, now=now, cooldown=cooldown, margin=retention(worker).margin, owned=owned))
 
     async def route(value: bytes, pos: Position) -> None:
         # Our own repartition, where Faust's group_by was: its forward was neither awaited nor retried, so one
@@ -334,6 +359,7 @@ def register_approvals(worker: WorkerApp, stage: Approval, notify: NotifyRequest
     @worker.app.timer(interval=worker.settings.worker.expiry_check_seconds)  # type: ignore[untyped-decorator]
     async def expire_approvals() -> None:
         # Sends "expired"; the pending agent then drops the entry (tables change only inside agents).
+        expiring.intersection_update(awaiting.keys())  # entries the pending agent dropped: forgotten here too
         due = [v for k, v in list(awaiting.items()) if v and k not in expiring and k not in decided]
         for out in stage.expired(due):
             try:
@@ -365,6 +391,7 @@ def register_notify(worker: WorkerApp, notifier: Notifier | None, notify: Notify
             now = context.now()
             gone = len(forget_stale(notified, now=now, keep=keep, owned=owned))
             gone += len(forget_decisions(decided, now=now, keep=keep, owned=owned))
+            sweep_tables(worker, owned, now)  # dedup-state, incident-groups, action-cooldowns
             if gone:
                 logger.info("forgot %d notified incidents / decisions older than %s", gone, keep)
             return
@@ -436,24 +463,44 @@ def register_audit(worker: WorkerApp, stage: Audit) -> None:
     router(DEAD_LETTER.name, "audit-refusals", DeadLetter)  # only refused approvals are audited
     guard = Guard(worker, audit_stage.STAGE, context)
 
-    async def chain(event: EventT[bytes]) -> None:
-        pos = where(event)
-        value = event.value if isinstance(event.value, bytes) else b""
-        tenant = key_text(pos)
-        # Only the worker routes into audit-input, so a record that is none of the audited types is a bug
-        # upstream: the guard keeps it in dead-letter (stage audit) instead of skipping it.
-        record = await _audited_record(guard, event, value)
-        result = stage(record, heads.get(tenant), content_id(value))
+    async def chain_one(item: AuditInput) -> None:
+        # One input at a time (a test's own delivery, or a round that cannot go as a batch): record, then head.
+        if item.record is None:
+            return
+        result = stage(item.record, heads.get(item.tenant), content_id(item.value))
         await worker.send(result.outputs)
         if result.state is not None:
-            heads[tenant] = result.state
+            heads[item.tenant] = result.state
+
+    rounds = AuditRounds(worker, stage, guard, heads, chain_one) if is_batched(worker) else None
+
+    async def take(event: EventT[bytes]) -> None:
+        pos = where(event)
+        value = event.value if isinstance(event.value, bytes) else b""
+        item = AuditInput(event, value, pos, key_text(pos), None)
+        if rounds is None:
+            await guard.run(value, pos, worker.acked(partial(take_one, item)))
+            return
+        await rounds.room()
+        try:
+            # Only the worker routes into audit-input, so a record that is none of the audited types is a bug
+            # upstream: it is kept in dead-letter (stage audit) instead of skipped.
+            item.record = await _audited_record(guard, event, value)
+        except Exception as exc:  # the agent boundary, as in Guard.run: kept, never lost
+            if not isinstance(exc, RcaflowError):
+                logger.exception("audit: unexpected error on %s[%s]@%s", pos.topic, pos.partition, pos.offset)
+            await guard.keep(value, pos, exc, tenant=item.tenant)
+        rounds.push(item)  # chained, sent and acked in the next round (streams/worker/audit_rounds.py)
+
+    async def take_one(item: AuditInput) -> None:
+        item.record = await _audited_record(guard, item.event, item.value)
+        await chain_one(item)
 
     @worker.app.agent(worker.audit_input, name="audit")
     async def auditor(stream: faust.StreamT[bytes]) -> None:
         async for event in events(stream):
-            value = event.value if isinstance(event.value, bytes) else b""
             with timed(context, audit_stage.STAGE):
-                await guard.run(value, where(event), worker.acked(partial(chain, event)))
+                await take(event)
 
 
 async def _audited_record(guard: Guard, event: EventT[bytes], value: bytes) -> Auditable:

@@ -20,7 +20,17 @@ from faust.types import TableT
 from schemas.codec import AvroSingleObjectCodec, Codec
 from schemas.limits import PRODUCER_MAX_REQUEST_BYTES
 from schemas.records import Record
-from schemas.topics import ACTIONS, APPROVALS, AUDIT, DEAD_LETTER, INCIDENTS, NORMALIZED, RAW_MAIL, RCA_RESULT
+from schemas.topics import (
+    ACTIONS,
+    ALL_TOPICS,
+    APPROVALS,
+    AUDIT,
+    DEAD_LETTER,
+    INCIDENTS,
+    NORMALIZED,
+    RAW_MAIL,
+    RCA_RESULT,
+)
 from streams.settings import Settings
 from streams.stages.core import Out
 from streams.wiring.topics_admin import (
@@ -40,8 +50,10 @@ from streams.wiring.topics_admin import (
 )
 from streams.worker.acked_table import AckedTable, ChangelogWrite, await_acked, collecting
 from streams.worker.cleared_queues import forget_cleared_messages
+from streams.worker.commit_floor import guard_commits
 from streams.worker.failures import IN_FLIGHT, Delivery, acked_in_order, retry_transient, send_failure
 from streams.worker.kafka_auth import faust_credentials
+from streams.worker.poll_size import STREAM_BUFFER_MAXSIZE, max_poll_records
 from streams.worker.rebalance import seek_before_fetching
 
 R = TypeVar("R", bound=Record)
@@ -170,6 +182,11 @@ class WorkerApp:
             # per partition; it would still fetch an oversized first record, but one fetch per record).
             consumer_max_fetch_size=PRODUCER_MAX_REQUEST_BYTES,
             consumer_auto_offset_reset="earliest",
+            # A poll never fills an agent's queue: Faust waits on a full one before it delivers anything else, so one
+            # poll of a backlog left every other agent without input for minutes (streams.worker.poll_size).
+            stream_buffer_maxsize=STREAM_BUFFER_MAXSIZE,
+            broker_max_poll_records=max_poll_records(
+                STREAM_BUFFER_MAXSIZE, max(self.partitions, *(spec.partitions for spec in ALL_TOPICS))),
             table_cleanup_interval=60.0,
             **fast,
         )
@@ -218,9 +235,16 @@ class WorkerApp:
         seek_before_fetching(self.app)
         # Faust cleared the agents' queues at a rebalance without counting the copies down (wait_empty for ever).
         forget_cleared_messages(self.app)
+        # Faust committed past records no agent had finished (at a partition's start, off by one, at a revocation).
+        guard_commits(self.app)
 
     def topic(self, name: str) -> faust.TopicT:
         return self.topics[name]
+
+    @property
+    def sends_to_kafka(self) -> bool:
+        """Whether records go to Kafka through Faust's producer (not a test's own delivery of one agent)."""
+        return self._deliver is _to_kafka
 
     def acked(self, step: Callable[[], Awaitable[object]]) -> Callable[[], Awaitable[None]]:
         """``step``, then a wait until the broker has every table changelog write ``step`` made.

@@ -16,8 +16,10 @@ agent still working on it) acks it, the consumer drops it from the in-flight set
 offset as done — an agent whose copy was cleared never processed it. So ``wait_empty`` still waits for
 agents that are working on a record, and the group commits nothing past a record some agent skipped; the
 next owner of the partition reads it again from the committed offset (an agent that had finished it sees
-it twice, which every agent already tolerates after a crash).
-Test: tests/integration/flow/test_worker_cleared_queues.py (and tests/faults/test_scale_out.py).
+it twice, which every agent already tolerates after a crash). The partition's commits stop below it
+(:mod:`streams.worker.commit_floor`): Faust's own commit rule would pass it.
+
+Test: tests/unit/streams/worker/test_cleared_queues.py (and tests/faults/test_scale_out.py).
 """
 
 from __future__ import annotations
@@ -32,16 +34,20 @@ from faust.types.tuples import ack_lock
 from mode.utils.futures import notify
 from mode.utils.queues import FlowControlEvent
 
+from streams.worker.commit_floor import commit_floor
+
 
 def forget_cleared_messages(app: faust.App) -> None:
     """Makes ``app`` count down the messages its flow control clears from the agents' queues."""
     flow: FlowControlEvent = app.flow_control
     clear = flow.clear
     forgotten: WeakSet[Message] = WeakSet()
-    patched: list[ConsumerT] = []
 
     def clear_and_forget() -> None:
         # Both of Faust's clears (at a revocation, and when the flow resumes) call this method by name.
+        consumer = app.consumer
+        _release_forgotten_on_ack(consumer, forgotten)
+        current = app.consumer_generation_id
         cleared: Counter[Message] = Counter()
         for queue in list(flow._queues):
             for item in list(getattr(queue, "_queue", ())):
@@ -51,15 +57,14 @@ def forget_cleared_messages(app: faust.App) -> None:
         clear()
         if not cleared:
             return
-        consumer = app.consumer
-        if consumer not in patched:
-            _release_forgotten_on_ack(consumer, forgotten)
-            patched.append(consumer)
+        floor = commit_floor(consumer)
         for message, copies in cleared.items():
             with ack_lock:
                 if message.acked:
                     continue
                 forgotten.add(message)
+                if message.generation_id == current:
+                    floor.forgotten(message)  # this assignment does not read it again: no commit passes it
                 if message.decref(copies) == 0:
                     # No agent holds it any more: out of the in-flight set, offset not done.
                     _release(consumer, message)
@@ -69,6 +74,8 @@ def forget_cleared_messages(app: faust.App) -> None:
 
 def _release_forgotten_on_ack(consumer: ConsumerT, forgotten: WeakSet[Message]) -> None:
     """The final ack of a forgotten message releases it instead of marking its offset as done."""
+    if getattr(consumer, "_rcaflow_ack_rule", False):
+        return
     ack = consumer.ack
 
     def ack_unless_forgotten(message: Message) -> bool:
@@ -78,7 +85,9 @@ def _release_forgotten_on_ack(consumer: ConsumerT, forgotten: WeakSet[Message]) 
             return False
         return ack(message)
 
-    consumer.ack = ack_unless_forgotten  # type: ignore[method-assign]
+    internal = cast(Any, consumer)
+    internal.ack = ack_unless_forgotten
+    internal._rcaflow_ack_rule = True
 
 
 def _release(consumer: ConsumerT, message: Message) -> None:

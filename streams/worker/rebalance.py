@@ -37,6 +37,8 @@ def seek_before_fetching(app: faust.App) -> None:
     for name in ("on_recovery_completed", "_resume_streams"):
         setattr(recovery, name, _stopped_first(app, getattr(recovery, name)))
 
+    recovery._seek_offsets = _known_offsets_only(recovery._seek_offsets)  # type: ignore[method-assign,assignment]
+
     @app.on_partitions_revoked.connect
     async def stop_fetching(sender: Any, /, *revoked: Any, signal: Any, **_: Any) -> None:
         # Faust stops the flow when partitions are revoked only if it had some; recovery resumes it.
@@ -49,3 +51,21 @@ def _stopped_first(app: faust.App, resume: Callable[[int], Awaitable[None]]) -> 
         await resume(generation_id)
 
     return stop_then_resume
+
+
+def _known_offsets_only(seek: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
+    """Changelog partitions whose start Faust does not know are read from their beginning.
+
+    Faust seeks a standby changelog partition to ``None`` when it was assigned after its offsets were
+    built, and aiokafka refuses that (``ValueError: Offset must be a positive integer``): the restarted
+    worker crashed in recovery (seen in the scale-out case). Offset -1, which Faust itself maps to 0,
+    means the same thing: nothing of that partition is in the table yet.
+    """
+    async def seek_known(consumer: Any, tps: set[Any], offsets: Any, title: str) -> None:
+        for tp in tps:
+            offset = offsets.get(tp)
+            if not isinstance(offset, int) or offset < -1:
+                offsets[tp] = -1
+        await seek(consumer, tps, offsets, title)
+
+    return seek_known

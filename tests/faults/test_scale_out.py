@@ -13,13 +13,15 @@ Guards: the dedup and incident-group state are Faust tables keyed like their inp
 from their changelogs by whichever worker gets the partition; the worker sends outputs before it
 updates a table and acks its input after; ``streams.worker.rebalance`` stops fetching while a
 recovering worker seeks its partitions; ``streams.worker.cleared_queues`` lets a revocation end when Faust
-cleared a record from some agents' queues (it waited for it for ever), without committing past it.
+cleared a record from some agents' queues (it waited for it for ever), without committing past it;
+``streams.worker.commit_floor`` keeps every commit at or below the first record no agent has finished
+(Faust committed past unprocessed alert events at a partition's start and at revocations); a restarted
+worker's recovery reads a standby changelog it has no start for from its beginning (it crashed).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import random
 import subprocess
 import sys
@@ -296,14 +298,5 @@ def test_workers_scale_out_kill_and_join_mid_load(broker: EmbeddedBroker, codec:
     assert set(highest.values()) == {COPIES}, short(row.details)
 
 
-#: Found by this case (docs/performance.md "Scale-out"): a revoking worker waited in Faust's ``wait_empty`` for ever
-#: for a record cleared from some agents' queues (fixed: streams/worker/cleared_queues.py); still open: in about 1 run
-#: in 5 dedup never processes some alert events although the group committed normalized past them. Until that is
-#: fixed the case is opt-in (``make scale-out``, or RCAFLOW_FAULTS_SCALE_OUT=1: a ``RCAFLOW_FAULTS_*`` name, which the
-#: roles' settings check leaves alone); in `make test` it could only report a known failure.
-pytestmark = [
-    pytest.mark.timeout(600),  # ~1-2 min when healthy; a stalled group fails within ~6 min
-    pytest.mark.skipif(os.environ.get("RCAFLOW_FAULTS_SCALE_OUT") != "1",
-                       reason="known rebalance bug (docs/performance.md, Scale-out); opt in with "
-                              "RCAFLOW_FAULTS_SCALE_OUT=1 or `make scale-out`"),
-]
+#: ~1-2 min when healthy; a stalled group fails within ~6 min.
+pytestmark = pytest.mark.timeout(600)

@@ -59,8 +59,9 @@ def test_a_tenant_over_its_quota_gets_429_while_another_is_accepted(broker: obje
         assert batch.status_code == 429
         assert [client.post("/events", json=_seed(i), headers=other).status_code for i in range(6)] == [202] * 6
         metrics = client.get("/metrics").text
-        assert 'rcaflow_ingest_throttled_total{source="events-api",tenant="acme"} 1.0' in metrics
-        assert 'rcaflow_ingest_throttled_total{source="alertmanager-webhook",tenant="acme"} 1.0' in metrics
+        throttled = 'rcaflow_ingest_throttled_total{reason="quota_exceeded",source="%s",tenant="acme"} 1.0'
+        assert throttled % "events-api" in metrics
+        assert throttled % "alertmanager-webhook" in metrics
         assert 'tenant="other"' not in metrics.split("rcaflow_ingest_throttled_total", 1)[1].split("# HELP")[0]
     publisher.close_sync()
     reader = TopicReader(bootstrap, codec, NORMALIZED, topic_prefix)

@@ -17,7 +17,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer, TopicPartition
 
 from producers.publisher import KafkaPublisher
 from schemas.codec import make_codec
@@ -25,7 +24,7 @@ from schemas.records import AlertEvent, DeadLetter, RawMail, Record, SourceKind
 from schemas.topics import DEAD_LETTER, NORMALIZED, RAW_MAIL
 from streams.worker.app import partition_of
 from tests.integration.flow.helpers import TopicReader
-from tests.integration.flow.proxied_worker import wait_until, worker_stack
+from tests.integration.flow.proxied_worker import committed_offsets, wait_until, worker_stack
 from tests.support.kafka_proxy import KafkaProxy
 
 pytestmark = pytest.mark.integration
@@ -36,21 +35,9 @@ BACKLOG = 12
 
 
 
-
 def _mail(samples_dir: Path, tenant: str) -> RawMail:
     return RawMail(tenant=tenant, message_id=f"<{tenant}@pipelined>", mailbox="test", source=SourceKind.FILE,
                    received_at=datetime.now(UTC), subject="etcd", raw=(samples_dir / "etcd_latency.eml").read_bytes())
-
-
-def _committed(bootstrap: str, group: str, topic: str) -> dict[int, int]:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
-    try:
-        parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        # A partition nothing was committed on yet answers a negative sentinel: count it as offset 0.
-        return {tp.partition: max(0, int(tp.offset))
-                for tp in consumer.committed([TopicPartition(topic, p) for p in parts], timeout=10)}
-    finally:
-        consumer.close()
 
 
 def _tenants(records: list[Record]) -> set[str]:
@@ -85,9 +72,9 @@ def test_mails_whose_alerts_were_in_flight_are_not_committed_and_survive_a_kill(
                 publisher.publish_sync(RAW_MAIL, f"{tenant}:0", _mail(samples_dir, tenant))
             normalized.wait_for(lambda rs: set(warm.values()) <= _tenants(rs), timeout=180,
                                 what="the first mails' alerts")
-            wait_until(lambda: min(_committed(bootstrap, group, raw_topic).values()) >= 1,
+            wait_until(lambda: min(committed_offsets(bootstrap, group, raw_topic).values()) >= 1,
                   "the first mails to be committed on every partition", alive=stack.check)
-            before = _committed(bootstrap, group, raw_topic)
+            before = committed_offsets(bootstrap, group, raw_topic)
 
             proxied.hold_produce(NORMALIZED.full_name(prefix))  # the producer's broker goes silent
             tenants = [f"pb-{run}-{i}" for i in range(BACKLOG)]
@@ -98,9 +85,9 @@ def test_mails_whose_alerts_were_in_flight_are_not_committed_and_survive_a_kill(
             # backoff: by then a worker that acked mails ahead of their alerts would have committed them.
             log = tmp_path / "logs" / "worker.log"
             wait_until(lambda: "retrying for" in log.read_text(errors="replace")
-                  or _committed(bootstrap, group, raw_topic) != before,
+                  or committed_offsets(bootstrap, group, raw_topic) != before,
                   "the worker to send the held alerts again", alive=stack.check)
-            held = _committed(bootstrap, group, raw_topic)
+            held = committed_offsets(bootstrap, group, raw_topic)
             assert held == before, (
                 f"raw-mail was committed past mails whose alerts the broker never acknowledged: {before} -> {held}")
 

@@ -60,4 +60,5 @@ def test_mails_over_the_quota_stay_unread_until_the_quota_allows(dovecot: Doveco
     subjects = sorted(r.subject or "" for _key, r in kafka.read(kafka.raw_mail, RawMail))
     assert subjects == sorted(f"Control Cluster Details #{n}" for n in range(5))  # each once, none dropped
     assert dovecot.uids(FOLDER, "UNSEEN") == []
-    assert registry.get_sample_value("rcaflow_ingest_throttled_total", {"tenant": "acme", "source": "imap"}) == 3.0
+    assert registry.get_sample_value("rcaflow_ingest_throttled_total", {"tenant": "acme", "source": "imap",
+                                                                 "reason": "quota_exceeded"}) == 3.0

@@ -28,7 +28,7 @@ def test_a_tenant_over_its_quota_is_deferred_and_others_are_not() -> None:
     assert refused.admitted is False and refused.retry_after_s == 1.0
     assert all(quota.admit("other", 1, source="events-api").admitted for _ in range(100))
     assert registry.get_sample_value("rcaflow_ingest_throttled_total",
-                                     {"tenant": "acme", "source": "events-api"}) == 1.0
+                                     {"tenant": "acme", "source": "events-api", "reason": "quota_exceeded"}) == 1.0
     clock.now += 1.0  # 60/min refills one alert per second
     assert quota.admit("acme", 1, source="events-api").admitted
 
@@ -47,4 +47,5 @@ def test_an_unknown_tenant_is_counted_as_the_bounded_other_label() -> None:
                               registry=registry)
     quota.admit("ghost", 1, source="imap")
     quota.admit("ghost", 1, source="imap")
-    assert registry.get_sample_value("rcaflow_ingest_throttled_total", {"tenant": "_other", "source": "imap"}) == 1.0
+    assert registry.get_sample_value("rcaflow_ingest_throttled_total",
+                                     {"tenant": "_other", "source": "imap", "reason": "quota_exceeded"}) == 1.0

@@ -63,5 +63,6 @@ def test_mail_over_the_quota_waits_in_the_spool(standin: GraphStandIn) -> None:
     asyncio.run(go())
     assert published() == ["<q0@x>", "<q1@x>", "<q2@x>"] and spool.pending() == []
     assert publisher.on("dead-letter") == []
-    assert (registry.get_sample_value("rcaflow_ingest_throttled_total", {"tenant": "acme", "source": "msgraph"})
+    assert (registry.get_sample_value("rcaflow_ingest_throttled_total", {"tenant": "acme", "source": "msgraph",
+                                                                         "reason": "quota_exceeded"})
             or 0) >= 2
