@@ -70,3 +70,15 @@ def send_mail_file(publisher: KafkaPublisher, tenant: str, path: Path) -> None:
     mail = RawMail(tenant=tenant, message_id=f"<{uuid.uuid4().hex}@t>", mailbox="t", source=SourceKind.FILE,
                    received_at=datetime.now(UTC), raw=path.read_bytes())
     publisher.publish_sync(RAW_MAIL, f"{tenant}:m", mail)
+
+
+def committed_offsets(bootstrap: str, group: str, topic: str) -> dict[int, int]:
+    """The group's committed offset of each partition of ``topic`` (0 where nothing is committed yet)."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
+    try:
+        parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        # A partition nothing was committed on yet answers a negative sentinel: count it as offset 0.
+        return {tp.partition: max(0, int(tp.offset))
+                for tp in consumer.committed([TopicPartition(topic, p) for p in parts], timeout=10)}
+    finally:
+        consumer.close()

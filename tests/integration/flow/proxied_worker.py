@@ -13,7 +13,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer, TopicPartition
 
 from streams.settings import KafkaSettings, Settings
 from streams.wiring.supervisor import Stack
@@ -59,14 +58,3 @@ def wait_until(condition: Callable[[], object], what: str, timeout: float = 120.
         time.sleep(0.3)
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
-
-def committed_offsets(bootstrap: str, group: str, topic: str) -> dict[int, int]:
-    """The group's committed offset of each partition of ``topic`` (0 where nothing is committed yet)."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
-    try:
-        parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        # A partition nothing was committed on yet answers a negative sentinel: count it as offset 0.
-        return {tp.partition: max(0, int(tp.offset))
-                for tp in consumer.committed([TopicPartition(topic, p) for p in parts], timeout=10)}
-    finally:
-        consumer.close()

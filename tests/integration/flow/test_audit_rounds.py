@@ -32,8 +32,8 @@ from streams.ops.audit_check import check_chains
 from streams.stages.audit import content_id
 from streams.wiring.topics_admin import AUDIT_HEAD, AUDIT_INPUT_SUFFIX
 from streams.worker.app import partition_of
-from tests.integration.flow.helpers import TopicReader
-from tests.integration.flow.proxied_worker import committed_offsets, wait_until, worker_stack
+from tests.integration.flow.helpers import TopicReader, committed_offsets
+from tests.integration.flow.proxied_worker import wait_until, worker_stack
 from tests.support.kafka_proxy import KafkaProxy
 
 pytestmark = pytest.mark.integration

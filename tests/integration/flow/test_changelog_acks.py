@@ -18,7 +18,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from producers.mail import parse_mail
@@ -27,7 +26,7 @@ from schemas.codec import make_codec
 from schemas.records import AlertEvent, DeadLetter, EventSource, Incident, Record, SourceKind
 from schemas.topics import DEAD_LETTER, INCIDENTS, NORMALIZED
 from streams.wiring.topics_admin import DEDUP_STATE
-from tests.integration.flow.helpers import TopicReader
+from tests.integration.flow.helpers import TopicReader, committed_offsets
 from tests.integration.flow.proxied_worker import wait_until, worker_stack
 from tests.support.kafka_proxy import KafkaProxy
 
@@ -46,15 +45,6 @@ def _alert(samples_dir: Path, tenant: str) -> AlertEvent:
 
 def _incidents(records: list[Record], tenant: str) -> list[Incident]:
     return [r for r in records if isinstance(r, Incident) and r.tenant == tenant]
-
-
-def _committed(bootstrap: str, group: str, topic: str, partition: int) -> int:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
-    try:
-        (tp,) = consumer.committed([TopicPartition(topic, partition)], timeout=10)
-        return int(tp.offset)
-    finally:
-        consumer.close()
 
 
 def test_a_row_the_silent_broker_dropped_is_sent_again_so_a_restarted_worker_still_knows_the_incident(
@@ -86,8 +76,8 @@ def test_a_row_the_silent_broker_dropped_is_sent_again_so_a_restarted_worker_sti
             proxied.release()  # the broker answers again
 
             group = f"{prefix}{APP_ID}"
-            wait_until(lambda: _committed(bootstrap, group, delivery.topic, delivery.partition) > delivery.offset,
-                  "the first alert to be committed", alive=stack.check)
+            wait_until(lambda: committed_offsets(bootstrap, group, delivery.topic)[delivery.partition]
+                       > delivery.offset, "the first alert to be committed", alive=stack.check)
             worker = stack.children["worker"]
             worker.send_signal(signal.SIGKILL)
             worker.wait(60)

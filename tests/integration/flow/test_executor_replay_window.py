@@ -13,14 +13,12 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
-from confluent_kafka import Consumer, TopicPartition
-
 from producers.publisher import KafkaPublisher
 from schemas.codec import Codec
 from schemas.records import ActionEvent, ActionState, DeadLetter, Record, Risk
 from schemas.topics import ACTIONS, DEAD_LETTER
 from tests.integration.flow.conftest import signed, stack_for
-from tests.integration.flow.helpers import TopicReader
+from tests.integration.flow.helpers import TopicReader, committed_offsets
 
 
 def _approved(tenant: str, action_id: str) -> ActionEvent:
@@ -32,15 +30,6 @@ def _approved(tenant: str, action_id: str) -> ActionEvent:
 
 def _of(records: list[Record], action_id: str) -> list[ActionEvent]:
     return [r for r in records if isinstance(r, ActionEvent) and r.action_id == action_id]
-
-
-def _committed(bootstrap: str, group: str, topic: str, partition: int) -> int:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
-    try:
-        (tp,) = consumer.committed([TopicPartition(topic, partition)], timeout=10)
-        return int(tp.offset)
-    finally:
-        consumer.close()
 
 
 def test_a_valid_approval_replayed_after_a_restart_does_not_run_again(
@@ -71,7 +60,7 @@ def test_a_valid_approval_replayed_after_a_restart_does_not_run_again(
         # The run is below the committed offset now: a pre-scan from there alone would not see it.
         reader.poll(1.0)
         group = f"{prefix}{stack.settings.executor.group_id}"
-        assert _committed(stack.bootstrap, group, first.topic, first.partition) > first.offset + 2
+        assert committed_offsets(stack.bootstrap, group, first.topic)[first.partition] > first.offset + 2
 
         publisher.publish_sync(ACTIONS, key, approved)  # the genuine record again, still valid for an hour
         stack.start_role("executor")

@@ -23,8 +23,8 @@ from schemas.codec import make_codec
 from schemas.records import AlertEvent, DeadLetter, RawMail, Record, SourceKind
 from schemas.topics import DEAD_LETTER, NORMALIZED, RAW_MAIL
 from streams.worker.app import partition_of
-from tests.integration.flow.helpers import TopicReader
-from tests.integration.flow.proxied_worker import committed_offsets, wait_until, worker_stack
+from tests.integration.flow.helpers import TopicReader, committed_offsets
+from tests.integration.flow.proxied_worker import wait_until, worker_stack
 from tests.support.kafka_proxy import KafkaProxy
 
 pytestmark = pytest.mark.integration
