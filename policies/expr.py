@@ -6,6 +6,7 @@ file is data even when someone edits it carelessly.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -27,6 +28,8 @@ _MACROS: Final = frozenset({"all", "exists", "exists_one", "map", "filter"})
 _FUNCTIONS: Final = frozenset(
     {"has", "size", "int", "uint", "double", "string", "bool", "duration", "timestamp", "type", "dyn"}
 )
+#: Answers kept per process (expression and values): a few thousand distinct evidence readings.
+EVALUATIONS_KEPT: Final = 8192
 _METHODS: Final = _MACROS | frozenset({"contains", "startsWith", "endsWith", "matches", "size"})
 
 
@@ -48,7 +51,14 @@ class Expression:
         missing names are left out of the activation (never replaced by a made-up value) and CEL decides;
         a missing series must not hide a series that is there.
         """
-        activation = {name: json_to_cel(variables[name]) for name in self.names if name in variables}
+        present = sorted(name for name in self.names if name in variables)
+        key = tuple((name, _tagged(variables[name])) for name in present)
+        if any(tagged is None for _, tagged in key):  # a value with no hashable form: evaluated every time
+            return self._evaluate({name: variables[name] for name in present})
+        return _evaluate_once(self, key)
+
+    def _evaluate(self, values: Mapping[str, Any]) -> bool | None:
+        activation = {name: json_to_cel(value) for name, value in values.items()}
         try:
             result = self._program.evaluate(activation)
         except CELEvalError as exc:
@@ -59,6 +69,41 @@ class Expression:
         if not isinstance(result, celtypes.BoolType):
             return None
         return bool(result)
+
+
+@functools.lru_cache(maxsize=EVALUATIONS_KEPT)
+def _evaluate_once(expr: Expression, key: tuple[Any, ...]) -> bool | None:
+    """One expression's answer for one set of values: CEL is pure, and interpreting it again costs the most.
+
+    Alerts repeat: the same thresholds meet the same evidence values over and over, and cel-python
+    walks the parse tree on every evaluation (a tenth of a worker's CPU under a backlog, measured).
+    """
+    return expr._evaluate({name: _thawed(value) for name, value in key})
+
+
+def _tagged(value: Any) -> Any:
+    """A hashable copy of a JSON-like value that keeps its types apart (1, 1.0 and True are three values in CEL).
+
+    None when some part of it has no hashable form.
+    """
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return (type(value).__name__, value)
+    if isinstance(value, Mapping):
+        items = [(str(k), _tagged(v)) for k, v in value.items()]
+        return None if any(v is None for _, v in items) else ("map", tuple(sorted(items)))
+    if isinstance(value, (list, tuple)):
+        parts = [_tagged(v) for v in value]
+        return None if any(p is None for p in parts) else ("list", tuple(parts))
+    return None
+
+
+def _thawed(tagged: Any) -> Any:
+    kind, value = tagged
+    if kind == "map":
+        return {k: _thawed(v) for k, v in value}
+    if kind == "list":
+        return [_thawed(v) for v in value]
+    return value
 
 
 def compile_expression(source: str, allowed: Iterable[str]) -> Expression:

@@ -10,17 +10,23 @@ between the two re-delivers the input, and the deterministic ids make the
 re-sent records the same records. Every agent that changes a table runs its
 record's work through ``WorkerApp.acked``: the input is acked only once the
 broker has the table's changelog writes too (``streams.worker.acked_table``).
+Dedup, correlate and decide, the stateful agents every alert passes, work in
+rounds (``streams.worker.table_rounds``): a round's outputs are acknowledged
+before its rows are written, and its inputs acked after both.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager, nullcontext
 from datetime import timedelta
 from functools import partial
+from typing import Any
 
 import faust
-from faust.types import EventT
+from faust.types import EventT, TableT
 
 from schemas.errors import CodecError, RcaflowError
 from schemas.records import (
@@ -73,6 +79,7 @@ from streams.worker.edge import events, header, key_text, timed, values, where
 from streams.worker.failures import is_transient
 from streams.worker.guard import Guard
 from streams.worker.prune_ticks import add_sweep, sweep_tables
+from streams.worker.table_rounds import Rows, TableRounds, Work
 
 logger = logging.getLogger(__name__)
 
@@ -127,10 +134,10 @@ def register_dedup(worker: WorkerApp, stage: Dedup) -> None:
     add_sweep(worker, "dedup-state", lambda owned, now: forget_dedup(
         table, now=now, window=longest_dedup_window([stage.policies]), retention=retention(worker), owned=owned))
 
-    async def handle(value: bytes, pos: Position) -> None:
+    async def handle(value: bytes, pos: Position, rows: Rows) -> None:
         key = key_text(pos)
         event = await guard.decode(value, AlertEvent, pos)
-        result = stage(event, table.get(key))
+        result = stage(event, rows.get(key))
         # Output first: a crash between the two re-delivers the event, and the
         # deterministic incident id makes the re-sent incident the same incident.
         # Incident records go to the correlate agent (re-keyed by tenant:cluster), which puts them on incidents.
@@ -144,7 +151,7 @@ def register_dedup(worker: WorkerApp, stage: Dedup) -> None:
         if result.outcome == dedup_stage.RESOLVED:
             await withdraw_waiting(result)
         if result.state is not None:
-            table[key] = result.state
+            rows[key] = result.state
 
     async def withdraw_waiting(result: StageResult) -> None:
         # The awaiting rows are keyed tenant:action-id, elsewhere than this tenant:fingerprint partition:
@@ -155,11 +162,11 @@ def register_dedup(worker: WorkerApp, stage: Dedup) -> None:
             await worker.forward(worker.withdraw_input, action_key.encode("utf-8"),
                                  await worker.encode(incident, topic=name))
 
+    loop = stateful_loop(worker, guard, table, handle, timed_as=dedup_stage.STAGE)
+
     @worker.app.agent(worker.topic(NORMALIZED.name), name="dedup")
     async def dedup(stream: faust.StreamT[bytes]) -> None:
-        async for value, pos in values(stream):
-            with timed(context, dedup_stage.STAGE):
-                await guard.run(value, pos, worker.acked(partial(handle, value, pos)))
+        await loop(stream)
 
     correlate = Correlate(stage.policies, context=context)
     register_correlate(worker, correlate)
@@ -172,19 +179,19 @@ def register_correlate(worker: WorkerApp, stage: Correlate) -> None:
     add_sweep(worker, "incident-groups", lambda owned, now: forget_groups(
         groups, now=now, margin=retention(worker).margin, owned=owned))
 
-    async def handle(value: bytes, pos: Position) -> None:
+    async def handle(value: bytes, pos: Position, rows: Rows) -> None:
         key = key_text(pos)
         incident = await guard.decode(value, Incident, pos)
-        result = stage(incident, groups.get(key))
+        result = stage(incident, rows.get(key))
         await worker.send(result.outputs)  # first: a crash re-delivers the record and it finds the same group
         if result.state is not None:
-            groups[key] = result.state
+            rows[key] = result.state
+
+    loop = stateful_loop(worker, guard, groups, handle, timed_as=correlate_stage.STAGE)
 
     @worker.app.agent(worker.correlate_input, name=correlate_stage.STAGE)
     async def correlate_agent(stream: faust.StreamT[bytes]) -> None:
-        async for value, pos in values(stream):
-            with timed(context, correlate_stage.STAGE):
-                await guard.run(value, pos, worker.acked(partial(handle, value, pos)))
+        await loop(stream)
 
 
 def register_rca(worker: WorkerApp, stage: Rca) -> None:
@@ -254,24 +261,50 @@ def register_decide(worker: WorkerApp, stage: Decide, notify: NotifyRequests) ->
 
     guard = Guard(worker, decide_stage.STAGE, context)
 
-    async def handle(value: bytes, pos: Position) -> None:
+    async def handle(value: bytes, pos: Position, rows: Rows) -> None:
         result = await guard.decode(value, RcaResult, pos)
         key = group_key(result)
         with timed(context, decide_stage.STAGE):
-            decided = stage(result, cooldowns.get(key))
+            decided = stage(result, rows.get(key))
             await worker.send(decided.outputs)
             if decided.state is not None:
-                cooldowns[key] = decided.state
+                rows[key] = decided.state
         actions = [o.record for o in decided.outputs if isinstance(o.record, ActionEvent)]
         # Keyed by the incident's group: one row, so one message, per group (docs/correlation.md).
         await notify.send(result.tenant, result.incident.group_id or result.incident_id,
                           result_request(result, actions))
 
+    loop = stateful_loop(worker, guard, cooldowns, handle, timed_as=None)
+
     @worker.app.agent(worker.decide_input, name="decide")
     async def decide(stream: faust.StreamT[bytes]) -> None:
         # Keyed by fingerprint (decide-route) so the cooldown memory of one target lives in one partition.
-        async for value, pos in values(stream):
-            await guard.run(value, pos, worker.acked(partial(handle, value, pos)))
+        await loop(stream)
+
+
+def stateful_loop(worker: WorkerApp, guard: Guard, table: TableT[str, Any], work: Work, *,
+                  timed_as: str | None) -> Callable[[faust.StreamT[bytes]], Awaitable[None]]:
+    """A stateful agent's loop: its inputs in rounds on Kafka (streams/worker/table_rounds.py), else one at a time.
+
+    ``timed_as`` times each input's work as that stage on the metrics (None: ``work`` times itself).
+    """
+    context = guard.context
+
+    def timing() -> AbstractContextManager[None]:
+        return timed(context, timed_as) if timed_as is not None else nullcontext()
+
+    rounds = TableRounds(worker, guard, table, work, timed=timing) if is_batched(worker) else None
+
+    async def loop(stream: faust.StreamT[bytes]) -> None:
+        async for event in events(stream):
+            if rounds is not None:
+                await rounds.take(event)  # worked on, sent, stored and acked in the next round
+                continue
+            value, pos = (event.value if isinstance(event.value, bytes) else b""), where(event)
+            with timing():
+                await guard.run(value, pos, worker.acked(partial(work, value, pos, table)))
+
+    return loop
 
 
 def register_approvals(worker: WorkerApp, stage: Approval, notify: NotifyRequests) -> None:

@@ -43,16 +43,13 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
-import weakref
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, cast
 
 import aiokafka
-import faust.streams
 from faust.types import EventT, TableT
 
 from schemas.errors import RcaflowError
@@ -61,6 +58,7 @@ from streams.errors import StreamsError
 from streams.stages.audit import Audit, Auditable, content_id
 from streams.stages.core import Position
 from streams.worker.app import WorkerApp
+from streams.worker.edge import processing
 from streams.worker.failures import CURRENT_STAGE, retry_transient, send_failure
 from streams.worker.guard import Guard
 
@@ -162,7 +160,7 @@ class AuditRounds:
 
     async def _one_by_one(self, todo: list[AuditInput]) -> None:
         for item in todo:
-            with _processing(item.event):  # its head row goes where the agent would have written it
+            with processing(item.event):  # its head row goes where the agent would have written it
                 await self._guard.run(item.value, item.where, self._worker.acked(partial(self._chain_one, item)),
                                       tenant=item.tenant)
 
@@ -232,7 +230,7 @@ class AuditRounds:
         for tenant, (item, state) in heads.items():
             # Faust puts a table row on the changelog partition of the event being processed: the tenant's
             # audit-input partition, as when the agent wrote it itself.
-            with _processing(item.event):
+            with processing(item.event):
                 self._heads[tenant] = state
 
 
@@ -242,16 +240,6 @@ def _kafka_producer(worker: WorkerApp) -> aiokafka.AIOKafkaProducer:
         return cast(aiokafka.AIOKafkaProducer, cast(Any, worker.app.producer)._ensure_producer())
     except Exception as exc:  # not started (yet): the round waits as for any unavailable broker
         raise RoundFailedError(f"no producer: {exc}") from exc
-
-
-@contextmanager
-def _processing(event: EventT[bytes]) -> Iterator[None]:
-    """Faust's current event set to ``event`` (the committer task works outside the agent's stream)."""
-    token = faust.streams._current_event.set(weakref.ref(event))
-    try:
-        yield
-    finally:
-        faust.streams._current_event.reset(token)
 
 
 def is_batched(worker: WorkerApp) -> bool:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import contextmanager
 from typing import TypeVar, cast
 
 import faust
+import faust.streams
 from faust.types import EventT
 from pydantic import ValidationError
 
@@ -79,6 +81,20 @@ def decode(codec: Codec, value: bytes, record_type: type[R], where: Position) ->
         return codec.decode(value, record_type, topic=where.topic)
     except (CodecError, ValidationError):
         return None
+
+
+@contextmanager
+def processing(event: EventT[bytes]) -> Iterator[None]:
+    """Faust's current event set to ``event``, for work done outside the agent's stream (a committer task).
+
+    Faust puts a table row on the changelog partition of the current event, so a row written for an
+    input outside its agent's loop must be written with that input as the current event.
+    """
+    token = faust.streams._current_event.set(weakref.ref(event))
+    try:
+        yield
+    finally:
+        faust.streams._current_event.reset(token)
 
 
 @contextmanager

@@ -103,3 +103,12 @@ def test_evaluation_error_is_unknown() -> None:
     expr = compile_expression("x / y > 1", ["x", "y"])
     assert expr.evaluate({"x": 1, "y": 0}) is None
     assert compile_expression("x + 1", ["x"]).evaluate({"x": 1}) is None  # not a boolean
+
+
+def test_an_answer_kept_for_some_values_is_never_given_for_equal_values_of_another_type() -> None:
+    # Answers are kept per expression and values (CEL is pure); 1 and 1.0 are equal keys in Python but
+    # different values in CEL, where comparing a double with an int literal is an error (unknown).
+    expr = compile_expression("a == 1", ["a"])
+    assert expr.evaluate({"a": 1}) is True
+    assert expr.evaluate({"a": 1.0}) is None
+    assert expr.evaluate({"a": 1}) is True
