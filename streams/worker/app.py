@@ -51,6 +51,7 @@ from streams.wiring.topics_admin import (
 from streams.worker.acked_table import AckedTable, ChangelogWrite, await_acked, collecting
 from streams.worker.cleared_queues import forget_cleared_messages
 from streams.worker.commit_floor import guard_commits
+from streams.worker.decoded import DecodedRecords
 from streams.worker.failures import IN_FLIGHT, Delivery, acked_in_order, retry_transient, send_failure
 from streams.worker.kafka_auth import faust_credentials
 from streams.worker.poll_size import STREAM_BUFFER_MAXSIZE, max_poll_records
@@ -142,6 +143,7 @@ class WorkerApp:
         self.codec = codec
         #: The packaged single-object codec never leaves the process; a registry codec may block on HTTP.
         self._codec_is_local = isinstance(codec, AvroSingleObjectCodec)
+        self._decoded = DecodedRecords()
         self._deliver = deliver
         self.partitions = settings.worker.partitions
         self._changelog_wait_s = settings.worker.producer_request_timeout_s + CHANGELOG_ACK_MARGIN_S
@@ -316,5 +318,5 @@ class WorkerApp:
     async def decode(self, data: bytes, record_type: type[R], *, topic: str) -> R:
         """The record in ``data``; like :meth:`encode`, off the event loop when the codec may do I/O."""
         if self._codec_is_local:
-            return self.codec.decode(data, record_type, topic=topic)
+            return self._decoded.decode(data, record_type, partial(self.codec.decode, data, record_type, topic=topic))
         return await asyncio.to_thread(self.codec.decode, data, record_type, topic=topic)
