@@ -54,7 +54,13 @@ def free_loopback_port() -> int:
 
 
 def port_is_free(port: int) -> bool:
+    """Whether a broker may listen on ``port`` now: nothing listens there.
+
+    With SO_REUSEADDR, as the JVM's server sockets bind on Linux: connections of a broker that just stopped
+    linger in TIME_WAIT for a minute, and without it a restart on the same port was refused that long.
+    """
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
         except OSError:

@@ -24,6 +24,7 @@ from aiokafka.errors import (
     RecordListTooLargeError,
     RecordTooLargeError,
 )
+from faust.exceptions import ProducerSendError
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -69,8 +70,21 @@ class OutputRefusedError(StreamsError):
 _TOO_LARGE = (MessageSizeTooLargeError, RecordTooLargeError, RecordListTooLargeError)
 
 
+def _broker_error(exc: BaseException) -> BaseException:
+    """The Kafka client's own error under Faust's wrapper.
+
+    Faust's producer raises ``ProducerSendError("Error while sending: KafkaTimeoutError()")`` from the
+    aiokafka error (a topic's metadata or buffer space not there in time while the broker is away): judged
+    by its wrapper it looked permanent, and the record that waited was dead-lettered, its incident lost.
+    """
+    if isinstance(exc, ProducerSendError) and exc.__cause__ is not None:
+        return exc.__cause__
+    return exc
+
+
 def send_failure(exc: BaseException, *, topic: str, size: int) -> RcaflowError:
     """The typed error for a send to ``topic`` of a ``size``-byte value that failed with ``exc``."""
+    exc = _broker_error(exc)
     if isinstance(exc, RcaflowError):
         return exc
     if isinstance(exc, _TOO_LARGE):
@@ -90,6 +104,7 @@ def is_transient(exc: BaseException) -> bool:
         return True
     if isinstance(exc, RcaflowError):
         return exc.retriable
+    exc = _broker_error(exc)
     return isinstance(exc, KafkaTimeoutError) or (isinstance(exc, KafkaError) and bool(exc.retriable))
 
 

@@ -13,6 +13,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import faust
+from aiokafka.errors import KafkaTimeoutError
+from faust.exceptions import ProducerSendError
 
 from schemas.codec import make_codec
 from schemas.records import AlertEvent, DeadLetter, Incident, RawMail, Record, SourceKind
@@ -110,3 +112,36 @@ def test_the_correlate_agent_sends_each_incident_on_with_its_group_and_keeps_the
         ("inc-1", "inc-1", "inc-1"), ("inc-2", "inc-1", "inc-2")]
     assert {key for name, key, _value in wire.sent if name == "incidents"} == {b"acme:fp-1", b"acme:fp-2"}
     assert len(worker.tables.groups["acme:c1"]["groups"][0]["members"]) == 2
+
+
+def test_a_send_faust_failed_with_a_broker_timeout_is_waited_out_not_dead_lettered(tmp_path: Path) -> None:
+    """Faust's producer wraps aiokafka's KafkaTimeoutError (no metadata or buffer space in time, the broker
+    away) in ProducerSendError; taken for a refusal, the alert was dead-lettered and its incident lost."""
+    wire = Wire()
+    failures = [2]
+
+    async def broker_away_twice(topic: faust.TopicT, key: bytes, value: bytes) -> None:
+        if failures[0] > 0:
+            failures[0] -= 1
+            try:
+                raise KafkaTimeoutError()
+            except KafkaTimeoutError as exc:  # as faust/transport/drivers/aiokafka.py Producer.send raises it
+                raise ProducerSendError(f"Error while sending: {exc!r}") from exc
+        await wire.deliver(topic, key, value)
+
+    settings = Settings(worker=WorkerSettings(data_dir=tmp_path))
+    worker = WorkerApp(settings, "127.0.0.1:9", CODEC, deliver=broker_away_twice)
+    register_dedup(worker, build_stages(settings).dedup)
+    worker.app.finalize()
+    worker.app.flow_control.resume()
+
+    async def feed() -> None:
+        async with worker.app.agents["dedup"].test_context() as agent:
+            await agent.put(key=b"acme:fp-1", value=CODEC.encode(_event("e-1"), topic="normalized"))
+            async with asyncio.timeout(30):  # the retries back off (0.1 s, 0.2 s, ...) until the send goes
+                while not wire.sent:
+                    await asyncio.sleep(0.05)
+
+    asyncio.run(feed())
+    assert [i.count for i in wire.records("rcaflow-correlate-input")] == [1]  # type: ignore[attr-defined]
+    assert wire.records("dead-letter") == []
