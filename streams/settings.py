@@ -527,14 +527,20 @@ class IngestSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    #: Alerts per minute this intake process (one ``rcaflow api`` replica, one ``rcaflow ingest imap``) admits
-    #: for all tenants together; size the processes' sum below the workers' measured capacity. When it runs
+    #: Alerts per minute this intake process (one ``rcaflow api`` replica, one ``rcaflow ingest imap``; with
+    #: ``replicas``, all replicas together) admits for all tenants together; size the processes' sum below the
+    #: workers' measured capacity. When it runs
     #: short, a tenant above its fair share (by ``tenants.<name>.ingest.weight`` among the tenants active in the
     #: last window) is deferred (429 ``over_fair_share``; mails wait), the others are admitted. Unset: none.
     budget_alerts_per_minute: Annotated[float, Field(gt=0)] | None = None
     #: Alerts all tenants together may send at once after a quiet spell; also the fairness window (burst ÷
     #: rate). Unset: five seconds' worth (at least 1).
     budget_burst: Annotated[float, Field(ge=1)] | None = None
+    #: Replicas of this intake process sharing the budget (the API Deployment's replica count): each admits
+    #: ``budget_alerts_per_minute`` and ``budget_burst`` ÷ this (burst at least 1), so the replicas together
+    #: admit the budget. Uneven load balancing admits less than the total. Tenant quotas are not divided, and
+    #: ``rcaflow ingest imap`` (one per mailbox) ignores it.
+    replicas: int = Field(default=1, ge=1)
 
 
 class TenantSettings(BaseModel):

@@ -5,6 +5,10 @@ Flow: the webhook verifies and spools notifications (``accept``), answers 202, a
 ``missed``/``subscriptionRemoved`` run a delta catch-up from the deltaLink checkpoint;
 ``reauthorizationRequired`` reauthorizes. Publishing waits for the broker's ack; the
 delta checkpoint is written only after every mail of the catch-up was acked.
+
+A tenant over its ingest quota or its fair share of the intake budget is deferred on both paths, never
+dropped: a notified mail stays in the spool, and a catch-up stops before the first mail it may not take,
+keeps the previous deltaLink and stays due, so the next round (or the next process) pages from there.
 """
 
 from __future__ import annotations
@@ -100,8 +104,10 @@ class GraphIngest:
         quota: IngestQuota | None = None,
     ) -> None:
         self._config = config
-        #: The tenants' ingest quota: a new mail of a tenant over it stays spooled for a later drain.
+        #: The tenants' ingest quota: a new mail of a tenant over it stays spooled (or unread by the catch-up).
         self._quota = quota
+        #: The shortest Retry-After of the mails deferred since the maintenance round began (None: none).
+        self._deferred_for: float | None = None
         self._rand = rand
         self._client = client
         self._publisher = publisher
@@ -185,14 +191,23 @@ class GraphIngest:
     def _deferred(self, key: str, entry: dict[str, Any]) -> bool:
         """A new mail of a tenant over its ingest quota stays in the spool (the next drain takes it)."""
         mailbox = self._mailboxes.get(str(entry.get("mailbox")))
-        if self._quota is None or mailbox is None or entry.get("kind") != EntryKind.CREATED:
+        if mailbox is None or entry.get("kind") != EntryKind.CREATED:
             return False
+        return not self._admitted(mailbox, f"notification {key}")
+
+    def _admitted(self, mailbox: MailboxConfig, what: str) -> bool:
+        """Take one mail of the mailbox's tenant from its quota and the intake budget; False (logged, counted by
+        the quota, the wait remembered for the maintenance round) when the tenant has to wait."""
+        if self._quota is None:
+            return True
         admission = self._quota.admit(mailbox.tenant, 1, source="msgraph")
         if admission.admitted:
-            return False
-        logger.info("notification %s deferred (%s): tenant %s, retry in %.0fs", key, admission.reason,
-                    mailbox.tenant, admission.retry_after_s)
-        return True
+            return True
+        wait = admission.retry_after_s
+        self._deferred_for = wait if self._deferred_for is None else min(self._deferred_for, wait)
+        logger.info("%s of %s deferred (%s): tenant %s, retry in %.0fs", what, mailbox.mailbox_id,
+                    admission.reason, mailbox.tenant, wait)
+        return False
 
     async def _dead_letter(self, key: str, entry: dict[str, Any], exc: Exception) -> bool:
         """Keep a notification that can never be processed where people look; True once it is there."""
@@ -243,9 +258,13 @@ class GraphIngest:
         async with self._locks[mailbox.mailbox_id]:
             return await self._ingest_locked(mailbox, message_id, internet_id)
 
+    def _published_before(self, mailbox: MailboxConfig, message_id: str, internet_id: str | None) -> bool:
+        recent = self._recent[mailbox.mailbox_id]
+        return f"g:{message_id}" in recent or bool(internet_id and f"m:{internet_id}" in recent)
+
     async def _ingest_locked(self, mailbox: MailboxConfig, message_id: str, internet_id: str | None) -> bool:
         recent = self._recent[mailbox.mailbox_id]
-        if f"g:{message_id}" in recent or (internet_id and f"m:{internet_id}" in recent):
+        if self._published_before(mailbox, message_id, internet_id):
             return False
         try:
             # Never above what raw-mail holds, whatever the configuration says.
@@ -296,9 +315,14 @@ class GraphIngest:
         Without a checkpoint this is the initial sync: ``initial_position=new`` only records
         the deltaLink. An expired delta token (410) restarts the sync, publishing only
         messages received since the last checkpoint (minus a day), deduplicated.
+
+        A mail its tenant may not take now (quota, fair share of the intake budget) ends the catch-up before
+        it: nothing after it is fetched, the deltaLink stays where it was and the mailbox stays due, so the next
+        maintenance round pages from the same link again (what was published meanwhile is skipped unfetched).
         """
         self._catch_up_due.add(mailbox.mailbox_id)
         published = 0
+        deferred = False
         async with self._locks[mailbox.mailbox_id]:
             previous = self._delta.get(mailbox.mailbox_id)
             link = previous.delta_link if previous and previous.delta_link else None
@@ -321,14 +345,25 @@ class GraphIngest:
                         continue
                     if not_before is not None and item.received_at is not None and item.received_at < not_before:
                         continue
+                    if self._published_before(mailbox, item.id, item.internet_message_id):
+                        continue
+                    if not self._admitted(mailbox, f"delta item {item.id[:40]}"):
+                        deferred = True
+                        break
                     if await self._ingest_locked(mailbox, item.id, item.internet_message_id):
                         published += 1
+                if deferred:
+                    break
                 if page.next_link:
                     link = page.next_link
                     continue
                 assert page.delta_link is not None  # delta_page guarantees one of the two
                 await self._save_checkpoint(mailbox, page.delta_link)
                 break
+        if deferred:
+            logger.info("delta catch-up of %s published %d mails and waits for its tenant's quota or share; the "
+                        "deltaLink stays", mailbox.mailbox_id, published)
+            return published
         self._catch_up_due.discard(mailbox.mailbox_id)
         logger.info("delta catch-up of %s published %d mails", mailbox.mailbox_id, published)
         return published
@@ -358,7 +393,9 @@ class GraphIngest:
         followed by the next after ``interval_seconds``; one that failed is tried again after
         :meth:`round_retry_delay` (Graph's Retry-After when it sent one, else exponential backoff with
         jitter up to ``round_retry.cap_seconds``), so a short outage is bridged in seconds and a long
-        one, or a throttled app, is not hammered. ``wait`` (tests) replaces waiting on ``stop``.
+        one, or a throttled app, is not hammered. A round that deferred mails for their tenant's quota or share
+        is followed by the next once the shortest of their Retry-Afters has passed, if that comes sooner.
+        ``wait`` (tests) replaces waiting on ``stop``.
         """
         async def pause(seconds: float) -> None:
             with contextlib.suppress(TimeoutError):
@@ -369,6 +406,7 @@ class GraphIngest:
             await (wait or pause)(delay)
             if stop.is_set():
                 return
+            self._deferred_for = None
             try:
                 await self.drain()
                 for mailbox_id in sorted(self._catch_up_due):
@@ -387,6 +425,8 @@ class GraphIngest:
             if failures:
                 logger.info("Graph maintenance round succeeded after %d failed rounds", failures)
             delay, failures = interval_seconds, 0
+            if self._deferred_for is not None:
+                delay = min(delay, self._deferred_for)
 
     def round_retry_delay(self, failures: int, exc: BaseException) -> float:
         """Seconds before the round after ``failures + 1`` failed ones: Retry-After first, then capped backoff."""

@@ -63,7 +63,7 @@ def ingest_imap(ctx: click.Context, mailbox: str | None, metrics_port: int, metr
             schema_registry_url=settings.schema_registry_url,
             metrics_registry=REGISTRY,
             once=once,
-            quota=build_ingest_quota(settings, REGISTRY),
+            quota=build_ingest_quota(settings, REGISTRY, replicated=False),  # one per mailbox
         )
     )
     sys.exit(code)

@@ -12,7 +12,7 @@ from executors.evidence import EvidenceRunner
 from policies import PolicySet
 from producers.intake_budget import BudgetLimit, IntakeBudget
 from producers.quota import IngestQuota, QuotaLimit
-from streams.settings import Settings, TenantEvidenceSettings
+from streams.settings import IngestSettings, Settings, TenantEvidenceSettings
 
 if TYPE_CHECKING:
     from executors.evidence.tenant_routing import TenantEvidenceRunner
@@ -32,10 +32,14 @@ def build_tenant_policies(settings: Settings, base: PolicySet) -> dict[str, Poli
     }
 
 
-def build_ingest_quota(settings: Settings, registry: CollectorRegistry | None) -> IngestQuota | None:
+def build_ingest_quota(settings: Settings, registry: CollectorRegistry | None, *,
+                       replicated: bool = True) -> IngestQuota | None:
     """The tenants' ingest quotas and the intake budget, or None when neither is configured (nothing to count or
     wait for). A tenant's burst defaults to ten seconds of its quota, the budget's to five seconds of it: one
-    minute's worth let a storming tenant put a minute of alerts in front of everyone else's at once."""
+    minute's worth let a storming tenant put a minute of alerts in front of everyone else's at once.
+
+    ``replicated=False`` (``rcaflow ingest imap``: one process per mailbox, never replicated) keeps the whole
+    budget whatever ``ingest.replicas`` says, so a configuration shared with the API does not divide it."""
     limits = {
         name: QuotaLimit(per_minute=t.ingest.alerts_per_minute,
                          burst=t.ingest.burst if t.ingest.burst is not None
@@ -44,13 +48,25 @@ def build_ingest_quota(settings: Settings, registry: CollectorRegistry | None) -
         if t.ingest.alerts_per_minute is not None
     }
     budget = None
-    if (per_minute := settings.ingest.budget_alerts_per_minute) is not None:
-        burst = settings.ingest.budget_burst if settings.ingest.budget_burst is not None else max(1.0, per_minute / 12)
-        budget = IntakeBudget(BudgetLimit(per_minute, burst),
-                              weights={name: t.ingest.weight for name, t in settings.tenants.items()})
+    if (limit := replica_budget(settings.ingest, settings.ingest.replicas if replicated else 1)) is not None:
+        budget = IntakeBudget(limit, weights={name: t.ingest.weight for name, t in settings.tenants.items()})
     if not limits and budget is None:
         return None
     return IngestQuota.build(limits, settings.tenants, registry=registry, budget=budget)
+
+
+def replica_budget(ingest: IngestSettings, replicas: int) -> BudgetLimit | None:
+    """This process's part of the intake budget, or None when no budget is set.
+
+    The budget and its burst (default five seconds' worth) are the total of ``replicas`` processes behind
+    one load balancer; each enforces its share of both, as Envoy's local rate limit does per replica: no shared
+    store on the request path, at the price that uneven balancing admits less than the total. The burst stays at
+    least 1 (a replica must admit one alert), so with more replicas than the burst they admit a little more.
+    """
+    if (per_minute := ingest.budget_alerts_per_minute) is None:
+        return None
+    burst = ingest.budget_burst if ingest.budget_burst is not None else max(1.0, per_minute / 12)
+    return BudgetLimit(per_minute / replicas, max(1.0, burst / replicas))
 
 
 def tenant_evidence_settings(settings: Settings, own: TenantEvidenceSettings) -> Settings:
