@@ -3,6 +3,12 @@
 Every ingest path answers its sender (HTTP 2xx, IMAP checkpoint) only after
 the broker acked, so this is the one place that turns a librdkafka delivery
 callback into an awaitable.
+
+A sender may stop waiting before the broker answers: Ctrl-C or SIGTERM cancels
+``asyncio.run``'s tasks and closes its loop while deliveries are pending. Their
+reports then arrive with nobody to tell; they are counted, never handed to the
+closed loop (that killed the poll thread with "Event loop is closed"), and
+``close_sync`` says how many records were not delivered.
 """
 
 from __future__ import annotations
@@ -10,7 +16,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from confluent_kafka import KafkaError, KafkaException, Message
@@ -52,6 +59,9 @@ TRANSIENT_KAFKA_CODES: frozenset[int] = frozenset({
     KafkaError.NOT_ENOUGH_REPLICAS_AFTER_APPEND,
     KafkaError.KAFKA_STORAGE_ERROR,
     KafkaError.THROTTLING_QUOTA_EXCEEDED,
+    # Dropped by this process (``KafkaPublisher.abandon``), not refused by the broker: send it again.
+    KafkaError._PURGE_QUEUE,
+    KafkaError._PURGE_INFLIGHT,
 })
 
 
@@ -91,6 +101,36 @@ class Delivery:
     topic: str
     partition: int
     offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class ShutdownReport:
+    """What became of the records no sender heard about, when the publisher closed.
+
+    ``delivered_unheard``: acked after their sender stopped waiting (on the broker; the sender, not told,
+    sends them again when it runs next, which the pipeline's idempotence absorbs). ``refused_unheard``: the
+    broker refused them (or they timed out) after that. ``queued``: still in the local queue when the flush
+    time was up, dropped with the producer.
+    """
+
+    delivered_unheard: int = 0
+    refused_unheard: int = 0
+    queued: int = 0
+    #: Topic -> records refused after their senders had stopped waiting.
+    refused_by_topic: dict[str, int] = field(default_factory=dict, compare=False)
+
+    @property
+    def undelivered(self) -> int:
+        return self.refused_unheard + self.queued
+
+
+@dataclass(slots=True, eq=False)
+class _Pending:
+    """One record published through :meth:`KafkaPublisher.publish`, until its sender has heard the outcome."""
+
+    topic: str
+    answered: bool = False
+    refused: bool = False
 
 
 class Publisher(Protocol):
@@ -135,6 +175,12 @@ class KafkaPublisher:
         self._codec = codec
         self._prefix = prefix
         self._stop = threading.Event()
+        #: Records in flight whose sender waits for the broker's answer (removed when it is handed over).
+        self._unheard: set[_Pending] = set()
+        #: Answers nobody heard (the sender was cancelled, or its loop closed): topic -> count, by outcome.
+        self._late_acked: Counter[str] = Counter()
+        self._late_refused: Counter[str] = Counter()
+        self._unheard_lock = threading.Lock()
         self._poller = threading.Thread(target=self._poll_loop, name="kafka-publisher-poll", daemon=True)
         self._poller.start()
 
@@ -151,25 +197,63 @@ class KafkaPublisher:
         topic = self.topic_name(spec)
         value = self._codec.encode(record, topic=topic)
 
-        def on_delivery(err: KafkaError | None, msg: Message) -> None:
-            if err is not None:
-                exc = PublishError.from_kafka(f"broker refused record for {topic}: {err.str()}", err, topic=topic)
-                loop.call_soon_threadsafe(_settle_exc, future, exc)
-            else:
-                delivery = Delivery(topic, msg.partition() or 0, msg.offset() or 0)
-                loop.call_soon_threadsafe(_settle, future, delivery)
+        pending = _Pending(topic)
 
+        def heard(outcome: Delivery | PublishError) -> None:
+            # On the loop thread. A sender that was cancelled (Ctrl-C, a client gone) hears nothing: counted.
+            if future.done():
+                self._unheard_answer(pending)
+                return
+            self._forget(pending)
+            if isinstance(outcome, PublishError):
+                future.set_exception(outcome)
+            else:
+                future.set_result(outcome)
+
+        def on_delivery(err: KafkaError | None, msg: Message) -> None:
+            # On the poll thread (or a flush): must never raise, or librdkafka's caller dies with it.
+            outcome: Delivery | PublishError
+            if err is not None:
+                outcome = PublishError.from_kafka(f"broker refused record for {topic}: {err.str()}", err,
+                                                  topic=topic)
+            else:
+                outcome = Delivery(topic, msg.partition() or 0, msg.offset() or 0)
+            pending.refused = err is not None
+            pending.answered = True
+            try:
+                loop.call_soon_threadsafe(heard, outcome)
+            except RuntimeError:  # its loop is closed: the sender was interrupted; close_sync reports it
+                self._unheard_answer(pending)
+
+        with self._unheard_lock:
+            self._unheard.add(pending)
         try:
             self._producer.produce(topic, value=value, key=key.encode("utf-8"), on_delivery=on_delivery)
         except BufferError as exc:
+            self._forget(pending)
             raise PublishError(f"local producer queue full for {topic}", topic=topic, retriable=True,
                                code=KafkaError._QUEUE_FULL) from exc
         except KafkaException as exc:
+            self._forget(pending)
             err = exc.args[0] if exc.args else None
             if isinstance(err, KafkaError):
                 raise PublishError.from_kafka(f"cannot produce to {topic}: {exc}", err, topic=topic) from exc
             raise PublishError(f"cannot produce to {topic}: {exc}", topic=topic, retriable=False) from exc
         return await future
+
+    def _forget(self, pending: _Pending) -> None:
+        with self._unheard_lock:
+            self._unheard.discard(pending)
+
+    def _unheard_answer(self, pending: _Pending) -> None:
+        with self._unheard_lock:
+            self._count_unheard(pending)
+
+    def _count_unheard(self, pending: _Pending) -> None:
+        """With the lock held: the broker answered ``pending`` and its sender will never hear it."""
+        if pending in self._unheard:
+            self._unheard.discard(pending)
+            (self._late_refused if pending.refused else self._late_acked)[pending.topic] += 1
 
     def publish_sync(self, spec: TopicSpec, key: str, record: Record, timeout: float = 30.0) -> Delivery:
         """For scripts and sync callers: produce and block until acked."""
@@ -198,22 +282,44 @@ class KafkaPublisher:
         return int(self._producer.flush(timeout))
 
     async def close(self) -> None:
+        """:meth:`close_sync` off the loop (its report is logged)."""
         await asyncio.to_thread(self.close_sync)
 
-    def close_sync(self, timeout: float = 10.0) -> None:
-        """Deliver what is queued (up to ``timeout``), then stop polling; records not acked are reported."""
-        left = self.flush(timeout)
-        if left:
-            logger.warning("closing the publisher with %d records not acknowledged by the broker", left)
+    def close_sync(self, timeout: float = 10.0) -> ShutdownReport:
+        """Deliver what is queued (up to ``timeout``), then stop polling; what no sender heard is reported.
+
+        Records not delivered (still queued, or refused after their senders had stopped waiting) are
+        counted in one warning with how many and where; records acked after their senders stopped waiting
+        in one info line. Safe after an interrupted ``asyncio.run`` (its loop closed, deliveries pending).
+        """
+        queued = self.flush(timeout)
         self._stop.set()
         self._poller.join(2.0)
+        with self._unheard_lock:
+            # Answered, but handed to a loop that closed before it ran the hand-over: nobody heard those either.
+            for pending in [p for p in self._unheard if p.answered]:
+                self._count_unheard(pending)
+            refused, acked = Counter(self._late_refused), self._late_acked.total()
+        report = ShutdownReport(delivered_unheard=acked, refused_unheard=refused.total(), queued=queued,
+                                refused_by_topic=dict(refused))
+        if report.undelivered:
+            where = ", ".join(f"{topic}: {n}" for topic, n in sorted(refused.items()))
+            logger.warning("publisher closed with %d records not delivered: %d still queued after the %.1f s flush, "
+                           "%d refused by the broker after their senders had stopped waiting%s",
+                           report.undelivered, queued, timeout, report.refused_unheard, f" ({where})" if where else "")
+        if report.delivered_unheard:
+            logger.info("publisher closed: %d records were acknowledged after their senders had stopped waiting "
+                        "(they are on the broker; their senders were not told)", report.delivered_unheard)
+        return report
 
+    def abandon(self, timeout: float = 5.0) -> None:
+        """Give up on this producer: every record it still holds fails now, then it is closed.
 
-def _settle(future: asyncio.Future[Delivery], value: Delivery) -> None:
-    if not future.done():
-        future.set_result(value)
-
-
-def _settle_exc(future: asyncio.Future[Delivery], exc: BaseException) -> None:
-    if not future.done():
-        future.set_exception(exc)
+        For a producer that stopped delivering while the broker works (see
+        :class:`producers.renewing_publisher.RenewingPublisher`). librdkafka purges its queue and in-flight
+        requests, so each waiting sender gets a transient ``PublishError`` at once and sends the record again
+        through the producer that replaces this one. A purged in-flight record may still have reached the
+        broker: at least once, as after any delivery timeout.
+        """
+        self._producer.purge(in_queue=True, in_flight=True, blocking=False)
+        self.close_sync(timeout)  # serves the purged records' delivery reports, then stops polling

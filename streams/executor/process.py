@@ -10,6 +10,8 @@ from datetime import timedelta
 
 from executors import ConfirmPolicy
 from producers.publisher import KafkaPublisher
+from producers.renewing_publisher import RenewingPublisher, leaders_known
+from schemas.topics import ACTIONS
 from streams.executor.service import ExecutorService
 from streams.executor.verify import ActionVerifier
 from streams.settings import Settings, client_config, producer_config
@@ -53,7 +55,13 @@ def run_executor(settings: Settings) -> None:
     codec = build_codec(settings)
 
     async def main() -> None:
-        publisher = KafkaPublisher(bootstrap, codec, settings.kafka.topic_prefix, producer_config(settings.kafka))
+        def new_producer() -> KafkaPublisher:
+            return KafkaPublisher(bootstrap, codec, settings.kafka.topic_prefix, producer_config(settings.kafka))
+
+        # A producer that stays stuck after the broker came back is replaced (producers/renewing_publisher.py).
+        actions_topic = ACTIONS.full_name(settings.kafka.topic_prefix)
+        publisher = RenewingPublisher(new_producer, probe=lambda: leaders_known(client, actions_topic),
+                                      name="executor")
         registry = build_tool_registry(settings)
         service = ExecutorService(
             bootstrap=bootstrap,

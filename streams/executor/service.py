@@ -53,6 +53,8 @@ logger = logging.getLogger(__name__)
 
 #: How far the ledger pre-scan reads back beyond the longest validity window: the deciders' clocks may differ.
 CLOCK_SKEW = timedelta(minutes=5)
+#: An offset commit still waiting after this long (and every such interval after it) is logged.
+COMMIT_REPORT_S = 30.0
 
 
 class NotSettledError(StreamsError):
@@ -251,8 +253,17 @@ class ExecutorService:
     async def _commit_handled(self) -> None:
         ready = self._offsets.take()
         if ready:
+            commit = asyncio.ensure_future(asyncio.to_thread(self._consumer.commit, offsets=ready,
+                                                             asynchronous=False))
+            waited = 0.0
+            # A synchronous commit waits for the group coordinator, and nothing new is read meanwhile: say so,
+            # so a stall here is told apart from one in the producer (docs/reliability.md).
+            while not (await asyncio.wait({commit}, timeout=COMMIT_REPORT_S))[0]:
+                waited += COMMIT_REPORT_S
+                logger.warning("executor: an offset commit has waited %.0f s for the group coordinator; no new "
+                               "approval is read until it returns", waited)
             try:
-                await asyncio.to_thread(self._consumer.commit, offsets=ready, asynchronous=False)
+                commit.result()
             except KafkaException as exc:
                 # Lost partitions after a rebalance: the next owner re-reads from its committed offset and its
                 # ledger pre-scan sees what already ran.

@@ -6,7 +6,9 @@ request (API key 0) naming the topic is neither forwarded nor answered, and neit
 client sends on that connection, as a broker that went silent for that client would behave. The client's
 request then times out, it fails the batch, and reconnects; every other connection works.
 :meth:`KafkaProxy.release` closes the held connections (what they held is dropped, never delivered late)
-and lets produce requests for the topic through again.
+and lets produce requests for the topic through again. :meth:`KafkaProxy.hold_produce_from` does the same
+to every connection of one client (by the ``client.id`` in the request header) that produces anything, for as
+long as it is armed: a broker that works for everyone but one producer instance.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ class KafkaProxy:
         self.upstream_port = upstream_port
         self.port = free_loopback_port()
         self._pattern: bytes | None = None
+        self._client_id: bytes | None = None
         self._held: list[asyncio.StreamWriter] = []
         self.swallowed = threading.Event()
         self._loop = asyncio.new_event_loop()
@@ -64,9 +67,16 @@ class KafkaProxy:
         self.swallowed.clear()
         self._pattern = topic.encode("utf-8")
 
+    def hold_produce_from(self, client_id: str) -> None:
+        """Every connection of the client ``client_id`` goes silent at its first Produce request, until
+        :meth:`release`; its reconnections too."""
+        self.swallowed.clear()
+        self._client_id = client_id.encode("utf-8")
+
     def release(self) -> None:
         def run() -> None:
             self._pattern = None
+            self._client_id = None
             for writer in self._held:
                 writer.transport.abort()
             self._held.clear()
@@ -85,7 +95,7 @@ class KafkaProxy:
                 head = await reader.readexactly(4)
                 frame = await reader.readexactly(struct.unpack(">i", head)[0])
                 (api_key,) = struct.unpack(">h", frame[:2])
-                if self._pattern is not None and api_key == PRODUCE and self._pattern in frame:
+                if api_key == PRODUCE and self._holds(frame):
                     self._held.append(writer)
                     self.swallowed.set()
                     # Silent from here on: the client's request times out; nothing it sends is forwarded.
@@ -100,6 +110,16 @@ class KafkaProxy:
             back.cancel()
             up_writer.close()
             writer.close()
+
+    def _holds(self, frame: bytes) -> bool:
+        """Whether this Produce request is one to swallow: it names the held topic, or comes from the held
+        client (request header: api key, api version, correlation id, then client_id as int16 length + bytes)."""
+        if self._pattern is not None and self._pattern in frame:
+            return True
+        if self._client_id is None or len(frame) < 10:
+            return False
+        (length,) = struct.unpack(">h", frame[8:10])
+        return length >= 0 and frame[10:10 + length] == self._client_id
 
     @staticmethod
     async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
