@@ -6,7 +6,7 @@ record, ≤ ~100 records/s, the whole worker's bound. Here the agent only decode
 (holding each Faust event, so the agent's own ack does not finish it) and goes on with the next while a
 committer task works through the queue in *rounds*:
 
-1. every input queued so far (up to :data:`ROUND_MAX`) is chained, in arrival order, from the tenants'
+1. every input queued so far (up to ``held_rounds.ROUND_MAX``) is chained, in arrival order, from the tenants'
    heads in the table (the head of a tenant advances in memory along the round);
 2. the round's audit records go out as one record batch per audit partition (aiokafka's
    ``create_batch``/``send_batch``), all partitions at once; a partition whose records do not fit one batch
@@ -41,9 +41,7 @@ What this keeps, and why it is built so:
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import logging
-from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
@@ -59,15 +57,12 @@ from streams.stages.audit import Audit, Auditable, content_id
 from streams.stages.core import Position
 from streams.worker.app import WorkerApp
 from streams.worker.edge import processing
-from streams.worker.failures import CURRENT_STAGE, retry_transient, send_failure
+from streams.worker.failures import retry_transient, send_failure
 from streams.worker.guard import Guard
+from streams.worker.held_rounds import HeldRounds
 
 logger = logging.getLogger(__name__)
 
-#: Inputs chained per round at most: bounds one round's work (and a fallback's) while the broker answers.
-ROUND_MAX = 512
-#: Inputs the agent may hold (decoded, not yet acked) before it waits: the queue behind a slow round.
-MAX_HELD = 2048
 
 
 @dataclass(slots=True)
@@ -92,7 +87,7 @@ class RoundFailedError(StreamsError):
     """A round cannot go as a batch for a reason retrying does not change; it is done again input by input."""
 
 
-class AuditRounds:
+class AuditRounds(HeldRounds[AuditInput]):
     """The audit agent's queue of taken inputs and the committer task that chains, sends and acks them in rounds.
 
     ``chain_one`` is the one-input path (chain from the stored head, send, store the head), run under the
@@ -101,45 +96,14 @@ class AuditRounds:
 
     def __init__(self, worker: WorkerApp, stage: Audit, guard: Guard, heads: TableT[str, Any],
                  chain_one: Callable[[AuditInput], Awaitable[None]]) -> None:
+        super().__init__(guard.stage)
         self._worker = worker
-        self._stage = stage
+        self._audit = stage
         self._guard = guard
         self._heads = heads
         self._chain_one = chain_one
-        self._queue: deque[AuditInput] = deque()
-        self._space = asyncio.Event()
-        self._committer: asyncio.Task[None] | None = None
 
-    async def room(self) -> None:
-        """Returns once the agent may take another input (fewer than :data:`MAX_HELD` held)."""
-        while len(self._queue) >= MAX_HELD:
-            self._space.clear()
-            await self._space.wait()
-
-    def push(self, item: AuditInput) -> None:
-        """Holds ``item``'s event (the agent's own ack will not finish it) and queues it for the next round.
-
-        No await between the hold and the queueing: an input is never held without being queued.
-        """
-        item.event.message.incref()
-        self._queue.append(item)
-        if self._committer is None or self._committer.done():
-            # Its own context: its sends wait for their acks (no pipelined guard's list), its retries say "audit".
-            self._committer = asyncio.get_running_loop().create_task(
-                self._commit_rounds(), name="rcaflow-audit-rounds", context=contextvars.Context())
-
-    async def _commit_rounds(self) -> None:
-        CURRENT_STAGE.set(self._guard.stage)
-        while self._queue:
-            size = min(len(self._queue), ROUND_MAX)
-            items = [self._queue[i] for i in range(size)]
-            await self._finish(items)
-            for _ in range(size):
-                done = self._queue.popleft()
-                done.event.ack()  # the last holder: the consumer may now commit past this input
-            self._space.set()
-
-    async def _finish(self, items: list[AuditInput]) -> None:
+    async def finish(self, items: list[AuditInput]) -> None:
         todo = [item for item in items if item.record is not None]
         if not todo:
             return
@@ -175,7 +139,7 @@ class AuditRounds:
             for item in todo:
                 assert item.record is not None
                 last = heads[item.tenant][1] if item.tenant in heads else self._heads.get(item.tenant)
-                result = self._stage(item.record, last, content_id(item.value))
+                result = self._audit(item.record, last, content_id(item.value))
                 if result.state is not None:
                     heads[item.tenant] = (item, result.state)
                 for out in result.outputs:

@@ -6,7 +6,7 @@ lingers and round trips per alert and agent, which bounded one worker at a few t
 while its CPU was half idle. Here the agent only takes its inputs (holding each Faust event, so the
 agent's own ack does not finish it) and a committer task works through them in *rounds*:
 
-1. every input taken so far (up to :data:`ROUND_MAX`) is worked on in arrival order, reading and writing
+1. every input taken so far (up to ``held_rounds.ROUND_MAX``) is worked on in arrival order, reading and writing
    its table through a :class:`RoundRows` view: the rows this round changed, else the table's, so a later
    input of the same key sees what an earlier one made of it, exactly as one at a time;
 2. the outputs of the whole round are handed to the producer as they are made and only then waited for,
@@ -37,9 +37,7 @@ What this keeps, and why it is built so:
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import logging
-from collections import deque
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
@@ -53,15 +51,11 @@ from streams.stages.core import Position
 from streams.stages.metrics import record_in_hand
 from streams.worker.app import WorkerApp
 from streams.worker.edge import processing, where
-from streams.worker.failures import CURRENT_STAGE, IN_FLIGHT, Delivery, acked_in_order, is_transient
+from streams.worker.failures import IN_FLIGHT, Delivery, acked_in_order, is_transient
 from streams.worker.guard import Guard
+from streams.worker.held_rounds import HeldRounds
 
 logger = logging.getLogger(__name__)
-
-#: Inputs worked on per round at most: bounds one round's outputs in flight (and a fallback's work).
-ROUND_MAX = 512
-#: Inputs the agent may hold (taken, not yet acked) before it waits: the queue behind a slow round.
-MAX_HELD = 2048
 
 #: What a deleted row reads as in a round, until the round writes the deletion to the table.
 _GONE = object()
@@ -142,7 +136,7 @@ class RoundRows:
         self._layer[key] = _GONE
 
 
-class TableRounds:
+class TableRounds(HeldRounds[Taken]):
     """One stateful agent's queue of taken inputs and the committer task that works, sends and acks them in rounds.
 
     ``work`` is the agent's work on one input; run with the table itself (one at a time, under the guard
@@ -151,43 +145,19 @@ class TableRounds:
 
     def __init__(self, worker: WorkerApp, guard: Guard, table: TableT[str, Any], work: Work, *,
                  timed: Callable[[], AbstractContextManager[object]] | None = None) -> None:
+        super().__init__(guard.stage)
         self._worker = worker
         self._guard = guard
         self._table = table
         self._work = work
         self._timed = timed
-        self._queue: deque[Taken] = deque()
-        self._space = asyncio.Event()
-        self._committer: asyncio.Task[None] | None = None
 
     async def take(self, event: EventT[bytes]) -> None:
-        """Holds ``event`` (the agent's own ack will not finish it) and queues it for the next round.
+        """Queues ``event`` for the next round (its event held), once there is room."""
+        await self.room()
+        self.push(Taken(event, event.value if isinstance(event.value, bytes) else b"", where(event)))
 
-        No await between the hold and the queueing: an input is never held without being queued.
-        """
-        while len(self._queue) >= MAX_HELD:
-            self._space.clear()
-            await self._space.wait()
-        value = event.value if isinstance(event.value, bytes) else b""
-        event.message.incref()
-        self._queue.append(Taken(event, value, where(event)))
-        if self._committer is None or self._committer.done():
-            # Its own context: its sends go into the round's list (IN_FLIGHT), its retries say this stage.
-            self._committer = asyncio.get_running_loop().create_task(
-                self._commit_rounds(), name=f"rcaflow-rounds-{self._guard.stage}", context=contextvars.Context())
-
-    async def _commit_rounds(self) -> None:
-        CURRENT_STAGE.set(self._guard.stage)
-        while self._queue:
-            size = min(len(self._queue), ROUND_MAX)
-            items = [self._queue[i] for i in range(size)]
-            await self._finish(items)
-            for _ in range(size):
-                done = self._queue.popleft()
-                done.event.ack()  # the last holder: the consumer may now commit past this input
-            self._space.set()
-
-    async def _finish(self, items: list[Taken]) -> None:
+    async def finish(self, items: list[Taken]) -> None:
         rows = RoundRows(self._table)
         deliveries: list[Delivery] = []
         token = IN_FLIGHT.set(deliveries)

@@ -82,3 +82,24 @@ def committed_offsets(bootstrap: str, group: str, topic: str) -> dict[int, int]:
                 for tp in consumer.committed([TopicPartition(topic, p) for p in parts], timeout=10)}
     finally:
         consumer.close()
+
+
+def read_all(bootstrap: str, topic: str) -> list[tuple[bytes, bytes]]:
+    """Every (key, value) on ``topic`` now, all partitions, from the beginning."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"reader-{uuid.uuid4().hex}",
+                         "enable.auto.commit": False, "enable.partition.eof": True})
+    try:
+        parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in parts])
+        pending, out = set(parts), []
+        while pending:
+            msg = consumer.poll(5.0)
+            if msg is None:
+                break
+            if msg.error():
+                pending.discard(msg.partition())
+                continue
+            out.append((msg.key() or b"", msg.value() or b""))
+        return out
+    finally:
+        consumer.close()

@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from producers.publisher import KafkaPublisher
@@ -32,7 +32,7 @@ from streams.ops.audit_check import check_chains
 from streams.stages.audit import content_id
 from streams.wiring.topics_admin import AUDIT_HEAD, AUDIT_INPUT_SUFFIX
 from streams.worker.app import partition_of
-from tests.integration.flow.helpers import TopicReader, committed_offsets
+from tests.integration.flow.helpers import TopicReader, committed_offsets, read_all
 from tests.integration.flow.proxied_worker import wait_until, worker_stack
 from tests.support.kafka_proxy import KafkaProxy
 
@@ -46,27 +46,6 @@ MAILS_PER_TENANT = 3
 def _mail(samples_dir: Path, tenant: str, n: int) -> RawMail:
     return RawMail(tenant=tenant, message_id=f"<{tenant}-{n}@audit-rounds>", mailbox="test", source=SourceKind.FILE,
                    received_at=datetime.now(UTC), subject="etcd", raw=(samples_dir / "etcd_latency.eml").read_bytes())
-
-
-def _read_all(bootstrap: str, topic: str) -> list[tuple[bytes, bytes]]:
-    """Every (key, value) on ``topic`` now, all partitions, from the beginning."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"reader-{uuid.uuid4().hex}",
-                         "enable.auto.commit": False, "enable.partition.eof": True})
-    try:
-        parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in parts])
-        pending, out = set(parts), []
-        while pending:
-            msg = consumer.poll(5.0)
-            if msg is None:
-                break
-            if msg.error():
-                pending.discard(msg.partition())
-                continue
-            out.append((msg.key() or b"", msg.value() or b""))
-        return out
-    finally:
-        consumer.close()
 
 
 def _ends(bootstrap: str, topic: str) -> dict[int, int]:
@@ -149,7 +128,7 @@ def test_a_head_row_never_claims_an_audit_record_the_topic_lacks_and_a_restart_c
             log = tmp_path / "logs" / "worker.log"
             wait_until(lambda: "audit: sending a batch" in log.read_text(errors="replace"),
                        "the audit round to be sent again", alive=stack.check)
-            claimed = {json.loads(key) for key, _ in _read_all(bootstrap, head_changelog)}
+            claimed = {json.loads(key) for key, _ in read_all(bootstrap, head_changelog)}
             assert not claimed & set(tenants), (
                 f"audit-head rows reached the changelog for {sorted(claimed & set(tenants))} while their audit "
                 "records were held by the broker")
@@ -163,7 +142,7 @@ def test_a_head_row_never_claims_an_audit_record_the_topic_lacks_and_a_restart_c
             def routed() -> dict[str, set[str]]:
                 """Per backlog tenant, the content id of every step routed into the audit agent (copies included)."""
                 steps: dict[str, set[str]] = {}
-                for key, value in _read_all(bootstrap, audit_input):
+                for key, value in read_all(bootstrap, audit_input):
                     tenant = key.decode()
                     if tenant in tenants:
                         steps.setdefault(tenant, set()).add(content_id(value))

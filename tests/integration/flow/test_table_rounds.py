@@ -18,7 +18,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from producers.mail import parse_mail
 from producers.publisher import KafkaPublisher
@@ -26,7 +25,7 @@ from schemas.codec import make_codec
 from schemas.records import AlertEvent, EventSource, Incident, Record, SourceKind
 from schemas.topics import INCIDENTS, NORMALIZED
 from streams.wiring.topics_admin import CORRELATE_INPUT_SUFFIX, DEDUP_STATE
-from tests.integration.flow.helpers import TopicReader, committed_offsets
+from tests.integration.flow.helpers import TopicReader, committed_offsets, read_all
 from tests.integration.flow.proxied_worker import wait_until, worker_stack
 from tests.support.kafka_proxy import KafkaProxy
 
@@ -42,24 +41,8 @@ def _alert(samples_dir: Path, tenant: str) -> AlertEvent:
 
 
 def _changelog_keys(bootstrap: str, topic: str) -> set[str]:
-    """Every row key on the changelog now (all partitions, from the beginning)."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"reader-{uuid.uuid4().hex}",
-                         "enable.auto.commit": False, "enable.partition.eof": True})
-    try:
-        parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in parts])
-        pending, keys = set(parts), set()
-        while pending:
-            msg = consumer.poll(5.0)
-            if msg is None:
-                break
-            if msg.error():
-                pending.discard(msg.partition())
-                continue
-            keys.add(json.loads(msg.key() or b"null"))
-        return keys
-    finally:
-        consumer.close()
+    """Every row key on the changelog now."""
+    return {json.loads(key or b"null") for key, _ in read_all(bootstrap, topic)}
 
 
 def test_a_dedup_row_never_reaches_its_changelog_before_its_incident_and_a_restart_opens_every_incident_once(
