@@ -1,6 +1,7 @@
 """Per-tenant ingest quotas: a tenant sending a storm waits alone, and the sender is told when to come back.
 
-One token bucket per configured tenant, counted in alerts (a webhook batch of 40 costs 40). A tenant
+One token bucket per configured tenant, counted in alerts (a webhook batch of 40 costs 40, a digest mail
+its rows: ``producers.mail.alert_count``). A tenant
 over its quota is not dropped: the HTTP intake answers 429 + Retry-After (Alertmanager retries it),
 the mail producers leave the mail where it is (unread, checkpoint not advanced) and try again later.
 Tenants without a quota, and every other tenant, are never slowed by it.
@@ -70,9 +71,10 @@ class IngestQuota:
     def __post_init__(self) -> None:
         if self.registry is not None:
             self.throttled = Counter(
-                "rcaflow_ingest_throttled", "Alerts (or mails) deferred because their tenant was over its ingest "
-                "quota (reason quota_exceeded) or above its fair share of the intake's budget while the budget was "
-                "short (over_fair_share); the sender was told to retry (429) or the mail was left for later.",
+                "rcaflow_ingest_throttled", "Alerts deferred (a mail counts the alerts it carries) because their "
+                "tenant was over its ingest quota (reason quota_exceeded) or above its fair share of the intake's "
+                "budget while the budget was short (over_fair_share); the sender was told to retry (429) or the mail "
+                "was left for later.",
                 ["tenant", "source", "reason"], registry=self.registry)
 
     @classmethod

@@ -28,6 +28,7 @@ from producers.imap.errors import ImapAuthError, ImapProducerError
 from producers.imap.headers import MailHeaders, derived_message_id, parse_headers
 from producers.imap.session import Envelope, FolderState, ImapSession
 from producers.imap.state import CheckpointReader
+from producers.mail.alert_count import MailCost
 from producers.publisher import Publisher, PublishError
 from producers.quota import IngestQuota
 from producers.recent_ids import RecentIds
@@ -108,10 +109,14 @@ class ImapProducer:
         rand: Callable[[], float] | None = None,
         once: bool = False,
         quota: IngestQuota | None = None,
+        mail_cost: Callable[[bytes], int] | None = None,
     ) -> None:
         self.config = config
         #: The tenant's ingest quota: over it, mails stay in the folder (unread, checkpoint before them).
         self._quota = quota
+        #: What a mail takes from the quota: the alerts the worker will read from it (a digest costs its rows);
+        #: default: counted with the bundled templates. Only called when there is a quota.
+        self._mail_cost = mail_cost if mail_cost is not None else MailCost()
         #: Catch up with the folder and stop (``rcaflow ingest imap --once``, for cron or a first import).
         self.once = once
         self.stats = IngestStats()
@@ -391,7 +396,11 @@ class ImapProducer:
             elif body is None:
                 steps.append((uid, None))  # expunged between the two fetches
             else:
-                admission = self._quota.admit(cfg.tenant, 1, source="imap") if self._quota is not None else None
+                admission = None
+                if self._quota is not None:
+                    # Parsing is CPU work: off the loop (not on the IMAP thread either, which holds the socket).
+                    cost = await asyncio.to_thread(self._mail_cost, body)
+                    admission = self._quota.admit(cfg.tenant, cost, source="imap")
                 if admission is not None and not admission.admitted:
                     # This mail and every later one stay in the folder, unread; the checkpoint stops before it.
                     self.stats.deferred += 1

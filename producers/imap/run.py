@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from collections.abc import Callable
 from typing import Any
 
 from prometheus_client import CollectorRegistry
@@ -35,6 +36,7 @@ async def ingest(
     metrics_registry: CollectorRegistry | None = None,
     once: bool = False,
     quota: IngestQuota | None = None,
+    mail_cost: Callable[[bytes], int] | None = None,
 ) -> int:
     """Run one mailbox producer until SIGTERM/SIGINT (or, ``once``, until caught up); the process exit code."""
     from schemas.codec import make_codec
@@ -42,7 +44,8 @@ async def ingest(
     codec = make_codec(schema_registry_url)
     publisher = KafkaPublisher(bootstrap, codec, prefix=prefix, extra=kafka_extra)
     reader = KafkaCheckpointReader(bootstrap, codec, prefix=prefix, extra=kafka_extra)
-    producer = ImapProducer(config, publisher, reader, topic_prefix=prefix, once=once, quota=quota)
+    producer = ImapProducer(config, publisher, reader, topic_prefix=prefix, once=once, quota=quota,
+                            mail_cost=mail_cost)
     if metrics_registry is not None:
         from producers.imap.metrics import ImapStatsCollector
 

@@ -71,3 +71,17 @@ class SpoolError(GraphError):
     """The local notification spool cannot be written: do not acknowledge the notification."""
 
     retriable = True
+
+
+class TenantDeferredError(ProducerError):
+    """A fetched mail's tenant may not take its alerts now (ingest quota, fair share of the intake budget).
+
+    Control flow, not a failure: the mail is not published, its spool entry stays or the catch-up stops before
+    it, and a later round takes it. Raised only after counting the mail's alerts, which needs its MIME.
+    """
+
+    retriable = True
+
+    def __init__(self, tenant: str) -> None:
+        super().__init__(f"tenant {tenant} has to wait for its ingest quota or fair share")
+        self.tenant = tenant

@@ -9,6 +9,8 @@ delta checkpoint is written only after every mail of the catch-up was acked.
 A tenant over its ingest quota or its fair share of the intake budget is deferred on both paths, never
 dropped: a notified mail stays in the spool, and a catch-up stops before the first mail it may not take,
 keeps the previous deltaLink and stays due, so the next round (or the next process) pages from there.
+A mail costs the alerts it carries (``producers.mail.alert_count``), so its MIME is fetched before the
+tenant's turn is decided; a deferred mail is fetched again when its turn comes.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from email.parser import BytesHeaderParser
 from email.policy import compat32
 from typing import Any, Protocol
 
+from producers.mail.alert_count import MailCost
 from producers.msgraph.client import GraphClient
 from producers.msgraph.config import MailboxConfig, MsgraphConfig
 from producers.msgraph.errors import (
@@ -33,6 +36,7 @@ from producers.msgraph.errors import (
     GraphThrottledError,
     MailTooLargeError,
     NotificationRejected,
+    TenantDeferredError,
 )
 from producers.msgraph.notifications import EntryKind, LifecycleEvent, parse_body, verify
 from producers.msgraph.retry import retry_delay
@@ -102,10 +106,14 @@ class GraphIngest:
         now: Callable[[], datetime] = _utcnow,
         rand: Callable[[], float] = random.random,
         quota: IngestQuota | None = None,
+        mail_cost: Callable[[bytes], int] | None = None,
     ) -> None:
         self._config = config
         #: The tenants' ingest quota: a new mail of a tenant over it stays spooled (or unread by the catch-up).
         self._quota = quota
+        #: What a mail takes from the quota: the alerts the worker will read from it (a digest costs its rows);
+        #: default: counted with the bundled templates. Only called when there is a quota.
+        self._mail_cost = mail_cost if mail_cost is not None else MailCost()
         #: The shortest Retry-After of the mails deferred since the maintenance round began (None: none).
         self._deferred_for: float | None = None
         self._rand = rand
@@ -165,12 +173,17 @@ class GraphIngest:
     async def drain(self) -> int:
         """Process every spooled entry; entries failing retriably stay for the next drain."""
         processed = 0
+        #: Tenants deferred in this drain: their later mails wait too (not fetched, never overtaking).
+        waiting: set[str] = set()
         async with self._drain_lock:
             for key, entry in self._spool.pending():
-                if self._deferred(key, entry):
+                if self._waits(entry, waiting):
                     continue
                 try:
                     await self.process(entry)
+                except TenantDeferredError as exc:
+                    waiting.add(exc.tenant)
+                    continue
                 except GraphError as exc:
                     if exc.retriable:
                         logger.warning("notification %s kept for retry: %s", key, exc)
@@ -188,19 +201,26 @@ class GraphIngest:
                 processed += 1
         return processed
 
-    def _deferred(self, key: str, entry: dict[str, Any]) -> bool:
-        """A new mail of a tenant over its ingest quota stays in the spool (the next drain takes it)."""
+    def _waits(self, entry: dict[str, Any], waiting: set[str]) -> bool:
+        """A new mail of a tenant already deferred in this drain stays in the spool (the next drain takes it)."""
         mailbox = self._mailboxes.get(str(entry.get("mailbox")))
-        if mailbox is None or entry.get("kind") != EntryKind.CREATED:
-            return False
-        return not self._admitted(mailbox, f"notification {key}")
+        return mailbox is not None and entry.get("kind") == EntryKind.CREATED and mailbox.tenant in waiting
 
-    def _admitted(self, mailbox: MailboxConfig, what: str) -> bool:
-        """Take one mail of the mailbox's tenant from its quota and the intake budget; False (logged, counted by
-        the quota, the wait remembered for the maintenance round) when the tenant has to wait."""
+    async def _admit_mail(self, mailbox: MailboxConfig, mime: bytes, what: str) -> None:
+        """Take the mail's alerts (a digest costs its rows) from its tenant's quota and the intake budget, or
+        raise :class:`TenantDeferredError`. Counting parses the mail, off the event loop."""
+        if self._quota is None:
+            return
+        cost = await asyncio.to_thread(self._mail_cost, mime)
+        if not self._admitted(mailbox, what, cost):
+            raise TenantDeferredError(mailbox.tenant)
+
+    def _admitted(self, mailbox: MailboxConfig, what: str, cost: int) -> bool:
+        """Take ``cost`` alerts of the mailbox's tenant from its quota and the intake budget; False (logged,
+        counted by the quota, the wait remembered for the maintenance round) when the tenant has to wait."""
         if self._quota is None:
             return True
-        admission = self._quota.admit(mailbox.tenant, 1, source="msgraph")
+        admission = self._quota.admit(mailbox.tenant, cost, source="msgraph")
         if admission.admitted:
             return True
         wait = admission.retry_after_s
@@ -283,6 +303,7 @@ class GraphIngest:
         if f"m:{rfc_id}" in recent:
             recent.add(f"g:{message_id}")
             return False
+        await self._admit_mail(mailbox, mime, f"message {rfc_id[:80]}")
         record = RawMail(
             tenant=mailbox.tenant,
             message_id=rfc_id,
@@ -347,11 +368,12 @@ class GraphIngest:
                         continue
                     if self._published_before(mailbox, item.id, item.internet_message_id):
                         continue
-                    if not self._admitted(mailbox, f"delta item {item.id[:40]}"):
+                    try:
+                        if await self._ingest_locked(mailbox, item.id, item.internet_message_id):
+                            published += 1
+                    except TenantDeferredError:
                         deferred = True
                         break
-                    if await self._ingest_locked(mailbox, item.id, item.internet_message_id):
-                        published += 1
                 if deferred:
                     break
                 if page.next_link:

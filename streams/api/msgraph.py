@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import httpx
 from fastapi import APIRouter, BackgroundTasks, Request, Response
@@ -108,6 +108,7 @@ def build_msgraph(
     tokens: TokenProvider | None = None,
     spool: Spool | None = None,
     quota: IngestQuota | None = None,
+    mail_cost: Callable[[bytes], int] | None = None,
 ) -> GraphIngest:
     """The composition of token provider, Graph client, spool and ingest for one process."""
     provider = tokens or MsalTokenProvider(
@@ -117,7 +118,7 @@ def build_msgraph(
         validate_authority=config.authority_host == "https://login.microsoftonline.com",
     )
     client = GraphClient(http, provider, base_url=config.graph_url, retry=config.retry)
-    return GraphIngest(config, client, publisher, spool or make_spool(config), quota=quota)
+    return GraphIngest(config, client, publisher, spool or make_spool(config), quota=quota, mail_cost=mail_cost)
 
 
 def msgraph_maintenance(

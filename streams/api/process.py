@@ -20,7 +20,7 @@ from streams.settings import Settings, client_config, producer_config
 from streams.stages.metrics import StageMetrics
 from streams.wiring.http_clients import make_async_client
 from streams.wiring.runtime import ConfigurationError, Stages, build_codec, build_stages, require_bootstrap
-from streams.wiring.tenants import build_ingest_quota
+from streams.wiring.tenants import build_ingest_quota, build_mail_cost
 
 logger = logging.getLogger(__name__)
 
@@ -120,7 +120,8 @@ def build_api(
         from producers.imap.state import KafkaCheckpointReader
         from streams.api.msgraph import build_msgraph, create_msgraph_router, msgraph_running
 
-        ingest = build_msgraph(settings.msgraph, publisher, make_async_client(settings.http), quota=quota)
+        ingest = build_msgraph(settings.msgraph, publisher, make_async_client(settings.http), quota=quota,
+                               mail_cost=build_mail_cost(settings) if quota is not None else None)
         from producers.msgraph.metrics import SubscriptionExpiryCollector
 
         registry.register(SubscriptionExpiryCollector(ingest.subscriptions))

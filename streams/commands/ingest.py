@@ -52,8 +52,9 @@ def ingest_imap(ctx: click.Context, mailbox: str | None, metrics_port: int, metr
 
         register_build_info()
         start_http_server(metrics_port, addr=metrics_host)
-    from streams.wiring.tenants import build_ingest_quota
+    from streams.wiring.tenants import build_ingest_quota, build_mail_cost
 
+    quota = build_ingest_quota(settings, REGISTRY, replicated=False)  # one per mailbox
     code = asyncio.run(
         run_ingest(
             settings.mailboxes[mailbox],
@@ -63,7 +64,8 @@ def ingest_imap(ctx: click.Context, mailbox: str | None, metrics_port: int, metr
             schema_registry_url=settings.schema_registry_url,
             metrics_registry=REGISTRY,
             once=once,
-            quota=build_ingest_quota(settings, REGISTRY, replicated=False),  # one per mailbox
+            quota=quota,
+            mail_cost=build_mail_cost(settings) if quota is not None else None,
         )
     )
     sys.exit(code)

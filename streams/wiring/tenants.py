@@ -11,6 +11,7 @@ from prometheus_client import CollectorRegistry
 from executors.evidence import EvidenceRunner
 from policies import PolicySet
 from producers.intake_budget import BudgetLimit, IntakeBudget
+from producers.mail.alert_count import MailCost
 from producers.quota import IngestQuota, QuotaLimit
 from streams.settings import IngestSettings, Settings, TenantEvidenceSettings
 
@@ -53,6 +54,14 @@ def build_ingest_quota(settings: Settings, registry: CollectorRegistry | None, *
     if not limits and budget is None:
         return None
     return IngestQuota.build(limits, settings.tenants, registry=registry, budget=budget)
+
+
+def build_mail_cost(settings: Settings) -> MailCost:
+    """What a mail takes from its tenant's quota and the intake budget: its alerts, counted with the worker's
+    templates (bundled and ``mail.templates``), so a digest costs what the worker will get from it."""
+    from streams.wiring.runtime import build_templates
+
+    return MailCost(build_templates(settings))
 
 
 def replica_budget(ingest: IngestSettings, replicas: int) -> BudgetLimit | None:
