@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 RUN_STAMP  := $(VENV)/.run-installed
 TEST_STAMP := $(VENV)/.test-installed
 
-.PHONY: scale-out run test config-docs lint typecheck unit integration bench bench-correlation bench-floor bench-load bench-tenants demo system-deps flowchart evals-live clean
+.PHONY: scale-out run test config-docs lint typecheck unit integration bench bench-correlation bench-floor bench-load bench-load-hour bench-tenants demo system-deps flowchart evals-live clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -76,6 +76,17 @@ bench-floor: $(TEST_STAMP) system-deps
 bench-load: $(TEST_STAMP) system-deps
 	$(BIN)/python -m benchmarks.load_bench --label overload --rate 4000 --minutes 5 --out benchmarks/results.json
 	$(BIN)/python -m benchmarks.load_bench --label at_80pct --rate-of-capacity 0.8 --minutes 5 --out benchmarks/results.json
+
+## bench-load-hour: 600 mails/min for 60 min over 5 tenants (70% repeats) with short retention (prune margin 5 min,
+## policy windows/cooldowns/approval TTLs capped at 5 min, prune tick every minute): the worker's RSS slope over the
+## second half and its table rows over time; results.json "load" -> "hour", benchmarks/load-hour.png
+LOAD_HOUR_MINUTES ?= 60
+LOAD_HOUR_LABEL ?= hour
+bench-load-hour: $(TEST_STAMP) system-deps
+	$(BIN)/python -m benchmarks.load_bench --label $(LOAD_HOUR_LABEL) --rate 600 --minutes $(LOAD_HOUR_MINUTES) \
+		--sample-every 10 --cap-policy-times 5m --env RCAFLOW_WORKER__PRUNE_MARGIN_S=300 \
+		--env RCAFLOW_WORKER__OPEN_INCIDENT_KEEP_HOURS=0.1 --env RCAFLOW_NOTIFY__KEEP_HOURS=0.1 \
+		--env RCAFLOW_NOTIFY__PRUNE_INTERVAL_S=60 --out benchmarks/results.json
 
 ## bench-tenants: one tenant at 10x its ingest quota, api + worker: the quiet tenants' latency to rca-result calm vs
 ## storm (/events and /webhook), throttled counts, dead letters; results.json "tenant_quota", docs/tenants.md

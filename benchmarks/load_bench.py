@@ -16,6 +16,12 @@ incident (``benchmarks/load_stats.py``): per-stage latency percentiles and mail 
 Results go to ``--out`` under ``"load"`` → ``--label``; the plot (throughput, lag, RSS over time) to ``--plot``.
 ``--rate-of-capacity 0.8`` takes the rate from the capacity a saturated ``overload`` run measured before.
 
+Bounded memory over a long run (``make bench-load-hour``): ``--env KEY=VALUE`` passes settings to the roles
+(short prune margins), ``--cap-policy-times 5m`` runs them on a policy copy with short dedup windows,
+cooldowns and approval TTLs (``benchmarks/load_retention.py``), so rows are pruned within the run. The
+worker's RSS slope over the second half of the load (MB/hour) and each table's rows over time, replayed from
+its changelog after the run (``benchmarks/load_tables.py``), say whether its memory is bounded.
+
     python -m benchmarks.load_bench --label overload --rate 4000 --minutes 5
     python -m benchmarks.load_bench --label at_80pct --rate-of-capacity 0.8 --minutes 5
 """
@@ -34,9 +40,9 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -47,9 +53,13 @@ from benchmarks.floor_bench import APP_ID, bench_broker, load, wait_quiet
 from benchmarks.load_chat import BOT_TOKEN, StampedSlack
 from benchmarks.load_plan import MailPlan, raw_mail, run_id
 from benchmarks.load_plot import plot
+from benchmarks.load_retention import write_capped_policies
 from benchmarks.load_sampler import Sample, Sampler
-from benchmarks.load_stats import Stamps, capacity, series, stage_latencies, sustained
+from benchmarks.load_stats import Stamps, capacity, rss_second_half, series, stage_latencies, sustained
+from benchmarks.load_tables import changelog_topics, keep_uncompacted, table_histories
+from benchmarks.load_updates import UpdateTriggers
 from benchmarks.results import RESULTS, write_results
+from policies.model import parse_duration
 from producers.publisher import KafkaPublisher, PublishError
 from schemas.codec import Codec, make_codec
 from schemas.records import ActionEvent, AlertEvent, Engine, Incident, RawMail, RcaResult
@@ -153,8 +163,9 @@ def read_topic(client: dict[str, Any], topic: str, handle: Callable[[Message], N
 
 
 def stamp(client: dict[str, Any], codec: Codec, prefix: str, sent: Sent, tenants: set[str],
-          notified: dict[str, float]) -> Stamps:
-    """The first record of each mail / incident on each topic, by broker CreateTime, for ``tenants`` only."""
+          notified: dict[str, float], triggers: UpdateTriggers | None = None) -> Stamps:
+    """The first record of each mail / incident on each topic, by broker CreateTime, for ``tenants`` only;
+    ``triggers`` counts what should edit a first response (``benchmarks/load_updates.py``)."""
     stamps = Stamps(sent=dict(sent.at), notified=dict(notified))
     raw_topic = RAW_MAIL.full_name(prefix)
 
@@ -181,6 +192,8 @@ def stamp(client: dict[str, Any], codec: Codec, prefix: str, sent: Sent, tenants
 
     def on_rca(msg: Message) -> None:
         result = codec.decode(msg.value() or b"", RcaResult, topic=RCA_RESULT.full_name(prefix))
+        if triggers is not None and result.tenant in tenants:
+            triggers.rca(result)
         if result.tenant in tenants and result.engine == Engine.POLICY:
             first(stamps.rca, result.incident_id, float(msg.timestamp()[1]))
 
@@ -188,6 +201,8 @@ def stamp(client: dict[str, Any], codec: Codec, prefix: str, sent: Sent, tenants
         action = codec.decode(msg.value() or b"", ActionEvent, topic=ACTIONS.full_name(prefix))
         if action.tenant in tenants:
             first(stamps.actions, action.incident_id, float(msg.timestamp()[1]))
+            if triggers is not None:
+                triggers.action(action)
 
     for spec, handle in ((NORMALIZED, on_normalized), (INCIDENTS, on_incident), (RCA_RESULT, on_rca),
                          (ACTIONS, on_action)):
@@ -230,7 +245,9 @@ def tree() -> str:
 
 
 def run(label: str, rate_per_min: float, minutes: float, tenants: int, dup_ratio: float, *,
-        drain_minutes: float, sample_every_s: float, plot_path: Path | None) -> dict[str, Any]:
+        drain_minutes: float, sample_every_s: float, plot_path: Path | None,
+        role_env: Mapping[str, str] | None = None, cap_policy_times: timedelta | None = None) -> dict[str, Any]:
+    measured_tree = tree()  # at the start: the code the processes load, not what the checkout holds an hour later
     names = [f"tenant{i}" for i in range(tenants)]
     prefix = f"load-{uuid.uuid4().hex[:8]}."
     run = run_id()
@@ -247,9 +264,14 @@ def run(label: str, rate_per_min: float, minutes: float, tenants: int, dup_ratio
                 env_name = f"RCAFLOW_NOTIFY__TENANTS__{tenant.upper()}__SLACK__"
                 chat_env |= {f"{env_name}TOKEN": BOT_TOKEN, f"{env_name}CHANNEL": "C0123",
                              f"{env_name}API_BASE": f"{slack_base}/api"}
+            retention_env = dict(role_env or {})
+            if cap_policy_times is not None:
+                policies = write_capped_policies(tmp / "policies.yaml", cap_policy_times)
+                retention_env["RCAFLOW_POLICIES_FILE"] = str(policies)
             env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "RCAFLOW_KAFKA__TOPIC_PREFIX": prefix,
                    "RCAFLOW_WORKER__DATA_DIR": str(tmp / "worker"), "RCAFLOW_WORKER__METRICS_PORT": "0",
-                   "RCAFLOW_EXECUTOR__METRICS_PORT": "0", "RCAFLOW_LOG_LEVEL": "WARNING", **chat_env}
+                   "RCAFLOW_EXECUTOR__METRICS_PORT": "0", "RCAFLOW_LOG_LEVEL": "WARNING", **chat_env,
+                   **retention_env}
             settings = Settings(kafka=KafkaSettings(topic_prefix=prefix, bootstrap_servers=bootstrap))
             client = client_config(settings.kafka, bootstrap)
             codec = make_codec(None)
@@ -270,11 +292,14 @@ def run(label: str, rate_per_min: float, minutes: float, tenants: int, dup_ratio
                         publisher.publish_sync(RAW_MAIL, *raw_mail(run, warm.next()), timeout=60)
                     wait_quiet(bootstrap, [ACTIONS.full_name(prefix)], 3, quiet_s=3.0, timeout=300)
                     stack.check()
+                    keep_uncompacted(client, list(changelog_topics(client, f"{prefix}{APP_ID}").values()),
+                                     int((minutes + drain_minutes + 30) * 60_000))
                     load_before = load()
                     print(f"load {label}: {rate_per_min:.0f} mails/min for {minutes} min over {tenants} tenants, "
                           f"{dup_ratio:.0%} repeats; broker {broker_kind}, load average {load_before}",
                           file=sys.stderr, flush=True)
                     sampler.start()
+                    started_ms = time.time() * 1000  # the wall clock of the samples' t_s 0 (the changelogs')
                     plan = MailPlan(names, dup_ratio)
                     asyncio.run(send_open_loop(publisher, plan, run, rate_per_min, minutes * 60, sent))
                     load_s = sampler.elapsed_s()
@@ -287,7 +312,10 @@ def run(label: str, rate_per_min: float, minutes: float, tenants: int, dup_ratio
                     sampler.stop()
                     load_after = load()
                     stack.check()
-                    stamps = stamp(client, codec, prefix, sent, set(names), slack.first_post_ms)
+                    triggers = UpdateTriggers()
+                    stamps = stamp(client, codec, prefix, sent, set(names), slack.first_post_ms, triggers)
+                    tables = table_histories(client, f"{prefix}{APP_ID}",
+                                             [started_ms + s.t_s * 1000 for s in sampler.samples])
                 finally:
                     # Also on Ctrl-C / SIGTERM: nothing of ours may keep talking to a broker being stopped.
                     sampler.stop()
@@ -300,10 +328,12 @@ def run(label: str, rate_per_min: float, minutes: float, tenants: int, dup_ratio
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "broker": broker_kind,
         "machine": machine(),
-        "tree": tree(),
+        "tree": measured_tree,
         "logs": str(logs.relative_to(ROOT)),
         "options": {"rate_per_min": round(rate_per_min, 1), "minutes": minutes, "tenants": tenants,
-                    "dup_ratio": dup_ratio, "sample_every_s": sample_every_s, "drain_minutes": drain_minutes},
+                    "dup_ratio": dup_ratio, "sample_every_s": sample_every_s, "drain_minutes": drain_minutes,
+                    "role_env": dict(role_env or {}),
+                    "cap_policy_times": None if cap_policy_times is None else str(cap_policy_times)},
         "mails_sent": sent.count,
         "send_failures": sent.failures,
         "repeats_sent_ratio": round(sent.repeats / max(1, sent.count), 3),
@@ -317,17 +347,23 @@ def run(label: str, rate_per_min: float, minutes: float, tenants: int, dup_ratio
         "completed": {"normalized_mails": len(stamps.normalized), "incidents_opened": len(stamps.opened),
                       "rca_results": len(stamps.rca), "with_actions": len(stamps.actions),
                       "notified_in_chat": len(stamps.notified), "chat_updates": slack.updates,
+                      "chat_update_triggers": triggers.report(slack.updates),
                       "dead_letters": samples[-1].ends.get(DEAD_LETTER.name) if samples else None},
         "sustained": steady,
+        "rss_second_half": rss_second_half(samples, load_s),
+        "tables": {name: history.as_json() for name, history in tables.items()},
         **measured,
         "latency": stage_latencies(stamps),
         "series": points,
+        "table_rows_series": {"t_s": [s.t_s for s in samples],
+                              **{name: history.rows for name, history in tables.items()}},
     }
     if plot_path is not None:
         title = (f"rcaflow load '{label}': {rate_per_min:.0f} mails/min offered for {minutes} min, {tenants} "
                  f"tenants, {dup_ratio:.0%} repeats; {broker_kind} broker; {machine().split(',')[0]}; "
                  f"load avg during {result['load_avg_during_mean']}")
-        plot(points, plot_path, title, load_s=load_s)
+        plot(points, plot_path, title, load_s=load_s,
+             table_rows=([s.t_s for s in samples], {name: h.rows for name, h in tables.items()}))
         result["plot"] = str(plot_path.relative_to(ROOT) if plot_path.is_relative_to(ROOT) else plot_path)
     return result
 
@@ -361,6 +397,14 @@ def save(out: Path, label: str, result: dict[str, Any]) -> None:
     write_results(RESULTS_KEY, runs, out)
 
 
+def env_pair(text: str) -> tuple[str, str]:
+    """``KEY=VALUE`` of ``--env``; only rcaflow's own settings, so a typo cannot silently change something else."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.startswith("RCAFLOW_"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not RCAFLOW_<SETTING>=<value>")
+    return key, value
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--label", default="overload", help="name of this run under \"load\" in --out")
@@ -376,6 +420,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sample-every", type=float, default=5.0, help="seconds between samples")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--plot", type=Path, default=None, help="PNG (default benchmarks/load-<label>.png)")
+    parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE", type=env_pair,
+                        help="a setting for the worker and executor (e.g. RCAFLOW_WORKER__PRUNE_MARGIN_S=300); "
+                             "repeatable, recorded in the results")
+    parser.add_argument("--cap-policy-times", type=parse_duration, default=None, metavar="DURATION",
+                        help="run on a copy of the bundled policy with every dedup window, cooldown and approval "
+                             "TTL at most this (e.g. 5m), so table rows are pruned within the run")
     args = parser.parse_args(argv)
     rate = args.rate
     if args.rate_of_capacity is not None:
@@ -384,7 +434,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with terminate_as_exit():
             result = run(args.label, rate, args.minutes, args.tenants, args.dup_ratio,
-                         drain_minutes=args.drain_minutes, sample_every_s=args.sample_every, plot_path=plot_path)
+                         drain_minutes=args.drain_minutes, sample_every_s=args.sample_every, plot_path=plot_path,
+                         role_env=dict(args.env), cap_policy_times=args.cap_policy_times)
     except (KeyboardInterrupt, Terminated) as exc:
         # The with-blocks above have stopped the worker, the executor and the broker by now.
         print("load bench: interrupted; worker, executor and broker stopped, nothing written", file=sys.stderr)

@@ -1,8 +1,8 @@
-"""The PNG of a load run: throughput, consumer lag and RSS over time, one panel each, sharing the time axis."""
+"""The PNG of a load run: throughput, consumer lag, RSS (and table rows) over time, one panel each, one time axis."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +16,14 @@ import matplotlib.pyplot as plt  # the backend is chosen before pyplot is import
 THROUGHPUT = ("raw-mail", "normalized", "incidents", "rca-result", "actions", "notified")
 
 
-def plot(points: Sequence[dict[str, Any]], out: Path, title: str, *, load_s: float | None = None) -> None:
-    """``points``: :func:`benchmarks.load_stats.series`. ``load_s``: when sending stopped (a dashed line)."""
+def plot(points: Sequence[dict[str, Any]], out: Path, title: str, *, load_s: float | None = None,
+         table_rows: tuple[Sequence[float], Mapping[str, Sequence[int]]] | None = None) -> None:
+    """``points``: :func:`benchmarks.load_stats.series`. ``load_s``: when sending stopped (a dashed line).
+    ``table_rows``: (times, table → live rows at each time) from :mod:`benchmarks.load_tables`, a fourth panel."""
     t = [p["t_s"] for p in points]
-    fig, (thr, lag, rss) = plt.subplots(3, 1, figsize=(11, 9), sharex=True)
+    panels = 4 if table_rows and table_rows[1] else 3
+    fig, axes = plt.subplots(panels, 1, figsize=(11, 3 * panels), sharex=True)
+    thr, lag, rss = axes[:3]
     for name in THROUGHPUT:
         thr.plot(t, [p["per_min"].get(name, 0.0) for p in points], label=name, linewidth=1.2)
     thr.set_ylabel("records/min written")
@@ -34,8 +38,13 @@ def plot(points: Sequence[dict[str, Any]], out: Path, title: str, *, load_s: flo
     load.plot(t, [p["load1"] for p in points], color="grey", linestyle=":", label="load average (1 min)")
     load.set_ylabel("load average")
     rss.set_ylabel("RSS (MiB)")
-    rss.set_xlabel("seconds since the load started")
-    for axis in (thr, lag, rss):
+    if panels == 4 and table_rows is not None:
+        times, rows = table_rows
+        for name, counts in sorted(rows.items()):
+            axes[3].plot(times, counts, label=name, linewidth=1.2)
+        axes[3].set_ylabel("table rows (changelog)")
+    axes[-1].set_xlabel("seconds since the load started")
+    for axis in axes:
         if load_s is not None:
             axis.axvline(load_s, color="black", linestyle="--", linewidth=0.8)
         axis.grid(True, alpha=0.3)

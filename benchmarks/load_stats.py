@@ -101,8 +101,7 @@ def consumed(sample: Sample, topic: str = "raw-mail", group: str = "worker") -> 
     return sample.ends.get(topic, 0) - sample.lag.get(f"{group}/{topic}", 0)
 
 
-def slope_per_min(points: Sequence[tuple[float, float]]) -> float | None:
-    """Least-squares slope of (seconds, value) points, per minute; None with fewer than two distinct times."""
+def _slope_per_s(points: Sequence[tuple[float, float]]) -> float | None:
     if len(points) < 2:
         return None
     mean_t = sum(t for t, _ in points) / len(points)
@@ -111,7 +110,31 @@ def slope_per_min(points: Sequence[tuple[float, float]]) -> float | None:
     if var == 0:
         return None
     cov = sum((t - mean_t) * (v - mean_v) for t, v in points)
-    return round(cov / var * 60, 1)
+    return cov / var
+
+
+def slope_per_min(points: Sequence[tuple[float, float]]) -> float | None:
+    """Least-squares slope of (seconds, value) points, per minute; None with fewer than two distinct times."""
+    slope = _slope_per_s(points)
+    return None if slope is None else round(slope * 60, 1)
+
+
+def rss_second_half(samples: Sequence[Sample], load_s: float) -> dict[str, Any]:
+    """Per role, the RSS over the second half of the load: first, last, max and the least-squares slope in MB/hour.
+
+    The first half is where the tables fill up to their retention (rows made faster than the prune ticks
+    delete them); a worker whose memory is bounded shows a slope near zero after that, one that leaks a
+    steady climb. Per hour, not per minute: a leak of a few MB/hour is what matters on a long-running worker.
+    """
+    half = [s for s in samples if load_s / 2 <= s.t_s <= load_s]
+    out: dict[str, Any] = {"window_s": [half[0].t_s, half[-1].t_s] if half else None}
+    for role in sorted({r for s in half for r in s.rss_mb}):
+        points = [(s.t_s, mb) for s in half for mb in [s.rss_mb.get(role)] if mb is not None]
+        slope = _slope_per_s(points)
+        out[role] = {"first_mb": points[0][1] if points else None, "last_mb": points[-1][1] if points else None,
+                     "max_mb": max((mb for _, mb in points), default=None),
+                     "slope_mb_per_hour": None if slope is None else round(slope * 3600, 1)}
+    return out
 
 
 def load_phase(samples: Sequence[Sample], load_s: float, *, skip_s: float = 30.0) -> list[Sample]:

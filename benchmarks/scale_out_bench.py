@@ -70,6 +70,26 @@ def wait_group(bootstrap: str, group: str, members: int, workers: list[subproces
     raise SystemExit(f"scale-out bench: group {group} not stable with {members} members: {last}")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process has used so far (/proc/<pid>/stat; 0 where there is no /proc)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def machine_busy() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine so far (/proc/stat), for the share it was busy."""
+    try:
+        values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    except OSError:
+        return 0.0, 0.0
+    idle = values[3] + (values[4] if len(values) > 4 else 0)
+    tick = os.sysconf("SC_CLK_TCK")
+    return (sum(values) - idle) / tick, sum(values) / tick
+
+
 def run_phase(bootstrap: str, files: list[Path], mails: int, workers: int, partitions: int,
               tmp: Path) -> dict[str, Any]:
     """``workers`` worker processes on a fresh prefix; the backlog's throughput."""
@@ -101,8 +121,10 @@ def run_phase(bootstrap: str, files: list[Path], mails: int, workers: int, parti
         wait_quiet(bootstrap, [topics["audit"]], 3, quiet_s=3.0)
         before = end_offsets(bootstrap, outputs)
         load_before = load()
+        cpu_before, busy_before = sum(cpu_seconds(c.pid) for c in children), machine_busy()
         since = produce(bootstrap, topics["raw-mail"], mail_records(files, "backlog", mails))
         wait_quiet(bootstrap, outputs, before + mails * 5)
+        cpu_after, busy_after = sum(cpu_seconds(c.pid) for c in children), machine_busy()
         load_after = load()
         scans = {logical: scan(bootstrap, name, since) for logical, name in topics.items()}
     finally:
@@ -122,6 +144,13 @@ def run_phase(bootstrap: str, files: list[Path], mails: int, workers: int, parti
         "mails_per_min_to_actions": rate(mails, since, scans["actions"].last_ms or last_all),
         "load_avg_before": load_before,
         "load_avg_after": load_after,
+        # What a mail costs the workers in CPU (every worker's user + system time over the backlog and the
+        # quiet wait after it): equal in both phases means adding a worker adds capacity wherever a CPU is free.
+        "worker_cpu_s_per_1000_mails": round(1000 * (cpu_after - cpu_before) / mails, 2),
+        # How busy the whole machine was (broker, workers and anything else running): near 1.0 means the
+        # phase was bounded by the machine's CPUs, not by the workers.
+        "machine_busy_share": round((busy_after[0] - busy_before[0]) / max(1e-9, (busy_after[1] - busy_before[1])),
+                                    2),
     }
 
 
@@ -142,6 +171,10 @@ def run(mails: int, partitions: int, samples: Path) -> dict[str, Any]:
         "one_worker": one,
         "two_workers": two,
         "ratio_two_over_one": round(two["mails_per_min"] / max(0.1, one["mails_per_min"]), 2),
+        # CPU per mail with one worker over CPU per mail with two: 1.0 means no cost of the second worker
+        # (coordination, rebalancing); times the CPUs free for workers, it is the speed-up they would give.
+        "cpu_per_mail_one_over_two": round(one["worker_cpu_s_per_1000_mails"]
+                                           / max(1e-9, two["worker_cpu_s_per_1000_mails"]), 2),
     }
 
 
