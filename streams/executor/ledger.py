@@ -12,6 +12,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
@@ -40,8 +41,15 @@ class ActionLedger:
         self._started_at: dict[str, tuple[int, int]] = {}
         #: The decider's signature on the approval that started each run (the running record carries it).
         self._started_by: dict[str, str | None] = {}
+        #: When each action's latest record was written (broker time), so what no valid approval can reach any more
+        #: is forgotten (:meth:`forget_before`).
+        self._last_at: dict[str, datetime] = {}
 
-    def see(self, action: ActionEvent) -> None:
+    def see(self, action: ActionEvent, at: datetime | None = None) -> None:
+        """Takes in one record of the actions topic; ``at`` is when it was written (broker time), if known."""
+        if at is not None:
+            last = self._last_at.get(action.action_id)
+            self._last_at[action.action_id] = at if last is None else max(last, at)
         known = self._state.get(action.action_id)
         if known in _AFTER_APPROVAL and action.state not in _AFTER_APPROVAL:
             return  # an old approval re-read after the run started must not hide the run
@@ -74,6 +82,27 @@ class ActionLedger:
     def still_running(self, action_id: str) -> ActionEvent | None:
         """The ``running`` record of an action that has no outcome yet, if that is where it stands."""
         return self._running.get(action_id)
+
+    def forget_before(self, cutoff: datetime) -> int:
+        """Forgets the actions whose latest record was written before ``cutoff``, except those still running.
+
+        The ledger grew by every action for as long as the executor ran. With ``cutoff`` the oldest moment a
+        still-valid approval can have been written (now − the longest validity − clock skew), a forgotten
+        action's approvals have all expired, and the verifier refuses any copy of them whatever the ledger
+        says: what is forgotten is exactly what a restarted executor's pre-scan does not read back either.
+        A run without an outcome is kept until it is settled. Returns how many were forgotten.
+        """
+        old = [action_id for action_id, at in list(self._last_at.items())
+               if at < cutoff and action_id not in self._running]
+        for action_id in old:
+            self._last_at.pop(action_id, None)
+            self._state.pop(action_id, None)
+            self._started_at.pop(action_id, None)
+            self._started_by.pop(action_id, None)
+        return len(old)
+
+    def __len__(self) -> int:
+        return len(self._state)
 
 
 @dataclass(frozen=True, slots=True)

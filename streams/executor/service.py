@@ -31,7 +31,7 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Consumer, KafkaError, KafkaException, Message, TopicPartition
 from pydantic import ValidationError
 
 from executors import ConfirmPolicy, ExecutionOutcome, Rollback, ToolRegistry, execute
@@ -53,6 +53,8 @@ logger = logging.getLogger(__name__)
 
 #: How far the ledger pre-scan reads back beyond the longest validity window: the deciders' clocks may differ.
 CLOCK_SKEW = timedelta(minutes=5)
+#: How often the ledger forgets the actions no valid approval can reach any more.
+LEDGER_FORGET_EVERY_S = 60.0
 #: An offset commit still waiting after this long (and every such interval after it) is logged.
 COMMIT_REPORT_S = 30.0
 
@@ -183,7 +185,8 @@ class ExecutorService:
         except (CodecError, ValidationError) as exc:
             logger.warning("executor: undecodable record at %s/%s: %s", msg.partition(), msg.offset(), exc)
             return None
-        self._ledger.see(action)
+        kind, ms = msg.timestamp()
+        self._ledger.see(action, datetime.fromtimestamp(ms / 1000, UTC) if kind != TIMESTAMP_NOT_AVAILABLE else None)
         if action.state is ActionState.RUNNING:
             self._ledger.started_at(action.action_id, msg.partition() or 0, msg.offset() or 0, action.signature)
         return action
@@ -194,9 +197,13 @@ class ExecutorService:
         logger.info("executor consuming %s as %s (dry_run=%s)", self._topic, self._group, self._dry_run)
         tasks: set[asyncio.Task[None]] = set()
         try:
+            forgot_at = time.monotonic()
             while not self._stopping.is_set():
                 msg = await asyncio.to_thread(self._consumer.poll, 0.2)
                 await self._commit_handled()
+                if time.monotonic() - forgot_at >= LEDGER_FORGET_EVERY_S:
+                    forgot_at = time.monotonic()
+                    self._forget_expired()
                 if msg is None:
                     continue
                 if self._stopping.is_set():
@@ -223,6 +230,13 @@ class ExecutorService:
             for task in tasks:
                 task.cancel()
             await asyncio.to_thread(self._consumer.close)
+
+    def _forget_expired(self) -> None:
+        """The ledger keeps only what a still-valid approval can reach (ActionLedger.forget_before)."""
+        gone = self._ledger.forget_before(self._clock() - self._verifier.max_valid_for - CLOCK_SKEW)
+        if gone:
+            logger.info("executor: forgot %d actions whose approvals have all expired; %d known", gone,
+                        len(self._ledger))
 
     async def _handle_one(self, msg: Message, epoch: int) -> None:
         """Handle one input; its offset may be committed only once every record it led to is acked.

@@ -64,3 +64,26 @@ def test_a_running_record_read_again_after_the_outcome_does_not_make_the_action_
         ledger.see(_action(state))  # the pre-scan read the whole story
     ledger.see(_action(ActionState.RUNNING))  # then the main consumer re-delivers the old running record
     assert ledger.already_started("a-1") and ledger.still_running("a-1") is None
+
+
+def test_the_ledger_forgets_only_finished_actions_no_valid_approval_can_reach() -> None:
+    # forget_before(cutoff): cutoff = now - the longest approval validity - clock skew (the executor's loop).
+    ledger = ActionLedger()
+    written = datetime(2026, 12, 7, 10, 0, tzinfo=UTC)
+    ledger.see(_action(ActionState.APPROVED), written)
+    ledger.see(_action(ActionState.RUNNING), written)
+    ledger.see(_action(ActionState.SUCCEEDED), written)
+    # Its approval may still be valid: a copy re-delivered now must find the action started.
+    assert ledger.forget_before(written) == 0
+    assert ledger.already_started("a-1")
+    # Every approval of it has expired (the verifier refuses them): it is forgotten, the ledger stays small.
+    assert ledger.forget_before(datetime(2026, 12, 7, 11, 0, tzinfo=UTC)) == 1
+    assert not ledger.already_started("a-1") and len(ledger) == 0
+
+
+def test_a_run_without_an_outcome_is_never_forgotten() -> None:
+    ledger = ActionLedger()
+    written = datetime(2026, 12, 7, 10, 0, tzinfo=UTC)
+    ledger.see(_action(ActionState.RUNNING), written)
+    assert ledger.forget_before(datetime(2026, 12, 8, tzinfo=UTC)) == 0
+    assert ledger.already_started("a-1") and ledger.still_running("a-1") is not None
