@@ -16,6 +16,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -23,6 +24,7 @@ import pytest
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 from producers.imap import ImapConfig, ImapProducer, KafkaCheckpointReader
+from producers.imap.errors import CheckpointError
 from producers.publisher import KafkaPublisher
 from schemas.codec import Codec
 from schemas.records import Record
@@ -388,3 +390,19 @@ async def running(
             await asyncio.wait_for(task, 30)
         finally:
             await publisher.close()
+
+
+def wait_until_the_topics_answer(kafka: KafkaForImap) -> None:
+    """Topics created a moment ago may not have a leader yet; a producer with ``once`` stops on that (as it
+    should on an outage), so the test waits until the start-up reads get an answer."""
+    reader = KafkaCheckpointReader(kafka.bootstrap, kafka.codec, prefix=kafka.prefix)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            reader.load("warm-up")
+            reader.message_ids_since("acme", "warm-up", datetime.now(UTC) - timedelta(minutes=1))
+            return
+        except CheckpointError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)

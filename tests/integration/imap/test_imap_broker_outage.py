@@ -29,7 +29,14 @@ from schemas.topics import DEAD_LETTER, INGEST_CHECKPOINTS, RAW_MAIL
 from streams.broker import DEFAULT_CACHE_ROOT, BrokerError, EmbeddedBroker, choose_broker
 from streams.broker import base as broker_base
 from streams.broker.base import free_loopback_port
-from tests.integration.imap.imap_helpers import Dovecot, KafkaForImap, R, imap_config, make_mail
+from tests.integration.imap.imap_helpers import (
+    Dovecot,
+    KafkaForImap,
+    R,
+    imap_config,
+    make_mail,
+    wait_until_the_topics_answer,
+)
 from tests.integration.imap.test_imap_producer import FOLDER, TENANT, caught_up, message_id_of
 
 DELIVERY_TIMEOUT_MS = 2_000
@@ -105,6 +112,9 @@ def test_mail_published_while_the_broker_is_down_past_the_delivery_timeout_waits
     own_broker: EmbeddedBroker, dovecot: Dovecot, codec: Codec, topic_prefix: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     kafka = topics_on(own_broker, topic_prefix, codec)
+    # Topics created a moment ago may have no leader yet: the producer's start-up read would fail once
+    # (NOT_LEADER_FOR_PARTITION), reconnect and count a failure this test reserves for the outage.
+    wait_until_the_topics_answer(kafka)
     dovecot.create_folder(FOLDER)
     before = [make_mail(n) for n in range(BEFORE)]
     during = [make_mail(n) for n in range(BEFORE, BEFORE + DURING)]

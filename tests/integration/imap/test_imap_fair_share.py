@@ -6,42 +6,29 @@ Real dovecot, real broker."""
 from __future__ import annotations
 
 import asyncio
-import time
-from datetime import UTC, datetime, timedelta
 
 import pytest
 from prometheus_client import CollectorRegistry
 
-from producers.imap.errors import CheckpointError
 from producers.imap.producer import ImapProducer
 from producers.imap.state import KafkaCheckpointReader
 from producers.intake_budget import BudgetLimit, IntakeBudget
 from producers.publisher import KafkaPublisher
 from producers.quota import OVER_FAIR_SHARE, IngestQuota
 from schemas.records import DeadLetter, RawMail
-from tests.integration.imap.imap_helpers import Dovecot, KafkaForImap, imap_config, make_mail
+from tests.integration.imap.imap_helpers import (
+    Dovecot,
+    KafkaForImap,
+    imap_config,
+    make_mail,
+    wait_until_the_topics_answer,
+)
 
 pytestmark = pytest.mark.integration
 
 STORMY = "INBOX/Acme"
 QUIET = "INBOX/Globex"
 DONE = "INBOX/Done"
-
-
-def wait_until_the_topics_answer(kafka: KafkaForImap) -> None:
-    """Topics created a moment ago may not have a leader yet; a producer with ``once`` stops on that (as it
-    should on an outage), so the test waits until the start-up reads get an answer."""
-    reader = KafkaCheckpointReader(kafka.bootstrap, kafka.codec, prefix=kafka.prefix)
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            reader.load("warm-up")
-            reader.message_ids_since("acme", "warm-up", datetime.now(UTC) - timedelta(minutes=1))
-            return
-        except CheckpointError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
 
 
 class Clock:
