@@ -83,6 +83,12 @@ class RenewingPublisher:
         #: How many producers were replaced so far (for logs and tests).
         self.renewals = 0
 
+    @property
+    def stuck_after_s(self) -> float:
+        """How long a key may keep failing before the producer is looked at (the executor's
+        ``executor.producer_renew_after_s``)."""
+        return self._stuck_after_s
+
     def topic_name(self, spec: TopicSpec) -> str:
         return self._current.topic_name(spec)
 

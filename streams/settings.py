@@ -652,6 +652,20 @@ class WorkerSettings(BaseModel):
     #: How long the worker's producer waits for a send's metadata or acks before the send fails (and is retried
     #: with backoff, in the log); a table row not acknowledged within it is sent again.
     producer_request_timeout_s: float = Field(default=40.0, gt=0)
+    #: Inputs the audit, dedup, correlate and decide agents finish per round at most (a round waits for its
+    #: outputs' acks, then its table rows' acks, together). Larger: fewer acks waited for per input under a
+    #: backlog, but more memory and more work done again after a crash; smaller: less latency per input.
+    round_size: int = Field(default=512, ge=1, le=65_536)
+    #: Inputs each of those agents holds (taken, not yet acked) before it stops taking more: the queue behind a
+    #: slow round, kept in memory and re-delivered after a crash. At least ``round_size``.
+    max_held: int = Field(default=2048, ge=1, le=262_144)
+
+    @model_validator(mode="after")
+    def _rounds_fit_the_queue(self) -> WorkerSettings:
+        """A round is taken from the held inputs, so it can never be larger than what may be held."""
+        if self.max_held < self.round_size:
+            raise ValueError(f"max_held ({self.max_held}) must be at least round_size ({self.round_size})")
+        return self
 
 
 class ExecutorSettings(BaseModel):
@@ -688,6 +702,12 @@ class ExecutorSettings(BaseModel):
     concurrency: int = Field(default=8, ge=1, le=64)
     #: On SIGTERM, how long running actions get to finish; the rest are recorded as interrupted (failed).
     stop_grace_s: float = Field(default=20.0, ge=0)
+    #: How long a record for one key may keep failing for a transient reason, while a fresh client finds a
+    #: leader for every partition of the actions topic, before the executor replaces its Kafka producer
+    #: (a librdkafka producer can stay stuck after a broker restart: confluentinc/librdkafka#5430). Shorter:
+    #: actions wait less behind such a producer; longer: a slow leader election is less likely to cost a new
+    #: producer. At most an hour.
+    producer_renew_after_s: float = Field(default=60.0, gt=0, le=3600)
 
 
 #: Shortest decision key accepted: HMAC-SHA256 gains nothing from more, and a short one can be guessed.

@@ -6,11 +6,13 @@ import asyncio
 import contextlib
 import logging
 import signal
+from collections.abc import Mapping
 from datetime import timedelta
 
 from executors import ConfirmPolicy
 from producers.publisher import KafkaPublisher
 from producers.renewing_publisher import RenewingPublisher, leaders_known
+from schemas.codec import Codec
 from schemas.topics import ACTIONS
 from streams.executor.service import ExecutorService
 from streams.executor.verify import ActionVerifier
@@ -35,6 +37,18 @@ def build_verifier(settings: Settings) -> ActionVerifier:
                           tenant_policies=build_tenant_policies(settings, policies))
 
 
+def build_publisher(settings: Settings, bootstrap: str, codec: Codec,
+                    client: Mapping[str, str | int]) -> RenewingPublisher:
+    """The executor's writer: a producer that stays stuck after the broker came back is replaced once a key has
+    failed for ``executor.producer_renew_after_s`` (producers/renewing_publisher.py)."""
+    def new_producer() -> KafkaPublisher:
+        return KafkaPublisher(bootstrap, codec, settings.kafka.topic_prefix, producer_config(settings.kafka))
+
+    actions_topic = ACTIONS.full_name(settings.kafka.topic_prefix)
+    return RenewingPublisher(new_producer, probe=lambda: leaders_known(client, actions_topic),
+                             stuck_after_s=settings.executor.producer_renew_after_s, name="executor")
+
+
 def run_executor(settings: Settings) -> None:
     from prometheus_client import start_http_server
 
@@ -55,13 +69,7 @@ def run_executor(settings: Settings) -> None:
     codec = build_codec(settings)
 
     async def main() -> None:
-        def new_producer() -> KafkaPublisher:
-            return KafkaPublisher(bootstrap, codec, settings.kafka.topic_prefix, producer_config(settings.kafka))
-
-        # A producer that stays stuck after the broker came back is replaced (producers/renewing_publisher.py).
-        actions_topic = ACTIONS.full_name(settings.kafka.topic_prefix)
-        publisher = RenewingPublisher(new_producer, probe=lambda: leaders_known(client, actions_topic),
-                                      name="executor")
+        publisher = build_publisher(settings, bootstrap, codec, client)
         registry = build_tool_registry(settings)
         service = ExecutorService(
             bootstrap=bootstrap,

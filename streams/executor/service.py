@@ -431,9 +431,11 @@ class ExecutorService:
                        extra={"action_id": running.action_id, "tenant": running.tenant})
         interrupted = running.model_copy(update={
             "state": ActionState.FAILED, "at": self._clock(),
-            "result": f"interrupted: the executor stopped while running this action (started "
-                      f"{running.at.isoformat()}) and never recorded an outcome; not run again - it may have "
-                      "taken effect, check the target"})
+            "result": f"interrupted: the executor stopped, or this action's partition moved to another "
+                      f"executor, after it was started ({running.at.isoformat()}) and before an outcome was "
+                      "recorded; not run again - it may have taken effect, check the target (if the partition "
+                      "moved just before the run began, it did not run: that executor logged 'left for the "
+                      "partition's next owner')"})
         await self._write(interrupted)
         self._metrics.finish(interrupted, None, interrupted=True)
 

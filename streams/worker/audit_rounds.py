@@ -6,8 +6,8 @@ record, ≤ ~100 records/s, the whole worker's bound. Here the agent only decode
 (holding each Faust event, so the agent's own ack does not finish it) and goes on with the next while a
 committer task works through the queue in *rounds*:
 
-1. every input queued so far (up to ``held_rounds.ROUND_MAX``) is chained, in arrival order, from the tenants'
-   heads in the table (the head of a tenant advances in memory along the round);
+1. every input queued so far (up to ``worker.round_size``, 512 by default) is chained, in arrival order, from
+   the tenants' heads in the table (the head of a tenant advances in memory along the round);
 2. the round's audit records go out as one record batch per audit partition (aiokafka's
    ``create_batch``/``send_batch``), all partitions at once; a partition whose records do not fit one batch
    sends the next batch only after the broker acknowledged the one before;
@@ -96,7 +96,8 @@ class AuditRounds(HeldRounds[AuditInput]):
 
     def __init__(self, worker: WorkerApp, stage: Audit, guard: Guard, heads: TableT[str, Any],
                  chain_one: Callable[[AuditInput], Awaitable[None]]) -> None:
-        super().__init__(guard.stage)
+        super().__init__(guard.stage, round_size=worker.settings.worker.round_size,
+                         max_held=worker.settings.worker.max_held)
         self._worker = worker
         self._audit = stage
         self._guard = guard

@@ -15,12 +15,8 @@ from typing import Generic, Protocol, TypeVar
 
 from faust.types import EventT
 
+from streams.errors import ConfigurationError
 from streams.worker.failures import CURRENT_STAGE
-
-#: Inputs finished per round at most: bounds one round's work (and a fallback's) while the broker answers.
-ROUND_MAX = 512
-#: Inputs the agent may hold (taken, not yet acked) before it waits: the queue behind a slow round.
-MAX_HELD = 2048
 
 
 class Held(Protocol):
@@ -36,15 +32,25 @@ H = TypeVar("H", bound=Held)
 class HeldRounds(Generic[H]):
     """The held inputs of one agent and its committer task; subclasses say how a round is finished."""
 
-    def __init__(self, stage: str) -> None:
+    def __init__(self, stage: str, *, round_size: int, max_held: int) -> None:
+        if round_size < 1 or max_held < round_size:
+            # A round of 0 would never ack anything: settings refuse it first (WorkerSettings), this is the backstop.
+            raise ConfigurationError(f"{stage}: worker.round_size must be at least 1 and worker.max_held at least "
+                                     f"worker.round_size (got {round_size} and {max_held})")
         self._stage = stage
+        #: Inputs one round finishes at most (``worker.round_size``): bounds one round's work (and a fallback's)
+        #: while the broker answers.
+        self.round_size = round_size
+        #: Inputs held (taken, not yet acked) before :meth:`room` waits (``worker.max_held``): the queue behind a
+        #: slow round.
+        self.max_held = max_held
         self._queue: deque[H] = deque()
         self._space = asyncio.Event()
         self._committer: asyncio.Task[None] | None = None
 
     async def room(self) -> None:
-        """Returns once the agent may take another input (fewer than :data:`MAX_HELD` held)."""
-        while len(self._queue) >= MAX_HELD:
+        """Returns once the agent may take another input (fewer than :attr:`max_held` held)."""
+        while len(self._queue) >= self.max_held:
             self._space.clear()
             await self._space.wait()
 
@@ -63,7 +69,7 @@ class HeldRounds(Generic[H]):
     async def _commit_rounds(self) -> None:
         CURRENT_STAGE.set(self._stage)
         while self._queue:
-            size = min(len(self._queue), ROUND_MAX)
+            size = min(len(self._queue), self.round_size)
             await self.finish([self._queue[i] for i in range(size)])
             for _ in range(size):
                 done = self._queue.popleft()

@@ -6,9 +6,9 @@ lingers and round trips per alert and agent, which bounded one worker at a few t
 while its CPU was half idle. Here the agent only takes its inputs (holding each Faust event, so the
 agent's own ack does not finish it) and a committer task works through them in *rounds*:
 
-1. every input taken so far (up to ``held_rounds.ROUND_MAX``) is worked on in arrival order, reading and writing
-   its table through a :class:`RoundRows` view: the rows this round changed, else the table's, so a later
-   input of the same key sees what an earlier one made of it, exactly as one at a time;
+1. every input taken so far (up to ``worker.round_size``, 512 by default) is worked on in arrival order,
+   reading and writing its table through a :class:`RoundRows` view: the rows this round changed, else the
+   table's, so a later input of the same key sees what an earlier one made of it, exactly as one at a time;
 2. the outputs of the whole round are handed to the producer as they are made and only then waited for,
    all at once, in order (a transient failure sends that output and every later one again, in order);
 3. only then are the round's rows written to the table (the last value per key) and their changelog
@@ -145,7 +145,8 @@ class TableRounds(HeldRounds[Taken]):
 
     def __init__(self, worker: WorkerApp, guard: Guard, table: TableT[str, Any], work: Work, *,
                  timed: Callable[[], AbstractContextManager[object]] | None = None) -> None:
-        super().__init__(guard.stage)
+        super().__init__(guard.stage, round_size=worker.settings.worker.round_size,
+                         max_held=worker.settings.worker.max_held)
         self._worker = worker
         self._guard = guard
         self._table = table

@@ -26,7 +26,14 @@ from producers.imap.metrics import ImapStatsCollector
 from producers.publisher import Delivery, KafkaPublisher, PublishError
 from schemas.records import Checkpoint, DeadLetter, RawMail, Record, SourceKind
 from schemas.topics import RAW_MAIL, TopicSpec
-from tests.integration.imap.imap_helpers import Dovecot, KafkaForImap, imap_config, make_mail, running
+from tests.integration.imap.imap_helpers import (
+    Dovecot,
+    KafkaForImap,
+    imap_config,
+    make_mail,
+    running,
+    wait_until_the_topics_answer,
+)
 
 FOLDER = "INBOX/Alerts"
 TENANT = "acme"
@@ -388,6 +395,8 @@ def test_a_failed_publish_mid_batch_is_retried_without_repeating_the_others(
     mails = [make_mail(n) for n in range(10)]
     dovecot.create_folder(FOLDER)
     dovecot.append_many(mails, FOLDER)
+    # Fresh topics may have no leader yet: the start-up read would fail once and count the failure asserted 0 below.
+    wait_until_the_topics_answer(kafka)
 
     async def scenario() -> ImapProducer:
         inner = KafkaPublisher(kafka.bootstrap, kafka.codec, prefix=kafka.prefix)

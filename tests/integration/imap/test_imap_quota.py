@@ -13,7 +13,13 @@ from producers.imap.state import KafkaCheckpointReader
 from producers.publisher import KafkaPublisher
 from producers.quota import IngestQuota, QuotaLimit
 from schemas.records import RawMail
-from tests.integration.imap.imap_helpers import Dovecot, KafkaForImap, imap_config, make_mail
+from tests.integration.imap.imap_helpers import (
+    Dovecot,
+    KafkaForImap,
+    imap_config,
+    make_mail,
+    wait_until_the_topics_answer,
+)
 from tests.integration.imap.test_imap_producer import FOLDER
 
 pytestmark = pytest.mark.integration
@@ -30,6 +36,9 @@ class Clock:
 def test_mails_over_the_quota_stay_unread_until_the_quota_allows(dovecot: Dovecot, kafka: KafkaForImap) -> None:
     dovecot.create_folder(FOLDER)
     dovecot.append_many([make_mail(n) for n in range(5)], FOLDER)
+    # Topics created a moment ago may have no leader yet: the start-up checkpoint read would fail
+    # (NOT_LEADER_FOR_PARTITION) and a producer with ``once`` stops on that, before any quota pause.
+    wait_until_the_topics_answer(kafka)
     clock, registry = Clock(), CollectorRegistry()
     quota = IngestQuota.build({"acme": QuotaLimit(per_minute=60, burst=2)}, ["acme"], clock=clock, registry=registry)
     at_pauses: list[tuple[int, int, list[int]]] = []

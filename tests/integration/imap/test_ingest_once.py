@@ -12,7 +12,13 @@ import pytest
 
 from producers.imap.run import EXIT_FATAL, EXIT_OK, ingest
 from schemas.records import RawMail
-from tests.integration.imap.imap_helpers import Dovecot, KafkaForImap, imap_config, make_mail
+from tests.integration.imap.imap_helpers import (
+    Dovecot,
+    KafkaForImap,
+    imap_config,
+    make_mail,
+    wait_until_the_topics_answer,
+)
 from tests.integration.imap.test_imap_producer import FOLDER
 
 pytestmark = pytest.mark.integration
@@ -28,6 +34,8 @@ def _once(dovecot: Dovecot, kafka: KafkaForImap) -> int:
 def test_once_publishes_what_is_new_and_exits(dovecot: Dovecot, kafka: KafkaForImap) -> None:
     dovecot.create_folder(FOLDER)
     dovecot.append_many([make_mail(n) for n in range(5)], FOLDER)
+    # Fresh topics may have no leader yet; --once would stop on the start-up read's NOT_LEADER_FOR_PARTITION.
+    wait_until_the_topics_answer(kafka)
     assert _once(dovecot, kafka) == EXIT_OK
     assert len(kafka.read(kafka.raw_mail, RawMail)) == 5
 
