@@ -86,28 +86,59 @@ class IntakeBudget:
 
     def admit(self, tenant: str, count: int, now: float) -> BudgetVerdict:
         """Take ``count`` alerts for ``tenant`` at ``now`` (monotonic seconds), or say how long to wait."""
+        verdict = self.check(tenant, count, now)
+        if verdict.admitted:
+            self.take(tenant, count, now)
+        return verdict
+
+    def check(self, tenant: str, count: int, now: float) -> BudgetVerdict:
+        """What :meth:`admit` would answer at ``now``, taking nothing (the refill and the window's expiry are
+        brought up to ``now``, which :meth:`admit` would do first anyway)."""
+        self._refresh(now)
+        assert self.tokens is not None
+        # A batch larger than the burst is admitted from a full budget (and leaves it in debt), as the quota does.
+        need = min(float(count), self.limit.burst)
+        used = self._usage[tenant].total if tenant in self._usage else 0
+        share = self.share(tenant)
+        # Within its share (or nothing admitted in the window: one batch, however large, always gets through)
+        # a tenant is admitted even from an empty budget; the debt is what the tenants over their share wait for.
+        if self.tokens >= need or used == 0 or used + count <= share:
+            return BudgetVerdict(True)
+        return BudgetVerdict(False, self._wait(tenant, count, need, share, now))
+
+    def take(self, tenant: str, count: int, now: float) -> None:
+        """Charge ``count`` alerts to the budget and the tenant's window (after :meth:`check` admitted them)."""
+        self._refresh(now)
+        assert self.tokens is not None
+        self.tokens -= count
+        usage = self._usage.setdefault(tenant, _Usage())
+        usage.entries.append((now, count))
+        usage.total += count
+
+    def room(self, tenant: str, now: float) -> int:
+        """How many requests of one alert each the tenant could have admitted one after the other at ``now``,
+        taking nothing: an upper bound for requests of unknown size (each costs at least one alert), so an
+        intake that must fetch a mail to count it fetches no more mails than could pass."""
+        self._refresh(now)
+        assert self.tokens is not None
+        one = min(1.0, self.limit.burst)
+        used = self._usage[tenant].total if tenant in self._usage else 0
+        # The i-th such request (from 0) passes while tokens - i >= one, or used + i + 1 <= share, or i == used == 0:
+        # each a prefix of the sequence, so the longest prefix is the largest of the three.
+        by_tokens = math.floor(self.tokens - one) + 1 if self.tokens >= one else 0
+        by_share = math.floor(self.share(tenant) - used)
+        return max(0, by_tokens, by_share, 1 if used == 0 else 0)
+
+    def _refresh(self, now: float) -> None:
+        """Refill the tokens and expire the window up to ``now``; doing it twice for one ``now`` changes nothing."""
         limit = self.limit
         if self.tokens is None:
             self.tokens = limit.burst
         else:
             self.tokens = min(limit.burst, self.tokens + (now - self.at) * limit.rate_per_s)
         self.at = now
-        window = limit.window_s
         for usage in self._usage.values():
-            usage.expire(now - window)
-        # A batch larger than the burst is admitted from a full budget (and leaves it in debt), as the quota does.
-        need = min(float(count), limit.burst)
-        used = self._usage[tenant].total if tenant in self._usage else 0
-        share = self.share(tenant)
-        # Within its share (or nothing admitted in the window: one batch, however large, always gets through)
-        # a tenant is admitted even from an empty budget; the debt is what the tenants over their share wait for.
-        if self.tokens >= need or used == 0 or used + count <= share:
-            self.tokens -= count
-            usage = self._usage.setdefault(tenant, _Usage())
-            usage.entries.append((now, count))
-            usage.total += count
-            return BudgetVerdict(True)
-        return BudgetVerdict(False, self._wait(tenant, count, need, share, now))
+            usage.expire(now - limit.window_s)
 
     def share(self, tenant: str) -> float:
         """The tenant's fair share of the current window, counting the tenants with alerts admitted in it."""

@@ -93,26 +93,72 @@ class IngestQuota:
         if count <= 0:
             return Admission(True, 0.0)
         now = self.clock()
-        limit = self.limits.get(tenant)
-        bucket: _Bucket | None = None
-        if limit is not None:
-            bucket = self._buckets.get(tenant)
-            if bucket is None:
-                bucket = self._buckets[tenant] = _Bucket(limit, limit.burst, now)
-            rate = limit.per_minute / 60.0
-            bucket.tokens = min(limit.burst, bucket.tokens + (now - bucket.at) * rate)
-            bucket.at = now
-            need = min(float(count), limit.burst)
-            if bucket.tokens < need:
-                return self._refused(tenant, count, source, max(1.0, math.ceil((need - bucket.tokens) / rate)),
-                                     QUOTA_EXCEEDED)
+        refusal = self._refusal(tenant, count, now)
+        if refusal is not None:
+            return self._refused(tenant, count, source, *refusal)
         if self.budget is not None:
-            verdict = self.budget.admit(tenant, count, now)
-            if not verdict.admitted:
-                return self._refused(tenant, count, source, verdict.retry_after_s, OVER_FAIR_SHARE)
+            self.budget.take(tenant, count, now)
+        bucket = self._buckets.get(tenant)
         if bucket is not None:
             bucket.tokens -= count
         return Admission(True, 0.0)
+
+    def precheck(self, tenant: str, *, source: str) -> Admission:
+        """Whether the tenant could have a request of at least one alert admitted now, taking nothing.
+
+        For an intake that has work to do before it knows a request's size: the IMAP producer fetches and parses
+        a mail's body to count its alerts. A refusal here means :meth:`admit` would refuse any count now (a larger
+        count needs at least as many tokens and as much share), so the intake defers without doing the work.
+        The refusal is a deferral like :meth:`admit`'s and is counted as one alert, the least a request carries.
+        """
+        refusal = self._refusal(tenant, 1, self.clock())
+        if refusal is not None:
+            return self._refused(tenant, 1, source, *refusal)
+        return Admission(True, 0.0)
+
+    def room(self, tenant: str) -> int | None:
+        """At most how many requests of one alert each the tenant could have admitted one after the other now,
+        taking nothing; None when nothing limits it (no quota for the tenant, no budget).
+
+        An upper bound for requests of unknown size (each costs at least one alert): the IMAP producer fetches
+        no more mail bodies at once than could pass, so a throttled tenant's round does not fetch a whole batch
+        of bodies to admit one.
+        """
+        now = self.clock()
+        bounds: list[int] = []
+        limit = self.limits.get(tenant)
+        if limit is not None:
+            tokens = self._bucket(tenant, limit, now).tokens
+            one = min(1.0, limit.burst)
+            bounds.append(math.floor(tokens - one) + 1 if tokens >= one else 0)
+        if self.budget is not None:
+            bounds.append(self.budget.room(tenant, now))
+        return min(bounds) if bounds else None
+
+    def _bucket(self, tenant: str, limit: QuotaLimit, now: float) -> _Bucket:
+        """The tenant's bucket, refilled up to ``now`` (refilling twice for one ``now`` changes nothing)."""
+        bucket = self._buckets.get(tenant)
+        if bucket is None:
+            bucket = self._buckets[tenant] = _Bucket(limit, limit.burst, now)
+        bucket.tokens = min(limit.burst, bucket.tokens + (now - bucket.at) * limit.per_minute / 60.0)
+        bucket.at = now
+        return bucket
+
+    def _refusal(self, tenant: str, count: int, now: float) -> tuple[float, str] | None:
+        """Why ``count`` alerts of the tenant may not be admitted at ``now`` (seconds to wait, reason), or None;
+        takes nothing."""
+        limit = self.limits.get(tenant)
+        if limit is not None:
+            bucket = self._bucket(tenant, limit, now)
+            need = min(float(count), limit.burst)
+            if bucket.tokens < need:
+                rate = limit.per_minute / 60.0
+                return max(1.0, math.ceil((need - bucket.tokens) / rate)), QUOTA_EXCEEDED
+        if self.budget is not None:
+            verdict = self.budget.check(tenant, count, now)
+            if not verdict.admitted:
+                return verdict.retry_after_s, OVER_FAIR_SHARE
+        return None
 
     def _refused(self, tenant: str, count: int, source: str, retry_after_s: float, reason: str) -> Admission:
         if self.throttled is not None:

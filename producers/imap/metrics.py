@@ -16,6 +16,8 @@ _HELP = {
     "filtered": "Mails skipped by the sender allow-list or subject keywords.",
     "dead_lettered": "Mails kept in dead-letter (for example over the size limit).",
     "deferred": "Mails left in the folder for later because the tenant was over its ingest quota.",
+    "bodies_fetched": "Mail bodies downloaded from the server; a mail deferred for its tenant's quota before its "
+                      "body was needed is not downloaded.",
     "checkpoints": "Checkpoints written to ingest-checkpoints.",
     "connects": "Successful logins to the IMAP server.",
     "failures": "Connection or session failures (each followed by a backoff).",

@@ -30,7 +30,7 @@ from producers.imap.session import Envelope, FolderState, ImapSession
 from producers.imap.state import CheckpointReader
 from producers.mail.alert_count import MailCost
 from producers.publisher import Publisher, PublishError
-from producers.quota import IngestQuota
+from producers.quota import Admission, IngestQuota
 from producers.recent_ids import RecentIds
 from schemas.limits import MAX_MAIL_BYTES
 from schemas.records import Checkpoint, DeadLetter, RawMail, Record, SourceKind
@@ -67,6 +67,9 @@ class IngestStats:
     dead_lettered: int = 0
     #: Mails left in the folder for later because the tenant was over its ingest quota.
     deferred: int = 0
+    #: Mail bodies downloaded (FETCH BODY.PEEK[]); a deferred mail's body is not fetched while its tenant can take
+    #: none, and no more bodies at once than the tenant could take.
+    bodies_fetched: int = 0
     checkpoints: int = 0
     connects: int = 0
     failures: int = 0
@@ -346,19 +349,26 @@ class ImapProducer:
             await self._pause(deferred)
 
     async def _ingest(self, session: ImapSession, uids: list[int]) -> float | None:
-        """Publish a batch; the seconds to wait when the tenant's quota deferred a mail of it, else None."""
+        """Publish a batch; the seconds to wait when the tenant's quota deferred a mail of it, else None.
+
+        Bodies are fetched when the loop reaches them, in groups (``fetch_budget_bytes``); with a quota, only
+        after asking it whether the tenant could take a mail now, and no more at once than it could take, so a
+        throttled tenant's deferred mails are not downloaded (again) every round.
+        """
         cfg = self.config
         # Never above what raw-mail holds, whatever the configuration says: a bigger mail could only fail
         # at the broker. Above it a mail is dead-lettered (headers only) and the checkpoint moves past it.
         limit = min(cfg.max_message_bytes, MAX_MAIL_BYTES)
         envelopes = await self._in_thread(session.envelopes, uids)
         headers = {uid: parse_headers(env.headers) for uid, env in envelopes.items()}
+        # Mails whose body will be read: allowed, within the size limit, and not known as published by the
+        # Message-ID of their headers (a mail without one needs its body for the id).
         wanted = [
             uid for uid in uids if uid in envelopes and self._allowed(headers[uid]) and envelopes[uid].size <= limit
+            and not self._published(headers[uid])
         ]
         bodies: dict[int, bytes] = {}
-        for group in _budget_groups(wanted, envelopes, cfg.fetch_budget_bytes):
-            bodies.update(await self._in_thread(session.bodies, group))
+        fetched: set[int] = set()
 
         steps: list[tuple[int, Coroutine[Any, Any, bool] | None]] = []
         in_batch: set[str] = set()
@@ -380,6 +390,13 @@ class ImapProducer:
                 )
                 steps.append((uid, None))
                 continue
+            if uid in wanted and uid not in fetched and head.message_id not in in_batch:
+                refusal = self._precheck()
+                if refusal is not None:
+                    # The tenant cannot take even a one-alert mail: defer it without downloading it.
+                    deferred = self._defer(uid, refusal, fetched=False)
+                    break
+                bodies.update(await self._fetch_bodies(session, wanted[wanted.index(uid):], fetched, envelopes))
             body = bodies.get(uid)
             message_id = head.message_id or derived_message_id(body if body is not None else env.headers)
             if message_id in self._recent or message_id in in_batch:
@@ -402,11 +419,7 @@ class ImapProducer:
                     cost = await asyncio.to_thread(self._mail_cost, body)
                     admission = self._quota.admit(cfg.tenant, cost, source="imap")
                 if admission is not None and not admission.admitted:
-                    # This mail and every later one stay in the folder, unread; the checkpoint stops before it.
-                    self.stats.deferred += 1
-                    deferred = admission.retry_after_s
-                    logger.info("IMAP %s UID %d deferred (%s): tenant %s, retry in %.0fs",
-                                cfg.mailbox_id, uid, admission.reason, cfg.tenant, deferred)
+                    deferred = self._defer(uid, admission, fetched=True)
                     break
                 steps.append((uid, self._publish_mail(uid, message_id, env, head, body)))
 
@@ -442,6 +455,41 @@ class ImapProducer:
             if not any(k.casefold() in subject for k in cfg.subject_keywords):
                 return False
         return True
+
+    def _published(self, head: MailHeaders) -> bool:
+        """Known as published by the Message-ID in its headers: skipped without fetching its body."""
+        return head.message_id is not None and head.message_id in self._recent
+
+    def _precheck(self) -> Admission | None:
+        """The quota's refusal when the tenant could not take even a one-alert mail now (counted as a deferral of
+        one alert), else None: then a mail may pass and its body is worth fetching to count its alerts."""
+        if self._quota is None:
+            return None
+        admission = self._quota.precheck(self.config.tenant, source="imap")
+        return None if admission.admitted else admission
+
+    async def _fetch_bodies(self, session: ImapSession, ahead: list[int], fetched: set[int],
+                            envelopes: dict[int, Envelope]) -> dict[int, bytes]:
+        """The next bodies, from the first of ``ahead`` (in UID order): at most ``fetch_budget_bytes`` (at least
+        one mail) and, with a quota, no more mails than the tenant could take now (each costs at least one alert),
+        so bodies of mails that will have to wait are not downloaded. Adds them to ``fetched``."""
+        room = self._quota.room(self.config.tenant) if self._quota is not None else None
+        uids = [uid for uid in ahead if uid not in fetched]
+        if room is not None:
+            uids = uids[: max(1, room)]
+        group = _budget_groups(uids, envelopes, self.config.fetch_budget_bytes)[0]
+        fetched.update(group)
+        bodies = await self._in_thread(session.bodies, group)
+        self.stats.bodies_fetched += len(bodies)
+        return bodies
+
+    def _defer(self, uid: int, admission: Admission, *, fetched: bool) -> float:
+        """This mail and every later one stay in the folder, unread; the checkpoint stops before it. The wait."""
+        cfg = self.config
+        self.stats.deferred += 1
+        logger.info("IMAP %s UID %d deferred (%s%s): tenant %s, retry in %.0fs", cfg.mailbox_id, uid,
+                    admission.reason, "" if fetched else ", body not fetched", cfg.tenant, admission.retry_after_s)
+        return admission.retry_after_s
 
     async def _publish_mail(self, uid: int, message_id: str, env: Envelope, head: MailHeaders, body: bytes) -> bool:
         cfg = self.config

@@ -8,7 +8,8 @@ delta checkpoint is written only after every mail of the catch-up was acked.
 
 A tenant over its ingest quota or its fair share of the intake budget is deferred on both paths, never
 dropped: a notified mail stays in the spool, and a catch-up stops before the first mail it may not take,
-keeps the previous deltaLink and stays due, so the next round (or the next process) pages from there.
+keeps the previous deltaLink and stays due; the next round resumes at the delta page it stopped on (a new
+process, or a page link Graph no longer serves, pages from the deltaLink again).
 A mail costs the alerts it carries (``producers.mail.alert_count``), so its MIME is fetched before the
 tenant's turn is decided; a deferred mail is fetched again when its turn comes.
 """
@@ -21,6 +22,7 @@ import json
 import logging
 import random
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.header import decode_header, make_header
 from email.parser import BytesHeaderParser
@@ -31,6 +33,7 @@ from producers.mail.alert_count import MailCost
 from producers.msgraph.client import GraphClient
 from producers.msgraph.config import MailboxConfig, MsgraphConfig
 from producers.msgraph.errors import (
+    GraphAuthError,
     GraphError,
     GraphNotFoundError,
     GraphThrottledError,
@@ -92,6 +95,22 @@ def mail_headers(mime: bytes) -> tuple[str | None, str | None, str | None]:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class _DeltaResume:
+    """Where an unfinished delta catch-up goes on: ``link`` is the page it stopped on (the page holding the first
+    mail its tenant could not take, or the one a failure interrupted), every mail of the pages before it taken.
+
+    Valid only for the walk from the checkpoint ``base`` (the deltaLink, None for the initial sync) it began at;
+    ``not_before`` carries a resync's cut-off (after an expired delta token). The position within the page is not
+    kept: the page's earlier mails are in the recent ids and are skipped without a request, which stays right even
+    if Graph orders the page differently the second time.
+    """
+
+    base: str | None
+    link: str
+    not_before: datetime | None
+
+
 class GraphIngest:
     """Per-process ingest state for all configured mailboxes: delta links, recent ids, the spool."""
 
@@ -129,6 +148,8 @@ class GraphIngest:
         self._drain_lock = asyncio.Lock()
         #: Mailboxes whose last catch-up failed; the maintenance loop tries them again.
         self._catch_up_due: set[str] = set()
+        #: Per mailbox, where an unfinished catch-up goes on (in memory only: a restart pages from the checkpoint).
+        self._resume: dict[str, _DeltaResume] = {}
 
     @property
     def subscriptions(self) -> SubscriptionManager:
@@ -338,29 +359,48 @@ class GraphIngest:
         messages received since the last checkpoint (minus a day), deduplicated.
 
         A mail its tenant may not take now (quota, fair share of the intake budget) ends the catch-up before
-        it: nothing after it is fetched, the deltaLink stays where it was and the mailbox stays due, so the next
-        maintenance round pages from the same link again (what was published meanwhile is skipped unfetched).
+        it: nothing after it is fetched, the deltaLink stays where it was and the mailbox stays due. The next
+        round (in this process) resumes at the page that held that mail instead of paging from the checkpoint
+        again; a restart, or a page link Graph no longer serves, pages from the checkpoint as before. Either
+        way what was published meanwhile is skipped unfetched.
         """
         self._catch_up_due.add(mailbox.mailbox_id)
         published = 0
         deferred = False
         async with self._locks[mailbox.mailbox_id]:
             previous = self._delta.get(mailbox.mailbox_id)
-            link = previous.delta_link if previous and previous.delta_link else None
-            publish = link is not None or mailbox.initial_position == "all"
-            not_before: datetime | None = None
-            if link is None:
-                link = self._client.delta_start(mailbox.user, mailbox.folder)
+            base = previous.delta_link if previous and previous.delta_link else None
+            publish = base is not None or mailbox.initial_position == "all"
+            start = base if base is not None else self._client.delta_start(mailbox.user, mailbox.folder)
+            resume = self._resume.get(mailbox.mailbox_id)
+            if resume is not None and resume.base != base:
+                resume = None  # it continued a walk from another checkpoint
+            link = resume.link if resume is not None else start
+            not_before: datetime | None = resume.not_before if resume is not None else None
+            # Resuming at the checkpoint's own link is what a fresh walk does: its 410 means a resync, as before.
+            resuming = resume is not None and link != start
             while True:
                 try:
                     page = await self._client.delta_page(link)
                 except GraphError as exc:
+                    if resuming and not exc.retriable and not isinstance(exc, GraphAuthError):
+                        # Graph no longer serves the page the last round stopped at (an expired skip token):
+                        # page from the checkpoint, as a new process would.
+                        logger.warning("the delta page where the catch-up of %s stopped is no longer served (%s); "
+                                       "paging from the checkpoint again", mailbox.mailbox_id, exc)
+                        self._resume.pop(mailbox.mailbox_id, None)
+                        resuming, link, not_before = False, start, None
+                        continue
                     if exc.status != 410 or previous is None or not_before is not None:
                         raise
                     logger.warning("delta token of %s expired; resyncing the folder", mailbox.mailbox_id)
                     not_before = previous.updated_at - timedelta(days=1)
                     link = self._client.delta_start(mailbox.user, mailbox.folder)
                     continue
+                resuming = False
+                # Every mail of the pages before this one was taken (or skipped for good): a round that stops on
+                # this page (deferred, or failed) may go on from here, within this process.
+                self._resume[mailbox.mailbox_id] = _DeltaResume(base, link, not_before)
                 for item in page.items:
                     if item.removed or not publish:
                         continue
@@ -381,10 +421,12 @@ class GraphIngest:
                     continue
                 assert page.delta_link is not None  # delta_page guarantees one of the two
                 await self._save_checkpoint(mailbox, page.delta_link)
+                self._resume.pop(mailbox.mailbox_id, None)
                 break
         if deferred:
             logger.info("delta catch-up of %s published %d mails and waits for its tenant's quota or share; the "
-                        "deltaLink stays", mailbox.mailbox_id, published)
+                        "deltaLink stays, the next round resumes at the page it stopped on", mailbox.mailbox_id,
+                        published)
             return published
         self._catch_up_due.discard(mailbox.mailbox_id)
         logger.info("delta catch-up of %s published %d mails", mailbox.mailbox_id, published)

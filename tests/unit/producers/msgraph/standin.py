@@ -5,7 +5,7 @@ Implements, as documented: OpenID discovery and the client-credentials token end
 ``/v1.0/subscriptions`` (GET list, POST create with the 4230-minute cap, PATCH renew,
 DELETE, POST ``/reauthorize``); ``/v1.0/users/{id}/messages/{id}/$value`` (MIME bytes);
 ``/v1.0/users/{id}/mailFolders/{folder}/messages/delta`` with ``@odata.nextLink`` paging
-(``$skiptoken``) until an ``@odata.deltaLink`` (``$deltatoken``), 410 for expired tokens;
+(``$skiptoken``) until an ``@odata.deltaLink`` (``$deltatoken``), 410 for expired delta and skip tokens;
 bearer tokens that can be expired (401). Faults (429 + Retry-After, 503, 404) are queued
 per method+path with :meth:`GraphStandIn.fail_next`.
 """
@@ -66,9 +66,15 @@ class GraphStandIn:
     token_requests: int = 0
     requests: list[tuple[str, str]] = field(default_factory=list)
     expired_delta_tokens: set[str] = field(default_factory=set)
+    #: ``$skiptoken`` values (the state of a nextLink) answered 410 from now on, as for an expired sync state.
+    expired_skip_tokens: set[str] = field(default_factory=set)
+    #: The query of every delta request, in order (``$skiptoken`` / ``$deltatoken``, or neither for a first page).
+    delta_queries: list[dict[str, str]] = field(default_factory=list)
     faults: dict[tuple[str, str], list[Fault]] = field(default_factory=dict)
     reauthorized: list[str] = field(default_factory=list)
     _seq: int = 0
+    _rounds: int = 0
+    _issued_skip_tokens: list[str] = field(default_factory=list)
 
     # ------------------------------------------------------------------ test controls
 
@@ -84,6 +90,10 @@ class GraphStandIn:
     def fail_next(self, method: str, path: str, status: int, times: int = 1, **headers: str) -> None:
         """The next ``times`` requests to ``method path`` (path after /v1.0, or 'token') get ``status``."""
         self.faults.setdefault((method, path), []).extend(Fault(status, dict(headers)) for _ in range(times))
+
+    def expire_skip_tokens(self) -> None:
+        """Every nextLink handed out so far is answered 410 ``SyncStateNotFound`` from now on."""
+        self.expired_skip_tokens.update(self._issued_skip_tokens)
 
     def expire_tokens(self) -> None:
         self.valid_tokens.clear()
@@ -202,15 +212,21 @@ class GraphStandIn:
     def _delta(self, request: Request, user: str, folder: str) -> Response:
         base = str(request.base_url).rstrip("/") + request.url.path
         query = request.query_params
+        self.delta_queries.append({k: v for k, v in query.items() if k in ("$skiptoken", "$deltatoken")})
         if "$skiptoken" in query:
-            since_s, offset_s, upto_s = query["$skiptoken"].split(".")
-            since, offset, upto = int(since_s), int(offset_s), int(upto_s)
+            if query["$skiptoken"] in self.expired_skip_tokens:
+                return error(410, "The sync state generation is not found.", gcode="SyncStateNotFound")
+            since_s, offset_s, upto_s, round_s = query["$skiptoken"].split(".")
+            since, offset, upto, sync_round = int(since_s), int(offset_s), int(upto_s), int(round_s)
         else:
             token = query.get("$deltatoken")
             if token is not None and token in self.expired_delta_tokens:
                 return error(410, "The sync state generation is not found.", gcode="SyncStateNotFound")
             since, offset = (int(token) if token is not None else 0), 0
             upto = self._seq
+            # Each round's paging state is its own (as Graph's): a new round never reuses an expired skip token.
+            self._rounds += 1
+            sync_round = self._rounds
         changed = sorted(
             (m for m in self.messages.values() if m.user == user and m.folder == folder and since < m.seq <= upto),
             key=lambda m: m.seq,
@@ -223,7 +239,9 @@ class GraphStandIn:
         ]
         body: dict[str, Any] = {"value": value}
         if offset + self.page_size < len(changed):
-            body["@odata.nextLink"] = f"{base}?$skiptoken={since}.{offset + self.page_size}.{upto}"
+            skip_token = f"{since}.{offset + self.page_size}.{upto}.{sync_round}"
+            self._issued_skip_tokens.append(skip_token)
+            body["@odata.nextLink"] = f"{base}?$skiptoken={skip_token}"
         else:
             body["@odata.deltaLink"] = f"{base}?$deltatoken={upto}"
         return JSONResponse(body)
