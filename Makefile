@@ -12,6 +12,7 @@ $(BIN)/python:
 	$(BIN)/pip install -q --upgrade pip
 
 $(RUN_STAMP): pyproject.toml | $(BIN)/python
+	@echo "installing rcaflow and its dependencies into $(VENV) (again only when pyproject.toml changes)"
 	$(BIN)/pip install -q -e .
 	touch $@
 

@@ -200,9 +200,10 @@ def build_incidents_router(
 
     async def decide(action_id: str, request: Request, decision: Decision) -> JSONResponse:
         if steps is None:
-            return JSONResponse({"detail": "API approvals are not configured (security.approval_key and "
-                                           "approvals.api_tokens)", "reason": RejectionReason.NOT_CONFIGURED.value},
-                                status_code=404)
+            return JSONResponse({"detail": "API approvals are not configured: give the approver a token "
+                                           "(RCAFLOW_APPROVALS__API_TOKENS__<TENANT>__<NAME>) and list api:<name> in "
+                                           "approvals.approvers.<tenant> (docs/incidents-api.md)",
+                                 "reason": RejectionReason.NOT_CONFIGURED.value}, status_code=404)
         try:
             who = approver_tokens.who(request.headers.get("authorization"))
             if who is None:

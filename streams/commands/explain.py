@@ -109,7 +109,8 @@ def _print_human(path: Path, report: dict[str, Any]) -> None:
                    + (f"\n      {line[:300]}" if line else ""))
     for act in report["actions"]:
         params = ", ".join(f"{k}={v}" for k, v in act["params"].items())
-        click.echo(f"  action {act['name']} ({act['tool']} {params}) risk={act['risk']}: {act['would']}")
+        why = f" ({act['reason']})" if act["state"] == ActionState.REJECTED.value and act["reason"] else ""
+        click.echo(f"  action {act['name']} ({act['tool']} {params}) risk={act['risk']}: {act['would']}{why}")
     if not report["actions"]:
         click.echo("  no actions")
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import click
 
 from streams.commands.context import settings_of
@@ -24,7 +26,26 @@ def run(ctx: click.Context) -> None:
             "Ctrl-C stops.",
             err=True,
         )
-        stack.wait()
+        api_url = f"http://{settings.api.host}:{settings.api.port}"
+        worker_url = f"http://{settings.worker.metrics_host}:{settings.worker.metrics_port}"
+        me = sys.argv[0] if sys.argv[0].endswith("rcaflow") else "rcaflow"  # .venv/bin/rcaflow under `make run`
+        stack.wait(
+            ready=lambda: _answers(f"{api_url}/readyz") and (not settings.worker.metrics_port
+                                                             or _answers(f"{worker_url}/readyz")),
+            on_ready=lambda: click.echo(
+                f"rcaflow ready: send alerts to {api_url} (README), see them with `{me} incidents` or "
+                f"{api_url}/console; for `{me} topic read/stats/replay/audit verify` in another shell: "
+                f"export KAFKA_BOOTSTRAP_SERVERS={stack.bootstrap}", err=True))
+
+
+def _answers(url: str) -> bool:
+    """Whether a role's /readyz says 200: the `ready` line is what a new user waits for before the first alert."""
+    import httpx
+
+    try:
+        return httpx.get(url, timeout=1, trust_env=False).status_code == 200  # loopback: never via a proxy
+    except httpx.HTTPError:
+        return False
 
 
 @click.command()

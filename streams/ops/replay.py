@@ -215,7 +215,15 @@ def run_replay(settings: Settings, *, topic: str, window: Window, with_llm: bool
             click.echo(f"replay: {len(copied)} record(s) of {spec.full_name(source_prefix)} into shadow prefix "
                        f"{shadow!r} (executor dry run, no chat, LLM {'on' if with_llm else 'off'})", err=True)
             if not copied:
+                if spec is RAW_MAIL:  # the first replay after trying POST /events finds nothing here
+                    click.echo("replay: alerts from POST /events and /webhook skip raw-mail: --topic normalized",
+                               err=True)
                 return 0
+            unscoped = sorted(name for name, tenant in settings.tenants.items() if not tenant.namespaces)
+            if unscoped:  # as in the deployment: say why every action will read "rejected"
+                click.echo(f"replay: no namespaces for tenant(s) {', '.join(unscoped)}: read-only, so their actions "
+                           "show as rejected (`make run` gives 'default' every namespace: "
+                           "RCAFLOW_TENANTS__DEFAULT__NAMESPACES='[\"*\"]'; docs/policies.md)", err=True)
             env = shadow_env(shadow, bootstrap, Path(tmp), with_llm=with_llm)
             # The shadow roles read the deployment's --config and --secrets-dir too; an environment variable
             # cannot take a section away from those, so notify and approvals are reset explicitly.

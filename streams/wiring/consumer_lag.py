@@ -90,9 +90,12 @@ class ConsumerLag(Collector):
         return partition_lag(committed, ends)
 
     def _loop(self) -> None:
-        while not self._stop.is_set():
+        # The first round waits too: librdkafka (2.x, issue #5040) crashes the whole process (SIGSEGV in
+        # rd_kafka_cgrp_op) when an admin OffsetFetch is answered NOT_COORDINATOR, which a fresh broker does
+        # while the group's coordinator is still loading; by the first round the process's own consumer has
+        # joined its group and the coordinator is up.
+        while not self._stop.wait(self._every_s):
             self.refresh()
-            self._stop.wait(self._every_s)
 
     def start(self) -> threading.Thread:
         thread = threading.Thread(target=self._loop, name="consumer-lag", daemon=True)

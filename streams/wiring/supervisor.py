@@ -19,7 +19,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -219,8 +219,8 @@ class Stack:
                 hint = f"; see {log}" if log is not None else ""
                 raise SupervisorError(f"{role} exited with code {code}{why}{hint}")
 
-    def wait(self) -> None:
-        """Block until Ctrl-C/SIGTERM or until a role dies."""
+    def wait(self, ready: Callable[[], bool] | None = None, on_ready: Callable[[], None] | None = None) -> None:
+        """Block until Ctrl-C/SIGTERM or until a role dies; call ``on_ready`` once, when ``ready()`` first holds."""
         stop = False
 
         def on_signal(signum: int, frame: object) -> None:
@@ -231,6 +231,10 @@ class Stack:
         try:
             while not stop:
                 self.check()
+                if ready is not None and ready():
+                    ready = None
+                    if on_ready is not None:
+                        on_ready()
                 time.sleep(0.5)
         except KeyboardInterrupt:
             logger.info("interrupted; stopping")

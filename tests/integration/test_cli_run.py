@@ -94,6 +94,10 @@ def test_run_starts_an_embedded_broker_serves_events_and_stops_cleanly(tmp_path:
             timeout=90, what="the RCA result of the posted event",
         )
         reader.close()
+        # The line a new user waits for: everything answers, and where the CLI in another shell finds the broker.
+        while time.monotonic() < deadline and "rcaflow ready:" not in log.read_text():
+            time.sleep(0.5)
+        assert f"export KAFKA_BOOTSTRAP_SERVERS={bootstrap}" in log.read_text(), log.read_text()[-3000:]
     finally:
         proc.send_signal(signal.SIGINT)
         code = proc.wait(60)

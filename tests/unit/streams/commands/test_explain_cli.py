@@ -56,3 +56,12 @@ def test_a_mail_without_alerts_says_why(tmp_path: Path) -> None:
     code, out = _run(str(mail))
     assert code != 0
     assert "no alert found" in out
+
+
+def test_a_refused_action_says_why() -> None:
+    # As a new user runs it: the default tenant has no namespaces yet, so it is read-only.
+    result = CliRunner().invoke(cli, ["explain", str(SAMPLES / "etcd_latency.eml")],
+                                env={"QWEN_API_KEY": "", "RCAFLOW_TENANTS__DEFAULT__NAMESPACES": "[]"})
+    assert result.exit_code == 0, result.output
+    assert "restart_etcd_member" in result.output
+    assert "refused by the policy (outside tenant scope: tenant default has no namespaces" in result.output
