@@ -44,7 +44,7 @@ from schemas.records import ActionEvent, ActionState
 from schemas.topics import ACTIONS, DEAD_LETTER
 from streams.errors import StreamsError
 from streams.executor.ledger import LEDGER_SCAN_CONFIG, ActionLedger, scan_targets, scan_to_end
-from streams.executor.metrics import ExecutorMetrics
+from streams.executor.metrics import ExecutorMetrics, outcome_of
 from streams.executor.offsets import OffsetTracker
 from streams.executor.rollbacks import rollback_action, rollback_id, rolled_back
 from streams.executor.verify import ActionRefusedError, ActionVerifier, RefusalReason
@@ -333,7 +333,8 @@ class ExecutorService:
                 f"{final.result}\nrolling back by itself (policy on_failure: undo) as action "
                 f"{rollback_id(action.action_id)}")})
         await self._write(final)
-        logger.info("executor: %s %s -> %s", action.name, action.action_id, final.state.value,
+        # A preview logs "dry_run", never "succeeded": it changed nothing (the metrics say the same).
+        logger.info("executor: %s %s -> %s", action.name, action.action_id, outcome_of(final),
                     extra={"action_id": action.action_id, "tenant": action.tenant})
         if self._on_outcome:
             self._on_outcome(final)
