@@ -74,10 +74,11 @@ class SpoolError(GraphError):
 
 
 class TenantDeferredError(ProducerError):
-    """A fetched mail's tenant may not take its alerts now (ingest quota, fair share of the intake budget).
+    """A mail's tenant may not take its alerts now (ingest quota, fair share of the intake budget).
 
     Control flow, not a failure: the mail is not published, its spool entry stays or the catch-up stops before
-    it, and a later round takes it. Raised only after counting the mail's alerts, which needs its MIME.
+    it, and a later round takes it. Raised before fetching the mail when its tenant could not take even a
+    one-alert mail, else after counting the mail's alerts, which needs its MIME.
     """
 
     retriable = True

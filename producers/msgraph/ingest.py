@@ -10,8 +10,11 @@ A tenant over its ingest quota or its fair share of the intake budget is deferre
 dropped: a notified mail stays in the spool, and a catch-up stops before the first mail it may not take,
 keeps the previous deltaLink and stays due; the next round resumes at the delta page it stopped on (a new
 process, or a page link Graph no longer serves, pages from the deltaLink again).
-A mail costs the alerts it carries (``producers.mail.alert_count``), so its MIME is fetched before the
-tenant's turn is decided; a deferred mail is fetched again when its turn comes.
+A mail costs the alerts it carries (``producers.mail.alert_count``), counted from its MIME. So before fetching
+a mail the quota is asked whether the tenant could take even a one-alert mail now (nothing taken): if not, the
+mail is deferred without being fetched, and a throttled tenant's waiting mails are not downloaded round after
+round. Only a mail the tenant could take one alert of but not all of its alerts (a digest, a nearly empty bucket)
+is fetched, counted, deferred and fetched again when its turn comes.
 """
 
 from __future__ import annotations
@@ -47,7 +50,7 @@ from producers.msgraph.spool import Spool
 from producers.msgraph.subscriptions import SubscriptionManager
 from producers.oversize import oversize_dead_letter
 from producers.publisher import Publisher, PublishError
-from producers.quota import IngestQuota
+from producers.quota import Admission, IngestQuota
 from producers.recent_ids import RecentIds
 from schemas.limits import MAX_MAIL_BYTES
 from schemas.records import Checkpoint, DeadLetter, RawMail, SourceKind
@@ -150,6 +153,8 @@ class GraphIngest:
         self._catch_up_due: set[str] = set()
         #: Per mailbox, where an unfinished catch-up goes on (in memory only: a restart pages from the checkpoint).
         self._resume: dict[str, _DeltaResume] = {}
+        #: Per mailbox, the MIME downloads (``$value`` answers) since start: what a throttled tenant costs Graph.
+        self._bodies_fetched: dict[str, int] = dict.fromkeys(self._mailboxes, 0)
 
     @property
     def subscriptions(self) -> SubscriptionManager:
@@ -157,6 +162,11 @@ class GraphIngest:
 
     def mailbox(self, mailbox_id: str) -> MailboxConfig:
         return self._mailboxes[mailbox_id]
+
+    @property
+    def bodies_fetched(self) -> dict[str, int]:
+        """Per mailbox, the mails whose MIME was downloaded since start (a copy; the metric reads it)."""
+        return dict(self._bodies_fetched)
 
     def delta_link(self, mailbox_id: str) -> str | None:
         checkpoint = self._delta.get(mailbox_id)
@@ -244,11 +254,26 @@ class GraphIngest:
         admission = self._quota.admit(mailbox.tenant, cost, source="msgraph")
         if admission.admitted:
             return True
+        self._deferred(mailbox, what, admission, fetched=True)
+        return False
+
+    def _precheck(self, mailbox: MailboxConfig, what: str) -> None:
+        """Before fetching a mail: raise :class:`TenantDeferredError` when its tenant could not take even a
+        one-alert mail now (any larger count would be refused too), so the mail is not downloaded only to wait.
+        The quota counts such a deferral as one alert, the least a mail costs; nothing is taken either way."""
+        if self._quota is None:
+            return
+        admission = self._quota.precheck(mailbox.tenant, source="msgraph")
+        if not admission.admitted:
+            self._deferred(mailbox, what, admission, fetched=False)
+            raise TenantDeferredError(mailbox.tenant)
+
+    def _deferred(self, mailbox: MailboxConfig, what: str, admission: Admission, *, fetched: bool) -> None:
+        """Log a deferral and remember its wait, so the maintenance round comes back when it has passed."""
         wait = admission.retry_after_s
         self._deferred_for = wait if self._deferred_for is None else min(self._deferred_for, wait)
-        logger.info("%s of %s deferred (%s): tenant %s, retry in %.0fs", what, mailbox.mailbox_id,
-                    admission.reason, mailbox.tenant, wait)
-        return False
+        logger.info("%s of %s deferred (%s%s): tenant %s, retry in %.0fs", what, mailbox.mailbox_id,
+                    admission.reason, "" if fetched else ", not fetched", mailbox.tenant, wait)
 
     async def _dead_letter(self, key: str, entry: dict[str, Any], exc: Exception) -> bool:
         """Keep a notification that can never be processed where people look; True once it is there."""
@@ -307,6 +332,9 @@ class GraphIngest:
         recent = self._recent[mailbox.mailbox_id]
         if self._published_before(mailbox, message_id, internet_id):
             return False
+        # Asked before the download: a mail that turns out deleted, too large or published under its header's
+        # Message-ID is found so once its tenant may take a mail again (it waits, it is not lost or repeated).
+        self._precheck(mailbox, f"message {(internet_id or message_id)[:80]}")
         try:
             # Never above what raw-mail holds, whatever the configuration says.
             limit = min(self._config.max_message_bytes, MAX_MAIL_BYTES)
@@ -316,9 +344,11 @@ class GraphIngest:
                            mailbox.mailbox_id)
             return False
         except MailTooLargeError as exc:
+            self._bodies_fetched[mailbox.mailbox_id] += 1
             await self._dead_letter_oversize(mailbox, exc)
             recent.add(f"g:{message_id}")  # dead-lettered once: not fetched again by the next drain
             return False
+        self._bodies_fetched[mailbox.mailbox_id] += 1
         header_id, subject, sender = mail_headers(mime)
         rfc_id = header_id or internet_id or f"<{message_id}@graph.invalid>"
         if f"m:{rfc_id}" in recent:
@@ -359,10 +389,11 @@ class GraphIngest:
         messages received since the last checkpoint (minus a day), deduplicated.
 
         A mail its tenant may not take now (quota, fair share of the intake budget) ends the catch-up before
-        it: nothing after it is fetched, the deltaLink stays where it was and the mailbox stays due. The next
-        round (in this process) resumes at the page that held that mail instead of paging from the checkpoint
-        again; a restart, or a page link Graph no longer serves, pages from the checkpoint as before. Either
-        way what was published meanwhile is skipped unfetched.
+        it: nothing after it is fetched (nor the mail itself while the tenant could take no mail at all), the
+        deltaLink stays where it was and the mailbox stays due. The next round (in this process) resumes at the
+        page that held that mail instead of paging from the checkpoint again; a restart, or a page link Graph no
+        longer serves, pages from the checkpoint as before. Either way what was published meanwhile is skipped
+        unfetched.
         """
         self._catch_up_due.add(mailbox.mailbox_id)
         published = 0

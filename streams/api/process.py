@@ -122,9 +122,10 @@ def build_api(
 
         ingest = build_msgraph(settings.msgraph, publisher, make_async_client(settings.http), quota=quota,
                                mail_cost=build_mail_cost(settings) if quota is not None else None)
-        from producers.msgraph.metrics import SubscriptionExpiryCollector
+        from producers.msgraph.metrics import BodiesFetchedCollector, SubscriptionExpiryCollector
 
         registry.register(SubscriptionExpiryCollector(ingest.subscriptions))
+        registry.register(BodiesFetchedCollector(ingest))
         app_routers.append(create_msgraph_router(ingest))
         reader = KafkaCheckpointReader(bootstrap, codec, prefix=settings.kafka.topic_prefix, extra=client)
         lifespans.append(_as_none(msgraph_running(ingest, reader, loops=loops)))
