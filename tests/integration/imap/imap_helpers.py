@@ -84,6 +84,16 @@ service stats {{
 
 
 
+class Clock:
+    """A quota's clock the test moves by hand: refills happen when the test says, not when the machine is slow."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 @dataclass
 class Dovecot(MailboxOps):
     """One dovecot master in the foreground; ``stop``/``start`` keep the Maildir and the port."""

@@ -16,8 +16,7 @@ from producers.imap.state import KafkaCheckpointReader
 from producers.publisher import KafkaPublisher
 from producers.quota import QUOTA_EXCEEDED, IngestQuota, QuotaLimit
 from schemas.records import DeadLetter, RawMail
-from tests.integration.imap.imap_helpers import Dovecot, KafkaForImap, imap_config
-from tests.integration.imap.test_imap_fair_share import Clock, wait_until_the_topics_answer
+from tests.integration.imap.imap_helpers import Clock, Dovecot, KafkaForImap, imap_config, wait_until_the_topics_answer
 
 pytestmark = pytest.mark.integration
 

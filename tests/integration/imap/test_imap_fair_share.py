@@ -17,6 +17,7 @@ from producers.publisher import KafkaPublisher
 from producers.quota import OVER_FAIR_SHARE, IngestQuota
 from schemas.records import DeadLetter, RawMail
 from tests.integration.imap.imap_helpers import (
+    Clock,
     Dovecot,
     KafkaForImap,
     imap_config,
@@ -29,14 +30,6 @@ pytestmark = pytest.mark.integration
 STORMY = "INBOX/Acme"
 QUIET = "INBOX/Globex"
 DONE = "INBOX/Done"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def test_mails_over_the_share_stay_in_the_folder_while_the_other_tenant_flows(

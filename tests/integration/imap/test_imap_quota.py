@@ -14,6 +14,7 @@ from producers.publisher import KafkaPublisher
 from producers.quota import IngestQuota, QuotaLimit
 from schemas.records import RawMail
 from tests.integration.imap.imap_helpers import (
+    Clock,
     Dovecot,
     KafkaForImap,
     imap_config,
@@ -23,14 +24,6 @@ from tests.integration.imap.imap_helpers import (
 from tests.integration.imap.test_imap_producer import FOLDER
 
 pytestmark = pytest.mark.integration
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def test_mails_over_the_quota_stay_unread_until_the_quota_allows(dovecot: Dovecot, kafka: KafkaForImap) -> None:

@@ -22,13 +22,13 @@ from producers.publisher import KafkaPublisher
 from producers.quota import OVER_FAIR_SHARE, QUOTA_EXCEEDED, IngestQuota, QuotaLimit
 from schemas.records import DeadLetter, RawMail
 from tests.integration.imap.imap_helpers import (
+    Clock,
     Dovecot,
     KafkaForImap,
     imap_config,
     make_mail,
     wait_until_the_topics_answer,
 )
-from tests.integration.imap.test_imap_fair_share import Clock
 
 pytestmark = pytest.mark.integration
 
