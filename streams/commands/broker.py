@@ -250,6 +250,9 @@ def status(ctx: click.Context, *, data_dir: Path) -> None:
     state = _load(data_dir)
     if state is None or not state.alive():
         click.echo(f"no broker is running from {data_dir}")
+        # The broker `rcaflow run` starts for itself is not one of these: its ready line names its bootstrap.
+        click.echo("# `rcaflow broker` manages brokers it started (`rcaflow broker start`); the one `rcaflow run` "
+                   "starts lives and ends with it, and its 'rcaflow ready' line gives KAFKA_BOOTSTRAP_SERVERS")
         click.get_current_context().exit(1)
     answering = metadata_ok(state.bootstrap, timeout=5.0, security=librdkafka_security(_security(ctx)))
     _announce(state)
