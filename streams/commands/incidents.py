@@ -83,11 +83,16 @@ def incidents(ctx: click.Context, state: str | None, alert_class: str | None, cl
     if as_json:
         click.echo(json.dumps(page, ensure_ascii=False))
         return
-    for item in page.get("items", []):
+    items = page.get("items", [])
+    # Columns as wide as this page's widest value (at least the old fixed widths): long class names and
+    # cluster names must not push the later columns out of line.
+    class_w = max([24, *(len(str(i["alert_class"])) for i in items)])
+    cluster_w = max([20, *(len(str(i.get("cluster") or "-")) for i in items)])
+    for item in items:
         count = item["actions_awaiting_approval"]
         waiting = f"  {count} awaiting approval" if count else ""
-        click.echo(f"{item['incident_id']}  {item['state']:<8} {item['alert_class']:<24} "
-                   f"{item.get('cluster') or '-':<20} x{item['count']:<4} {item['opened_at']}{waiting}")
+        click.echo(f"{item['incident_id']}  {item['state']:<8} {item['alert_class']:<{class_w}} "
+                   f"{item.get('cluster') or '-':<{cluster_w}} x{item['count']:<4} {item['opened_at']}{waiting}")
     if page.get("next_cursor"):
         click.echo(f"more: --cursor {page['next_cursor']}", err=True)
 
