@@ -9,6 +9,12 @@ request then times out, it fails the batch, and reconnects; every other connecti
 and lets produce requests for the topic through again. :meth:`KafkaProxy.hold_produce_from` does the same
 to every connection of one client (by the ``client.id`` in the request header) that produces anything, for as
 long as it is armed: a broker that works for everyone but one producer instance.
+:meth:`KafkaProxy.delay_produce_from` holds instead of swallowing: a connection of that client stops at its first
+Produce request and forwards it, and whatever the client sent after it, only at :meth:`KafkaProxy.deliver_delayed`
+(a broker that takes one producer's records late, so a test can time something else inside one publish).
+:meth:`KafkaProxy.answer_offset_fetch_from` answers the next OffsetFetch requests of one client itself, with a
+group error such as NOT_COORDINATOR, as a broker does while the group's coordinator moves (loading after a start,
+at a rolling restart). :meth:`KafkaProxy.api_keys_from` tells which requests a client sent.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ import asyncio
 import contextlib
 import struct
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +33,7 @@ from streams.broker.kafka_maven import KafkaMavenBroker
 from streams.broker.select import decide
 
 PRODUCE = 0
+OFFSET_FETCH = 9
 
 
 class KafkaProxy:
@@ -39,6 +46,16 @@ class KafkaProxy:
         self._client_id: bytes | None = None
         self._held: list[asyncio.StreamWriter] = []
         self.swallowed = threading.Event()
+        self._delayed_client_id: bytes | None = None
+        #: Set when a Produce request of the delayed client is being held.
+        self.delayed = threading.Event()
+        self._deliver = asyncio.Event()
+        self._offset_fetch_client_id: bytes | None = None
+        self._offset_fetch_error = 0
+        self._offset_fetch_left = 0
+        #: How many OffsetFetch requests the proxy answered itself.
+        self.offset_fetch_answered = 0
+        self._api_keys: dict[bytes, set[int]] = {}
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="kafka-proxy", daemon=True)
         self._server: asyncio.Server | None = None
@@ -73,6 +90,41 @@ class KafkaProxy:
         self.swallowed.clear()
         self._client_id = client_id.encode("utf-8")
 
+    def delay_produce_from(self, client_id: str) -> None:
+        """Every connection of the client ``client_id`` stops at its first Produce request until
+        :meth:`deliver_delayed`, which forwards what it held, in order (late, not lost)."""
+        self.delayed.clear()
+
+        def run() -> None:
+            self._deliver.clear()
+            self._delayed_client_id = client_id.encode("utf-8")
+
+        asyncio.run_coroutine_threadsafe(_call(run), self._loop).result(10)
+
+    def deliver_delayed(self) -> None:
+        """Forwards the held Produce requests (and what followed them) and stops delaying."""
+
+        def run() -> None:
+            self._delayed_client_id = None
+            self._deliver.set()
+
+        self._loop.call_soon_threadsafe(run)
+
+    def answer_offset_fetch_from(self, client_id: str, error_code: int, times: int) -> None:
+        """The next ``times`` OffsetFetch requests (API key 9) of the client ``client_id`` get an answer from the
+        proxy with ``error_code`` for the group (16: NOT_COORDINATOR) and never reach the broker."""
+
+        def run() -> None:
+            self._offset_fetch_client_id = client_id.encode("utf-8")
+            self._offset_fetch_error = error_code
+            self._offset_fetch_left = times
+
+        asyncio.run_coroutine_threadsafe(_call(run), self._loop).result(10)
+
+    def api_keys_from(self, client_id: str) -> set[int]:
+        """The API keys of every request the client ``client_id`` sent through the proxy so far."""
+        return set(self._api_keys.get(client_id.encode("utf-8"), ()))
+
     def release(self) -> None:
         def run() -> None:
             self._pattern = None
@@ -95,6 +147,13 @@ class KafkaProxy:
                 head = await reader.readexactly(4)
                 frame = await reader.readexactly(struct.unpack(">i", head)[0])
                 (api_key,) = struct.unpack(">h", frame[:2])
+                self._api_keys.setdefault(_client_id(frame), set()).add(api_key)
+                if api_key == OFFSET_FETCH and self._answers(frame):
+                    self._offset_fetch_left -= 1
+                    self.offset_fetch_answered += 1
+                    writer.write(_offset_fetch_error(frame, self._offset_fetch_error))  # whole: see _pipe
+                    await writer.drain()
+                    continue
                 if api_key == PRODUCE and self._holds(frame):
                     self._held.append(writer)
                     self.swallowed.set()
@@ -102,6 +161,10 @@ class KafkaProxy:
                     while await reader.read(65536):
                         pass
                     return
+                if api_key == PRODUCE and self._delays(frame):
+                    self.delayed.set()
+                    # Nothing more is read from this client until then: what it sends next queues up behind.
+                    await self._deliver.wait()
                 up_writer.write(head + frame)
                 await up_writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError, OSError):
@@ -113,20 +176,95 @@ class KafkaProxy:
 
     def _holds(self, frame: bytes) -> bool:
         """Whether this Produce request is one to swallow: it names the held topic, or comes from the held
-        client (request header: api key, api version, correlation id, then client_id as int16 length + bytes)."""
+        client."""
         if self._pattern is not None and self._pattern in frame:
             return True
-        if self._client_id is None or len(frame) < 10:
-            return False
-        (length,) = struct.unpack(">h", frame[8:10])
-        return length >= 0 and frame[10:10 + length] == self._client_id
+        return _sent_by(frame, self._client_id)
+
+    def _answers(self, frame: bytes) -> bool:
+        """Whether this OffsetFetch request is one the proxy answers itself."""
+        return self._offset_fetch_left > 0 and _sent_by(frame, self._offset_fetch_client_id)
+
+    def _delays(self, frame: bytes) -> bool:
+        """Whether this Produce request is one to hold until :meth:`deliver_delayed`."""
+        return _sent_by(frame, self._delayed_client_id)
 
     @staticmethod
     async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        with contextlib.suppress(ConnectionError, OSError):
-            while data := await reader.read(65536):
-                writer.write(data)
+        # Whole responses, one write each: an answer the proxy gives itself never lands inside one.
+        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError, OSError):
+            while True:
+                head = await reader.readexactly(4)
+                writer.write(head + await reader.readexactly(struct.unpack(">i", head)[0]))
                 await writer.drain()
+
+
+def _sent_by(frame: bytes, client_id: bytes | None) -> bool:
+    """Whether the request came from ``client_id`` (request header: api key, api version, correlation id, then
+    client_id as int16 length + bytes)."""
+    if client_id is None or len(frame) < 10:
+        return False
+    (length,) = struct.unpack(">h", frame[8:10])
+    return length >= 0 and frame[10:10 + length] == client_id
+
+
+def _client_id(frame: bytes) -> bytes:
+    """The request's ``client_id`` (empty when there is none)."""
+    if len(frame) < 10:
+        return b""
+    (length,) = struct.unpack(">h", frame[8:10])
+    return frame[10:10 + length] if length > 0 else b""
+
+
+def _varint(data: bytes, at: int) -> tuple[int, int]:
+    """An unsigned varint of the flexible versions at ``at``: (value, where the next field starts)."""
+    value = shift = 0
+    while True:
+        byte = data[at]
+        at += 1
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return value, at
+        shift += 7
+
+
+def _uvarint(value: int) -> bytes:
+    out = bytearray()
+    while value > 0x7F:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _offset_fetch_error(frame: bytes, error_code: int) -> bytes:
+    """The OffsetFetch response (v2 to v9) to the request ``frame``: no topics, ``error_code`` for the group."""
+    version, correlation = struct.unpack(">hi", frame[2:8])
+    if version < 2:
+        raise ValueError(f"OffsetFetch v{version} has no group error")
+    flexible = version >= 6
+    body = struct.pack(">i", 0) if version >= 3 else b""  # throttle_time_ms
+    if version >= 8:  # one group: its id (read from the request), no topics, the error
+        at = 10 + max(0, struct.unpack(">h", frame[8:10])[0])
+        tags, at = _varint(frame, at)  # request header tagged fields (librdkafka sends none)
+        if tags:
+            raise ValueError("OffsetFetch request header with tagged fields")
+        _groups, at = _varint(frame, at)
+        length, at = _varint(frame, at)
+        group = frame[at:at + length - 1]
+        body += _uvarint(2) + _uvarint(len(group) + 1) + group + _uvarint(1) + struct.pack(">h", error_code)
+        body += b"\0\0"  # the group's tagged fields, the response's
+    elif flexible:  # no topics, the error, no tagged fields
+        body += bytes([1]) + struct.pack(">h", error_code) + b"\0"
+    else:
+        body += struct.pack(">ih", 0, error_code)
+    header = struct.pack(">i", correlation) + (b"\0" if flexible else b"")
+    return struct.pack(">i", len(header) + len(body)) + header + body
+
+
+async def _call(function: Callable[[], None]) -> None:
+    """Runs ``function`` on the proxy's loop (so the caller knows it took effect before going on)."""
+    function()
 
 
 class ProxiedKafka(KafkaMavenBroker):
