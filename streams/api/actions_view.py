@@ -31,6 +31,13 @@ _DECIDED = frozenset({
     ActionState.APPROVED, ActionState.REJECTED, ActionState.EXPIRED, ActionState.RUNNING,
     ActionState.SUCCEEDED, ActionState.FAILED, ActionState.ROLLED_BACK, ActionState.WITHDRAWN,
 })
+#: States an action ends in. A later record that is not one of them is late, not news: an executor whose
+#: partition moved writes its ``running`` after the new owner's outcome (tests/integration/flow/
+#: test_executor_partition_moved.py), and a decider re-deciding after a crash re-writes ``approved``.
+_FINISHED = frozenset({
+    ActionState.REJECTED, ActionState.EXPIRED, ActionState.SUCCEEDED, ActionState.FAILED, ActionState.ROLLED_BACK,
+    ActionState.WITHDRAWN,
+})
 
 
 class PendingActions(Protocol):
@@ -62,7 +69,9 @@ class InMemoryPendingActions:
         """Take one record from the actions topic (in topic order per action)."""
         with self._lock:
             known = self._latest.get(action.action_id)
-            if known is not None and known.state in _DECIDED and action.state not in _DECIDED:
+            if known is not None and (
+                    (known.state in _DECIDED and action.state not in _DECIDED)
+                    or (known.state in _FINISHED and action.state not in _FINISHED)):
                 return
             self._latest[action.action_id] = action
             self._seen += 1

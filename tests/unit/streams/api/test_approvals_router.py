@@ -157,6 +157,19 @@ def test_the_pending_view_never_moves_an_action_back_to_waiting() -> None:
     assert isinstance(got, ActionEvent) and got.state is ActionState.APPROVED
 
 
+def test_a_late_running_record_does_not_hide_the_outcome() -> None:
+    """An executor that lost the partition writes its ``running`` after the new owner's ``succeeded``."""
+    pending = InMemoryPendingActions()
+    for state in (ActionState.APPROVED, ActionState.RUNNING, ActionState.SUCCEEDED, ActionState.RUNNING,
+                  ActionState.APPROVED):
+        pending.see(action(state=state))
+    got = pending.get("act-1")
+    assert isinstance(got, ActionEvent) and got.state is ActionState.SUCCEEDED
+    pending.see(action(state=ActionState.ROLLED_BACK))  # one outcome may still follow another
+    got = pending.get("act-1")
+    assert isinstance(got, ActionEvent) and got.state is ActionState.ROLLED_BACK
+
+
 def test_a_click_on_the_details_link_button_is_acknowledged_and_decides_nothing(env: Env) -> None:
     response = post_slack(env, click_body(action_id=slack_messages.OPEN))
     assert response.status_code == 200
