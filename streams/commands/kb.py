@@ -85,7 +85,8 @@ def run(ctx: click.Context) -> None:
 
         REGISTRY.register(KbStatsCollector(store.client, settings.kb.index_prefix))
         register_build_info()
-        export_consumer_lag(client, [f"{settings.kafka.topic_prefix}{settings.kb.group_id}"])
+        export_consumer_lag(client, [f"{settings.kafka.topic_prefix}{settings.kb.group_id}"],
+                            topic_prefix=settings.kafka.topic_prefix)
         start_http_server(settings.kb.metrics_port, addr=settings.kb.metrics_host)
 
     _consume_until_stopped(settings, bootstrap, client, store, group_id=settings.kb.group_id)
@@ -127,7 +128,8 @@ def analytics(ctx: click.Context) -> None:
 
         REGISTRY.register(AnalyticsCollector(store.client, settings.kb.analytics_prefix))
         register_build_info()
-        export_consumer_lag(client, [f"{settings.kafka.topic_prefix}{settings.kb.analytics_group_id}"])
+        export_consumer_lag(client, [f"{settings.kafka.topic_prefix}{settings.kb.analytics_group_id}"],
+                            topic_prefix=settings.kafka.topic_prefix)
         start_http_server(settings.kb.analytics_metrics_port, addr=settings.kb.metrics_host)
 
     _consume_until_stopped(settings, bootstrap, client, store, group_id=settings.kb.analytics_group_id,

@@ -64,7 +64,8 @@ def run_executor(settings: Settings) -> None:
         from streams.wiring.consumer_lag import export_consumer_lag
 
         register_build_info()
-        export_consumer_lag(client, [f"{settings.kafka.topic_prefix}{settings.executor.group_id}"])
+        export_consumer_lag(client, [f"{settings.kafka.topic_prefix}{settings.executor.group_id}"],
+                            topic_prefix=settings.kafka.topic_prefix)
         start_http_server(settings.executor.metrics_port, addr=settings.executor.metrics_host)
     codec = build_codec(settings)
 

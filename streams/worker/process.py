@@ -52,14 +52,15 @@ def run_worker(settings: Settings) -> None:
     prefix = settings.kafka.topic_prefix
     # Every topic the Faust app uses, its internal ones included, exists with its record limit before it starts.
     # Also the start-up check: refused credentials end the process here, in one line (KafkaAuthError).
-    ensure_topics(bootstrap, prefix, extra=client_config(settings.kafka, bootstrap),
-                  internal=worker_topics(prefix, settings.worker.app_id, settings.worker.partitions))
+    internal = worker_topics(prefix, settings.worker.app_id, settings.worker.partitions)
+    ensure_topics(bootstrap, prefix, extra=client_config(settings.kafka, bootstrap), internal=internal)
     if settings.worker.metrics_port:
         from streams.wiring.build_info import register_build_info
         from streams.wiring.consumer_lag import export_consumer_lag
 
         register_build_info()
-        export_consumer_lag(client_config(settings.kafka, bootstrap), [f"{prefix}{settings.worker.app_id}"])
+        export_consumer_lag(client_config(settings.kafka, bootstrap), [f"{prefix}{settings.worker.app_id}"],
+                            topic_prefix=prefix, also=[topic.name for topic in internal])
         serve_health(settings.worker.metrics_port, settings.worker.metrics_host, settings.worker.stuck_after_s)
     # Faust creates only the last path component; on a fresh machine ~/.local/state/rcaflow is not there yet.
     settings.worker.data_dir.mkdir(parents=True, exist_ok=True)

@@ -52,3 +52,36 @@ def test_lag_is_high_watermark_minus_committed_per_group_and_topic(broker: objec
     samples = [s for m in registry.collect() for s in m.samples
                if s.labels.get("group", "").endswith("never-committed")]
     assert all(s.name == "rcaflow_consumer_lag_updated_timestamp_seconds" for s in samples)
+
+
+def test_only_our_topics_are_asked_about_on_a_shared_cluster(broker: object, topic_prefix: str) -> None:
+    """Another team's topic the same group name committed on is not ours: with ``kafka.topic_prefix`` set the
+    exporter reads the prefix's topics (and the named extra ones), not every topic of the cluster."""
+    bootstrap = broker.bootstrap  # type: ignore[attr-defined]
+    ours, theirs, extra = f"{topic_prefix}actions", f"other-team-{topic_prefix}actions", f"x-{topic_prefix}repart"
+    group = f"{topic_prefix}rcaflow-executor"
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    for future in admin.create_topics([NewTopic(t, num_partitions=1, replication_factor=1)
+                                       for t in (ours, theirs, extra)]).values():
+        future.result(60)
+    producer = Producer({"bootstrap.servers": bootstrap})
+    for topic in (ours, theirs, extra):
+        for _ in range(3):
+            producer.produce(topic, value=b"x")
+    assert producer.flush(30) == 0
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
+    consumer.commit(offsets=[TopicPartition(t, 0, 1) for t in (ours, theirs, extra)], asynchronous=False)
+    consumer.close()
+
+    registry = CollectorRegistry()
+    lag = ConsumerLag({"bootstrap.servers": bootstrap}, [group], every_s=0.2, topic_prefix=topic_prefix,
+                      also=[extra])
+    registry.register(lag)
+    lag.start()
+    try:
+        _wait(lambda: registry.get_sample_value("rcaflow_consumer_lag_records", {"group": group, "topic": ours})
+              is not None, "the first read")
+        assert registry.get_sample_value("rcaflow_consumer_lag_records", {"group": group, "topic": extra}) == 2
+        assert registry.get_sample_value("rcaflow_consumer_lag_records", {"group": group, "topic": theirs}) is None
+    finally:
+        lag.stop()

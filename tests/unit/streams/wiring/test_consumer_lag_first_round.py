@@ -1,9 +1,10 @@
 """The lag exporter leaves the broker alone until its first round is due.
 
-A process starting on a fresh broker must not ask for its group's offsets at once: librdkafka (issue #5040)
-crashes the whole process with SIGSEGV when an admin OffsetFetch is answered NOT_COORDINATOR, which a broker
-does while the group's coordinator is still loading (seen as ``executor exited with code -11`` in about one
-``make run`` of three on a fresh data dir).
+A process starting on a fresh broker must not ask for its group's offsets at once: the broker answers
+NOT_COORDINATOR while the group's coordinator is still loading, so the first round would fail and log a warning
+at every fresh start. (Asked through the admin client, that answer used to crash the whole process with SIGSEGV,
+librdkafka issue #5040; the exporter now asks with a consumer of the group, see
+``tests/integration/flow/test_consumer_lag_coordinator_moved.py``.)
 """
 
 from __future__ import annotations
