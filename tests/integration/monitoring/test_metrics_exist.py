@@ -28,6 +28,8 @@ SERVED_ELSEWHERE = {
     "rcaflow_kb_action_adoption_ratio": "rcaflow kb run: needs Elasticsearch (tests/integration/kb)",
     "rcaflow_msgraph_subscription_expiry_timestamp_seconds":
         "rcaflow api with msgraph configured: needs Microsoft Graph (tests/unit/producers/msgraph)",
+    "rcaflow_msgraph_bodies_fetched_total":
+        "rcaflow api with msgraph configured: needs Microsoft Graph (tests/unit/producers/msgraph)",
 }
 SUFFIXES = {"counter": ("_total", "_created"), "histogram": ("_bucket", "_sum", "_count", "_created"),
             "summary": ("_sum", "_count", "_created"), "gauge": (), "info": ("_info",)}
