@@ -18,6 +18,11 @@ the failure is written first, then the rollback as its own action (``running``
 straight away: the policy and the original approval authorise it, and no
 consumer picks up a ``running`` record, so it cannot run twice), and, once the
 rollback is confirmed, the original action's ``rolled_back`` record.
+
+The group rebalances incrementally (``cooperative-sticky``): when an executor joins or leaves, only the
+partitions that really move are revoked, and an action polled on a partition this executor keeps runs here as
+if nothing happened. With the eager protocol every rebalance revoked every partition, and an approval whose
+``running`` record was slow to be acked was left unrun even when its partition came straight back.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import contextvars
 import logging
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -76,12 +82,24 @@ class StateNotWrittenError(NotSettledError):
 
 
 class PartitionMovedError(NotSettledError):
-    """The partition was revoked before the action's ``running`` record was acked: its next owner may not have
+    """The action's partition was revoked before its ``running`` record was acked: its next owner may not have
     seen that record, so running the action here could make it run twice."""
 
 
-#: The assignment epoch a handler's input was polled in (task-local: each handler runs in its own task).
-_POLLED_IN_EPOCH: contextvars.ContextVar[int] = contextvars.ContextVar("polled_in_epoch")
+@dataclass(frozen=True, slots=True)
+class PolledIn:
+    """Where a handler's input was polled from, and how often that partition had been revoked by then."""
+
+    partition: tuple[str, int]
+    revocations: int
+
+
+#: The partition a handler's input was polled from (task-local: each handler runs in its own task).
+_POLLED_IN: contextvars.ContextVar[PolledIn] = contextvars.ContextVar("polled_in")
+
+#: Incremental rebalancing: only the partitions that move are revoked (see the module docstring). Every member of
+#: the group must use it; eager and cooperative members cannot share a group (docs/upgrading.md).
+ASSIGNMENT_STRATEGY = "cooperative-sticky"
 
 
 class ExecutorService:
@@ -128,14 +146,16 @@ class ExecutorService:
         self._abandoned_after = timedelta(seconds=self._confirm.within_s + stop_grace_s + abandon_margin_s)
         #: First and longest wait between attempts to write a state change the broker did not take.
         self._write_retry_s = write_retry_s
-        #: Bumped on every revocation; a handler compares it with the epoch its input was polled in.
-        self._epoch = 0
+        #: How often each partition was revoked from this consumer, bumped for the revoked partitions only (on the
+        #: poll thread); a handler compares its partition's count with the one at its input's poll.
+        self._revocations: dict[tuple[str, int], int] = {}
         config: dict[str, Any] = {
             **self._client,
             "group.id": self._group,
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",
             "isolation.level": "read_committed",
+            "partition.assignment.strategy": ASSIGNMENT_STRATEGY,
             # The loop stops polling while every slot watches a rollout (or waits out an abandoned run); a
             # group that expels us then would only re-deliver to a peer that has to wait as long.
             "max.poll.interval.ms": max(300_000, int((self._abandoned_after.total_seconds() * 2 + 60) * 1000)),
@@ -150,6 +170,18 @@ class ExecutorService:
 
     # ------------------------------------------------------------------ ledger pre-scan
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """Pre-scan the partitions added to the assignment before any of their records is handed out.
+
+        Incremental: ``partitions`` are only the ones added; the partitions kept keep being read, and their
+        actions keep running in the event loop meanwhile. Nothing here assumes they were revoked: the scan reads
+        only the added partitions (an action's records, keyed by its id, are all on one partition), their offsets
+        start afresh (revoked ones were forgotten), and the ledger takes in the scan's records while handlers
+        write theirs (each record updates one action's entry; iterating the ledger, ``forget_before``, runs only
+        between polls). Once this returns, confluent-kafka's rebalance callback adds the partitions to the
+        assignment itself (``incremental_assign``).
+        """
+        if not partitions:
+            return  # a cooperative rebalance that added nothing here
         committed = consumer.committed(partitions, timeout=10)
         scanner = new_consumer({**self._client, "group.id": f"{self._group}-scan",
                             **LEDGER_SCAN_CONFIG})
@@ -175,8 +207,12 @@ class ExecutorService:
 
     def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """Revoked partitions belong to another executor now: their offsets are its to commit, and an action
-        whose ``running`` record is not acked yet must not run here (see :meth:`_ensure_still_owner`)."""
-        self._epoch += 1
+        polled from one of them whose ``running`` record is not acked yet must not run here (see
+        :meth:`_ensure_still_owner`). Incremental: only the partitions that move are revoked (also when the
+        assignment is lost), so actions on the partitions kept go on."""
+        for tp in partitions:
+            key = (tp.topic, tp.partition)
+            self._revocations[key] = self._revocations.get(key, 0) + 1
         self._offsets.forget(partitions)
 
     def _see(self, msg: Message) -> ActionEvent | None:
@@ -213,9 +249,14 @@ class ExecutorService:
                     if error.code() != KafkaError._PARTITION_EOF:
                         logger.warning("executor: consumer error %s", error)
                     continue
-                epoch = self._epoch
+                # Revocations run inside poll(), so none can come between the poll and this count, nor before the
+                # input's offset entry exists: started in the handler's task, it could be made after the next
+                # poll's revocation forgot the partition, and then commit on a partition another executor owns.
+                key = (msg.topic() or self._topic, msg.partition() or 0)
+                polled = PolledIn(key, self._revocations.get(key, 0))
+                entry = self._offsets.start(key[0], key[1], msg.offset() or 0)
                 await self._slots.acquire()
-                task = asyncio.create_task(self._handle_one(msg, epoch))
+                task = asyncio.create_task(self._handle_one(msg, polled, entry))
                 tasks.add(task)
                 task.add_done_callback(tasks.discard)
             if tasks:
@@ -238,15 +279,14 @@ class ExecutorService:
             logger.info("executor: forgot %d actions whose approvals have all expired; %d known", gone,
                         len(self._ledger))
 
-    async def _handle_one(self, msg: Message, epoch: int) -> None:
+    async def _handle_one(self, msg: Message, polled: PolledIn, entry: list[int | bool]) -> None:
         """Handle one input; its offset may be committed only once every record it led to is acked.
 
         Stopped (or moved) before that, the offset stays where it is, so the partition's next owner reads the
         input again and settles it from what the actions topic shows.
         """
         topic, partition, offset = msg.topic() or self._topic, msg.partition() or 0, msg.offset() or 0
-        entry = self._offsets.start(topic, partition, offset)
-        _POLLED_IN_EPOCH.set(epoch)
+        _POLLED_IN.set(polled)
         settled = False
         try:
             await self._handle(msg)
@@ -388,13 +428,16 @@ class ExecutorService:
                 dry_run=dry_run, error_type=type(exc).__name__)
 
     def _ensure_still_owner(self, running: ActionEvent) -> None:
-        """Run only if no revocation happened since the input was polled.
+        """Run only if the input's partition was not revoked since the input was polled.
 
-        A new owner reads the partition's end only after our revocation; if none happened by now, our acked
+        A new owner reads the partition's end only after our revocation of that partition (cooperative: it is
+        assigned to the new owner in a later rebalance, once we gave it up); if none happened by now, our acked
         ``running`` record is below that end and its scan sees it. After a revocation it may not have: the
-        action is left to the owner (which runs it, or settles the ``running`` record as interrupted).
+        action is left to the owner (which runs it, or settles the ``running`` record as interrupted). A
+        revocation of other partitions says nothing about this one: the action runs here.
         """
-        if self._epoch != _POLLED_IN_EPOCH.get(self._epoch):
+        polled = _POLLED_IN.get(None)
+        if polled is not None and self._revocations.get(polled.partition, 0) != polled.revocations:
             raise PartitionMovedError(
                 f"{running.action_id}: its partition was revoked before it started; not running it here",
                 action_id=running.action_id, state=running.state.value)

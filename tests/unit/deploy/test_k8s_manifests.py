@@ -95,6 +95,14 @@ def test_the_shared_configuration_names_only_settings() -> None:
     assert [p for name in config["data"] if (p := env_problem(name))] == []
 
 
+def test_a_rollout_never_puts_two_executor_versions_in_one_consumer_group() -> None:
+    """Recreate: every old executor stops before a new one starts. Eager (before) and cooperative-sticky (now)
+    members cannot share a group (no common rebalance protocol), so a rolling update would leave the new pods
+    unable to join while an old one runs (docs/upgrading.md)."""
+    executor = next(w for w in _workloads() if w["metadata"]["name"] == "rcaflow-executor")
+    assert executor["kind"] == "Deployment"
+    assert executor["spec"]["strategy"] == {"type": "Recreate"}
+
 def test_one_producer_per_mailbox_that_never_overlaps_itself() -> None:
     """replicas 1 and Recreate: a rollout stops the old pod before the new one opens an IDLE session."""
     ingest = next(w for w in _workloads() if w["metadata"]["name"] == "rcaflow-ingest-imap")
