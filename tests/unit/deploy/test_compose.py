@@ -183,3 +183,12 @@ def test_grafana_is_provisioned_with_the_dashboard_and_prometheus(compose: dict[
     assert sources[0]["type"] == "prometheus"
     assert sources[0]["url"] == "http://prometheus:9090"
     assert "prometheus" in compose["services"]
+
+
+def test_the_executor_gets_longer_to_stop_than_its_own_stop_grace(compose: dict[str, Any]) -> None:
+    """On ``docker compose stop``/``up`` the executor lets running actions finish for ``executor.stop_grace_s``;
+    Compose must not kill it first (its default is 10 s)."""
+    from streams.settings import ExecutorSettings
+
+    grace = compose["services"]["executor"].get("stop_grace_period", "10s")
+    assert grace.endswith("s") and float(grace[:-1]) > ExecutorSettings().stop_grace_s
