@@ -103,17 +103,27 @@ class IngestQuota:
             bucket.tokens -= count
         return Admission(True, 0.0)
 
-    def precheck(self, tenant: str, *, source: str) -> Admission:
+    def precheck(self, tenant: str, *, source: str, count: int = 1) -> Admission:
         """Whether the tenant could have a request of at least one alert admitted now, taking nothing.
 
         For an intake that has work to do before it knows a request's size: the IMAP producer fetches and parses
         a mail's body to count its alerts. A refusal here means :meth:`admit` would refuse any count now (a larger
         count needs at least as many tokens and as much share), so the intake defers without doing the work.
         The refusal is a deferral like :meth:`admit`'s and is counted as one alert, the least a request carries.
+
+        ``count``: the request's size when an earlier attempt learned it (a mail downloaded, counted and deferred,
+        ``producers.deferred_costs``). Then, when one alert could pass, the answer is :meth:`admit`'s for
+        ``count`` (a refusal counted as ``count`` alerts, as that admit would have), so the intake does the work
+        only when the request fits.
         """
-        refusal = self._refusal(tenant, 1, self.clock())
+        now = self.clock()
+        refusal = self._refusal(tenant, 1, now)
         if refusal is not None:
             return self._refused(tenant, 1, source, *refusal)
+        if count > 1:
+            refusal = self._refusal(tenant, count, now)
+            if refusal is not None:
+                return self._refused(tenant, count, source, *refusal)
         return Admission(True, 0.0)
 
     def room(self, tenant: str) -> int | None:

@@ -7,6 +7,10 @@ A crash before the checkpoint replays the batch; the message-id set restored
 from raw-mail then skips what was already published. A broker that does not ack
 (down, message timed out, no leader) holds the batch: each record is retried with
 capped backoff until acked or the producer stops, never dead-lettered for it.
+
+Under an ingest quota a mail waits in the folder (unread, the checkpoint before it) and its body is not fetched
+while its tenant could not take it: a digest fetched, counted and deferred once has its count remembered
+(``producers.deferred_costs``, by UIDVALIDITY and UID, in memory), so it is fetched once more when it fits.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, ParamSpec, TypeVar
 
+from producers.deferred_costs import DeferredCosts
 from producers.imap.backoff import backoff_delay
 from producers.imap.config import AfterIngest, ImapConfig
 from producers.imap.errors import ImapAuthError, ImapProducerError
@@ -68,7 +73,8 @@ class IngestStats:
     #: Mails left in the folder for later because the tenant was over its ingest quota.
     deferred: int = 0
     #: Mail bodies downloaded (FETCH BODY.PEEK[]); a deferred mail's body is not fetched while its tenant can take
-    #: none, and no more bodies at once than the tenant could take.
+    #: none (a digest fetched and deferred once: not its remembered count), and no more bodies at once than the
+    #: tenant could take.
     bodies_fetched: int = 0
     checkpoints: int = 0
     connects: int = 0
@@ -120,6 +126,9 @@ class ImapProducer:
         #: What a mail takes from the quota: the alerts the worker will read from it (a digest costs its rows);
         #: default: counted with the bundled templates. Only called when there is a quota.
         self._mail_cost = mail_cost if mail_cost is not None else MailCost()
+        #: By UIDVALIDITY and UID, the cost of each mail whose body was fetched and then deferred: its body is not
+        #: fetched again until the tenant could take that many alerts (in memory, bounded).
+        self._deferred_costs = DeferredCosts()
         #: Catch up with the folder and stop (``rcaflow ingest imap --once``, for cron or a first import).
         self.once = once
         self.stats = IngestStats()
@@ -352,8 +361,9 @@ class ImapProducer:
         """Publish a batch; the seconds to wait when the tenant's quota deferred a mail of it, else None.
 
         Bodies are fetched when the loop reaches them, in groups (``fetch_budget_bytes``); with a quota, only
-        after asking it whether the tenant could take a mail now, and no more at once than it could take, so a
-        throttled tenant's deferred mails are not downloaded (again) every round.
+        after asking it whether the tenant could take a mail now (a mail fetched and deferred before: its
+        remembered count), and no more at once than it could take, so a throttled tenant's deferred mails are not
+        downloaded (again) every round.
         """
         cfg = self.config
         # Never above what raw-mail holds, whatever the configuration says: a bigger mail could only fail
@@ -391,9 +401,10 @@ class ImapProducer:
                 steps.append((uid, None))
                 continue
             if uid in wanted and uid not in fetched and head.message_id not in in_batch:
-                refusal = self._precheck()
+                refusal = self._precheck(self._deferred_costs.cost(self._cost_key(uid)))
                 if refusal is not None:
-                    # The tenant cannot take even a one-alert mail: defer it without downloading it.
+                    # The tenant cannot take even a one-alert mail, or not the alerts this mail was found to carry
+                    # when it was fetched and deferred before: defer it without downloading it (again).
                     deferred = self._defer(uid, refusal, fetched=False)
                     break
                 bodies.update(await self._fetch_bodies(session, wanted[wanted.index(uid):], fetched, envelopes))
@@ -418,6 +429,10 @@ class ImapProducer:
                     # Parsing is CPU work: off the loop (not on the IMAP thread either, which holds the socket).
                     cost = await asyncio.to_thread(self._mail_cost, body)
                     admission = self._quota.admit(cfg.tenant, cost, source="imap")
+                    if admission.admitted:
+                        self._deferred_costs.forget(self._cost_key(uid))
+                    else:
+                        self._deferred_costs.remember(self._cost_key(uid), cost)
                 if admission is not None and not admission.admitted:
                     deferred = self._defer(uid, admission, fetched=True)
                     break
@@ -460,13 +475,18 @@ class ImapProducer:
         """Known as published by the Message-ID in its headers: skipped without fetching its body."""
         return head.message_id is not None and head.message_id in self._recent
 
-    def _precheck(self) -> Admission | None:
+    def _precheck(self, cost: int) -> Admission | None:
         """The quota's refusal when the tenant could not take even a one-alert mail now (counted as a deferral of
-        one alert), else None: then a mail may pass and its body is worth fetching to count its alerts."""
+        one alert), or not ``cost`` alerts, the count remembered from an earlier download of the mail (counted as
+        ``cost``, as admitting the fetched mail would have); else None: then the body is worth fetching."""
         if self._quota is None:
             return None
-        admission = self._quota.precheck(self.config.tenant, source="imap")
+        admission = self._quota.precheck(self.config.tenant, source="imap", count=cost)
         return None if admission.admitted else admission
+
+    def _cost_key(self, uid: int) -> str:
+        """A mail's identity in this folder before its body is read (the checkpoint's: UIDVALIDITY and UID)."""
+        return f"{self._uidvalidity}:{uid}"
 
     async def _fetch_bodies(self, session: ImapSession, ahead: list[int], fetched: set[int],
                             envelopes: dict[int, Envelope]) -> dict[int, bytes]:

@@ -13,8 +13,10 @@ process, or a page link Graph no longer serves, pages from the deltaLink again).
 A mail costs the alerts it carries (``producers.mail.alert_count``), counted from its MIME. So before fetching
 a mail the quota is asked whether the tenant could take even a one-alert mail now (nothing taken): if not, the
 mail is deferred without being fetched, and a throttled tenant's waiting mails are not downloaded round after
-round. Only a mail the tenant could take one alert of but not all of its alerts (a digest, a nearly empty bucket)
-is fetched, counted, deferred and fetched again when its turn comes.
+round. A mail the tenant could take one alert of but not all of its alerts (a digest, a nearly empty bucket) is
+fetched, counted and deferred, and its count is remembered (``producers.deferred_costs``, per mailbox by Graph id,
+bounded, in memory): later rounds ask the quota for that count before fetching it, so it is fetched once more when
+it fits, not once per round (after a restart, or once forgotten, it is fetched and counted once more).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from email.parser import BytesHeaderParser
 from email.policy import compat32
 from typing import Any, Protocol
 
+from producers.deferred_costs import DeferredCosts
 from producers.mail.alert_count import MailCost
 from producers.msgraph.client import GraphClient
 from producers.msgraph.config import MailboxConfig, MsgraphConfig
@@ -155,6 +158,8 @@ class GraphIngest:
         self._resume: dict[str, _DeltaResume] = {}
         #: Per mailbox, the MIME downloads (``$value`` answers) since start: what a throttled tenant costs Graph.
         self._bodies_fetched: dict[str, int] = dict.fromkeys(self._mailboxes, 0)
+        #: Per mailbox, by Graph id, the cost of each mail fetched and deferred: not fetched again until it fits.
+        self._deferred_costs: dict[str, DeferredCosts] = {m: DeferredCosts() for m in self._mailboxes}
 
     @property
     def subscriptions(self) -> SubscriptionManager:
@@ -237,14 +242,18 @@ class GraphIngest:
         mailbox = self._mailboxes.get(str(entry.get("mailbox")))
         return mailbox is not None and entry.get("kind") == EntryKind.CREATED and mailbox.tenant in waiting
 
-    async def _admit_mail(self, mailbox: MailboxConfig, mime: bytes, what: str) -> None:
+    async def _admit_mail(self, mailbox: MailboxConfig, mime: bytes, what: str, message_id: str) -> None:
         """Take the mail's alerts (a digest costs its rows) from its tenant's quota and the intake budget, or
-        raise :class:`TenantDeferredError`. Counting parses the mail, off the event loop."""
+        raise :class:`TenantDeferredError` and remember the count, so the mail (Graph id ``message_id``) is not
+        fetched again before it fits. Counting parses the mail, off the event loop."""
         if self._quota is None:
             return
         cost = await asyncio.to_thread(self._mail_cost, mime)
+        costs = self._deferred_costs[mailbox.mailbox_id]
         if not self._admitted(mailbox, what, cost):
+            costs.remember(message_id, cost)
             raise TenantDeferredError(mailbox.tenant)
+        costs.forget(message_id)
 
     def _admitted(self, mailbox: MailboxConfig, what: str, cost: int) -> bool:
         """Take ``cost`` alerts of the mailbox's tenant from its quota and the intake budget; False (logged,
@@ -257,13 +266,16 @@ class GraphIngest:
         self._deferred(mailbox, what, admission, fetched=True)
         return False
 
-    def _precheck(self, mailbox: MailboxConfig, what: str) -> None:
+    def _precheck(self, mailbox: MailboxConfig, what: str, message_id: str) -> None:
         """Before fetching a mail: raise :class:`TenantDeferredError` when its tenant could not take even a
-        one-alert mail now (any larger count would be refused too), so the mail is not downloaded only to wait.
-        The quota counts such a deferral as one alert, the least a mail costs; nothing is taken either way."""
+        one-alert mail now (any larger count would be refused too), or not the count the mail (Graph id
+        ``message_id``) was found to carry when it was fetched and deferred before, so the mail is not downloaded
+        only to wait. The quota counts such a deferral as one alert, the least a mail costs, or as the remembered
+        count (what admitting the fetched mail would have counted); nothing is taken either way."""
         if self._quota is None:
             return
-        admission = self._quota.precheck(mailbox.tenant, source="msgraph")
+        cost = self._deferred_costs[mailbox.mailbox_id].cost(message_id)
+        admission = self._quota.precheck(mailbox.tenant, source="msgraph", count=cost)
         if not admission.admitted:
             self._deferred(mailbox, what, admission, fetched=False)
             raise TenantDeferredError(mailbox.tenant)
@@ -334,7 +346,7 @@ class GraphIngest:
             return False
         # Asked before the download: a mail that turns out deleted, too large or published under its header's
         # Message-ID is found so once its tenant may take a mail again (it waits, it is not lost or repeated).
-        self._precheck(mailbox, f"message {(internet_id or message_id)[:80]}")
+        self._precheck(mailbox, f"message {(internet_id or message_id)[:80]}", message_id)
         try:
             # Never above what raw-mail holds, whatever the configuration says.
             limit = min(self._config.max_message_bytes, MAX_MAIL_BYTES)
@@ -354,7 +366,7 @@ class GraphIngest:
         if f"m:{rfc_id}" in recent:
             recent.add(f"g:{message_id}")
             return False
-        await self._admit_mail(mailbox, mime, f"message {rfc_id[:80]}")
+        await self._admit_mail(mailbox, mime, f"message {rfc_id[:80]}", message_id)
         record = RawMail(
             tenant=mailbox.tenant,
             message_id=rfc_id,

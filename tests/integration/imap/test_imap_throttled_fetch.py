@@ -1,6 +1,7 @@
 """A tenant over its ingest quota costs the IMAP server no downloads for the mails that wait: the producer asks the
 quota before fetching a body (a tenant that cannot take even a one-alert mail is deferred with its mails unread and
-undownloaded) and fetches no more bodies at once than the tenant could take. Counted twice: by the producer's
+undownloaded) and fetches no more bodies at once than the tenant could take; a digest downloaded and deferred
+once is not downloaded again before its remembered count fits. Counted twice: by the producer's
 ``rcaflow_imap_bodies_fetched_total`` and by dovecot itself (the ``body_count`` of its logout lines). Each mail is
 still taken once, in order, the checkpoint before the ones that wait. Real dovecot, real broker."""
 
@@ -18,6 +19,7 @@ from producers.imap.metrics import ImapStatsCollector
 from producers.imap.producer import ImapProducer
 from producers.imap.state import KafkaCheckpointReader
 from producers.intake_budget import BudgetLimit, IntakeBudget
+from producers.mail.alert_count import MailCost
 from producers.publisher import KafkaPublisher
 from producers.quota import OVER_FAIR_SHARE, QUOTA_EXCEEDED, IngestQuota, QuotaLimit
 from schemas.records import DeadLetter, RawMail
@@ -29,6 +31,7 @@ from tests.integration.imap.imap_helpers import (
     make_mail,
     wait_until_the_topics_answer,
 )
+from tests.integration.imap.test_imap_digest_cost import DIGEST, DIGEST_ALERTS, copy_of
 
 pytestmark = pytest.mark.integration
 
@@ -206,3 +209,47 @@ def test_a_tenant_above_its_fair_share_downloads_nothing_while_it_waits(dovecot:
     assert len(kafka.read(kafka.raw_mail, RawMail)) == 10 and dovecot.uids(FOLDER, "UNSEEN") == []
     assert registry.get_sample_value("rcaflow_ingest_throttled_total", {
         "tenant": "acme", "source": "imap", "reason": OVER_FAIR_SHARE}) == len(pauses.seen)
+
+
+def test_a_deferred_digest_is_downloaded_again_only_once_it_fits(dovecot: Dovecot, kafka: KafkaForImap) -> None:
+    """A one-alert mail, then a digest of six, for a tenant with a quota (60/min, 4 at once) and an intake budget
+    (30/min, 4 at once), as ``rcaflow ingest imap`` runs a mailbox: the digest is downloaded, counted and deferred
+    for the quota (3 in the bucket, 4 needed); a second later the quota could take it but the budget not (its
+    share spent until its refill), and a second after that both. The round in between does not download it again
+    (before, every round did: 3 downloads of the digest); it is downloaded once more when it fits."""
+    dovecot.create_folder(FOLDER)
+    digest = copy_of(DIGEST, 0, "acme")
+    dovecot.append_many([make_mail(0), digest], FOLDER)
+    wait_until_the_topics_answer(kafka)
+    clock, registry = Clock(), CollectorRegistry()
+    quota = IngestQuota.build({"acme": QuotaLimit(per_minute=60, burst=4)}, ["acme"], clock=clock, registry=registry,
+                              budget=IntakeBudget(BudgetLimit(per_minute=30, burst=4)))
+    mailbox = imap_config(dovecot, folder=FOLDER).mailbox_id
+    pauses = Pauses(clock, registry, mailbox, kafka, dovecot)
+
+    async def scenario() -> None:
+        publisher = KafkaPublisher(kafka.bootstrap, kafka.codec, prefix=kafka.prefix)
+        try:
+            producer = make_producer(dovecot, kafka, publisher, quota, pauses, registry, once=True)
+            await asyncio.wait_for(producer.run(), 120)
+        finally:
+            await publisher.close()
+
+    asyncio.run(scenario())
+    # Both bodies in the first round (the tenant could take 4 one-alert mails); the single mail went in, the
+    # digest waits unread for the quota, then for the budget, without a download; then it went in.
+    assert pauses.seen == [{"bodies_fetched": 2, "published": 1, "unread": [2]},
+                           {"bodies_fetched": 2, "published": 1, "unread": [2]}]
+    assert pauses.bodies_fetched() == 3
+    assert wait_for_server_count(dovecot, 3) == 3  # dovecot's own count: the digest sent twice, the single once
+    records = [r for _k, r in kafka.read(kafka.raw_mail, RawMail)]
+    digests = [r.raw for r in records if r.subject == "Control Cluster Details acme #0"]
+    assert len(records) == 2 and digests == [digest] and MailCost()(digest) == DIGEST_ALERTS  # once, all alerts
+    assert dovecot.uids(FOLDER, "UNSEEN") == [] and kafka.read(kafka.dead_letter, DeadLetter) == []
+
+    def throttled(reason: str) -> float | None:
+        return registry.get_sample_value("rcaflow_ingest_throttled_total", {
+            "tenant": "acme", "source": "imap", "reason": reason})
+
+    # Each deferral counts the digest's six alerts, as when it was downloaded every round.
+    assert (throttled(QUOTA_EXCEEDED), throttled(OVER_FAIR_SHARE)) == (DIGEST_ALERTS, DIGEST_ALERTS)

@@ -1,11 +1,12 @@
 """A throttled tenant's Graph mails are not downloaded only to wait: before fetching a mail's MIME the intake asks
 the quota whether the tenant could take even a one-alert mail now, and defers the mail unread if not. Each mail is
 downloaded once and published once, on the spool drain and on the delta catch-up (which still resumes at its page);
-the tenant over its fair share of the intake budget likewise, while the other tenant's mailbox flows.
+the tenant over its fair share of the intake budget likewise, while the other tenant's mailbox flows. A digest
+downloaded, counted and deferred is downloaded again only once its remembered count fits, not every round.
 
 Graph is the local stand-in, which records every request: the MIME downloads (``GET .../messages/{id}/$value``) are
-counted where Graph sees them, and by ``rcaflow_msgraph_bodies_fetched_total``. The test mails are not alerts the
-parser reads: each costs one alert and is taken all the same (docs/tenants.md)."""
+counted where Graph sees them, and by ``rcaflow_msgraph_bodies_fetched_total``. The test mails but the digest (a real
+six-alert mail) are not alerts the parser reads: each costs one alert and is taken all the same (docs/tenants.md)."""
 
 from __future__ import annotations
 
@@ -17,9 +18,10 @@ from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
 from producers.intake_budget import BudgetLimit, IntakeBudget
+from producers.mail.alert_count import MailCost
 from producers.msgraph import GraphIngest, MemorySpool, MsgraphConfig
 from producers.msgraph.metrics import BodiesFetchedCollector
-from producers.quota import IngestQuota, QuotaLimit
+from producers.quota import QUOTA_EXCEEDED, IngestQuota, QuotaLimit
 from schemas.records import RawMail
 from streams.api.msgraph import create_msgraph_router
 from tests.unit.producers.msgraph.conftest import (
@@ -33,6 +35,7 @@ from tests.unit.producers.msgraph.conftest import (
     make_config,
 )
 from tests.unit.producers.msgraph.standin import GraphStandIn
+from tests.unit.producers.msgraph.test_msgraph_digest_cost import DIGEST, DIGEST_ALERTS, with_id
 from tests.unit.producers.msgraph.test_msgraph_quota import Clock
 from tests.unit.producers.msgraph.test_msgraph_webhook import WEBHOOK, created
 
@@ -185,3 +188,59 @@ def test_a_tenant_over_its_fair_share_downloads_only_what_it_publishes(standin: 
     assert other_downloads[0] == 2 and sum(other_downloads) == 2
     assert published_ids(publisher, f"msgraph://{OTHER_USER}/inbox") == ["<c0@globex>", "<c1@globex>"]
     assert spool.pending() == [] and publisher.on("dead-letter") == []
+
+
+def digest_rounds(standin: GraphStandIn, one_round: str) -> None:
+    """A one-alert mail, then a digest of six, for a tenant with a burst of 4 and one alert a second: the digest is
+    downloaded, counted and deferred (3 alerts in the bucket, 4 needed), then rounds come every quarter second (a
+    drain runs on every notification of any mailbox; a catch-up on every round that finds the mailbox due)."""
+    single = standin.add_message(USER, mail("<s0@x>"), "<s0@x>")
+    digest = standin.add_message(USER, with_id(DIGEST, "<digest@x>"), "<digest@x>")
+    clock, publisher, spool, registry = Clock(), RecordingPublisher(), MemorySpool(), CollectorRegistry()
+    quota = IngestQuota.build({"acme": QuotaLimit(per_minute=PER_MINUTE, burst=4)}, ["acme"], clock=clock,
+                              registry=registry)
+    config = make_config(mailboxes=[{"user": USER, "tenant": "acme", "client_state": STATE,
+                                     "initial_position": "all"}])
+    mailbox_id = config.mailboxes[0].mailbox_id
+    digest_downloads: list[int] = []
+
+    def count_digest_downloads(rounds: int) -> None:
+        digest_downloads.append(standin.requests.count(("GET", f"/users/{USER}/messages/{digest}/$value")))
+        assert len(digest_downloads) == rounds
+
+    async def notify(ingest: GraphIngest, api: httpx.AsyncClient) -> None:
+        if one_round == "drain":
+            for mid in (single, digest):
+                assert (await api.post(WEBHOOK, json=created(mid))).status_code == 202
+        else:
+            assert await ingest.catch_up(ingest.mailbox(mailbox_id)) == 1
+        count_digest_downloads(1)
+
+    async def round_(ingest: GraphIngest) -> None:
+        if one_round == "drain":
+            await ingest.drain()
+        else:
+            await ingest.catch_up(ingest.mailbox(mailbox_id))
+        count_digest_downloads(len(digest_downloads) + 1)
+
+    rounds = run(standin, config, quota, publisher, spool, notify, round_, [0.25, 0.25, 0.25, 0.25], clock)
+    # (MIME downloads, published, metric) per step: the single mail and the digest are downloaded, the single
+    # published; the digest's six alerts do not fit until a second later, and the rounds meanwhile do not download
+    # it again (before, each did: 1, 1, 1, 1, 6 downloads in all). Then it is downloaded once more and published.
+    assert rounds == [(2, 1, 2.0), (0, 0, 2.0), (0, 0, 2.0), (0, 0, 2.0), (1, 1, 3.0)]
+    assert digest_downloads == [1, 0, 0, 0, 1]
+    raw = [r.raw for r in publisher.on("raw-mail") if isinstance(r, RawMail) and r.message_id == "<digest@x>"]
+    assert raw == [with_id(DIGEST, "<digest@x>")] and MailCost()(raw[0]) == DIGEST_ALERTS  # once, all its alerts
+    assert published_ids(publisher) == ["<s0@x>", "<digest@x>"] and spool.pending() == []
+    assert publisher.on("dead-letter") == []
+    # Each round the digest waited counts its six deferred alerts, as when it was downloaded every round.
+    assert registry.get_sample_value("rcaflow_ingest_throttled_total", {
+        "tenant": "acme", "source": "msgraph", "reason": QUOTA_EXCEEDED}) == 4 * DIGEST_ALERTS
+
+
+def test_a_deferred_digest_is_downloaded_again_only_when_it_fits_on_the_drain(standin: GraphStandIn) -> None:
+    digest_rounds(standin, "drain")
+
+
+def test_a_deferred_digest_is_downloaded_again_only_when_it_fits_on_the_catch_up(standin: GraphStandIn) -> None:
+    digest_rounds(standin, "catch_up")
