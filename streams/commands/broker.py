@@ -2,73 +2,60 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import signal
 import time
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import FrameType
 from typing import cast
 
 import click
 
-from streams.broker.base import BrokerError, metadata_ok, pid_alive, terminate_group
+from streams.broker.base import BrokerError, metadata_ok, terminate_group
 from streams.broker.kafka_maven import DEFAULT_CACHE_ROOT, DEFAULT_KAFKA_VERSION
 from streams.broker.select import Prefer, choose_broker
+from streams.broker.state import (
+    LEGACY_DATA_DIR,
+    STATE_FILE,
+    BrokerState,
+    clear_state,
+    legacy_notice,
+    running_broker,
+    unrecorded_broker,
+)
 from streams.commands.context import settings_or_none
-from streams.settings import KafkaSecuritySettings, librdkafka_security
+from streams.settings import EmbeddedBrokerSettings, KafkaSecuritySettings, librdkafka_security
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_DATA_DIR = Path.home() / ".local" / "share" / "rcaflow" / "broker"
-STATE_FILE = "broker-state.json"
-# What the broker's command line must contain, so a recycled pid is never signalled.
-_CMDLINE_MARK = {"kafka": "kafka.Kafka", "tansu": "tansu"}
+__all__ = ["DEFAULT_DATA_DIR", "STATE_FILE", "BrokerState", "broker"]
+
+#: The same dir as ``rcaflow run``'s (``kafka.embedded.data_dir``), so one data dir has one broker.
+DEFAULT_DATA_DIR = EmbeddedBrokerSettings().data_dir
 
 
-@dataclass(frozen=True)
-class BrokerState:
-    """What a detached `broker start` leaves in the data dir for `stop` and `status`."""
+def _where(ctx: click.Context, data_dir: Path | None) -> tuple[Path, tuple[Path, ...]]:
+    """The data dir to use, and every dir a broker of ours may be running from.
 
-    pid: int
-    bootstrap: str
-    kind: str
-    data_dir: str
-    started_at: float
-    foreground: bool = False
-    #: How clients log in (``SASL_PLAINTEXT SCRAM-SHA-512 as user alice``); never the password.
-    security: str = "PLAINTEXT"
-
-    @classmethod
-    def load(cls, data_dir: Path) -> BrokerState | None:
-        try:
-            raw = json.loads((data_dir / STATE_FILE).read_text())
-            return cls(**raw)
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError, TypeError) as exc:
-            raise BrokerError(f"unreadable broker state file {data_dir / STATE_FILE}: {exc}") from exc
-
-    def save(self) -> None:
-        path = Path(self.data_dir) / STATE_FILE
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(asdict(self), indent=2) + "\n")
-        tmp.replace(path)
-
-    def alive(self) -> bool:
-        """The recorded process is still running and is still our broker."""
-        if not pid_alive(self.pid):
-            return False
-        try:
-            cmdline = Path(f"/proc/{self.pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            return False
-        return _CMDLINE_MARK.get(self.kind, self.kind) in cmdline
+    Without ``--data-dir``: the configured ``kafka.embedded.data_dir`` (where ``rcaflow run`` puts its broker),
+    plus the old default of these commands, where a broker started by an older rcaflow may still run.
+    """
+    if data_dir is not None:
+        chosen = data_dir.expanduser().resolve()
+        return chosen, (chosen,)
+    settings = settings_or_none(ctx)
+    configured = settings.kafka.embedded.data_dir if settings is not None else DEFAULT_DATA_DIR
+    chosen = configured.expanduser().resolve()
+    legacy = LEGACY_DATA_DIR.expanduser().resolve()
+    return chosen, (chosen, legacy) if legacy != chosen else (chosen,)
 
 
-def _clear_state(data_dir: Path) -> None:
-    (data_dir / STATE_FILE).unlink(missing_ok=True)
+def _tell_legacy(data_dir: Path, candidates: tuple[Path, ...]) -> None:
+    """One line on stderr when the old default data dir still holds a broker's data (stdout stays eval-able)."""
+    for legacy in candidates[1:]:
+        notice = legacy_notice(data_dir, legacy)
+        if notice is not None:
+            click.echo(f"# {notice}", err=True)
 
 
 def _announce(state: BrokerState) -> None:
@@ -80,8 +67,8 @@ def _announce(state: BrokerState) -> None:
 _data_dir_option = click.option(
     "--data-dir",
     type=click.Path(file_okay=False, path_type=Path),
-    default=DEFAULT_DATA_DIR,
-    show_default=True,
+    default=None,
+    show_default="kafka.embedded.data_dir (~/.local/state/rcaflow/broker), as `rcaflow run`",
     help="Where the broker keeps its log dir, its logs and the state file.",
 )
 
@@ -117,7 +104,7 @@ def start(
     *,
     foreground: bool,
     prefer: str,
-    data_dir: Path,
+    data_dir: Path | None,
     cache_dir: Path,
     port: int | None,
     kafka_version: str,
@@ -127,13 +114,19 @@ def start(
 
     With kafka.security set to SASL_PLAINTEXT (SCRAM-SHA-512) the broker wants that user's login.
     """
-    data_dir = data_dir.expanduser().resolve()
-    existing = _load(data_dir)
-    if existing is not None and existing.alive():
-        click.echo(f"a {existing.kind} broker is already running from {data_dir}", err=True)
+    data_dir, candidates = _where(ctx, data_dir)
+    _tell_legacy(data_dir, candidates)
+    existing = _running(candidates)
+    if existing is not None:
+        click.echo(f"a {existing.kind} broker is already running from {existing.data_dir}", err=True)
         _announce(existing)
         return
-    _clear_state(data_dir)
+    unrecorded = unrecorded_broker(data_dir)
+    if unrecorded is not None:
+        raise click.ClickException(
+            f"a broker that `rcaflow run` started (pid {unrecorded}) is using {data_dir}: take "
+            "KAFKA_BOOTSTRAP_SERVERS from its 'rcaflow ready' line, or give this one a --data-dir of its own")
+    clear_state(data_dir)
     previous = signal.signal(signal.SIGTERM, _on_term) if foreground else None
     try:
         _start(
@@ -207,7 +200,7 @@ def _start(
         click.echo("stopping the broker ...", err=True)
     finally:
         embedded.stop()
-        _clear_state(data_dir)
+        clear_state(data_dir)
 
 
 def _load(data_dir: Path) -> BrokerState | None:
@@ -217,23 +210,42 @@ def _load(data_dir: Path) -> BrokerState | None:
         raise click.ClickException(str(exc)) from exc
 
 
+def _running(candidates: tuple[Path, ...]) -> BrokerState | None:
+    try:
+        return running_broker(candidates)
+    except BrokerError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def _nowhere(candidates: tuple[Path, ...]) -> str:
+    return f"no broker is running from {' or '.join(str(path) for path in candidates)}"
+
+
 @broker.command()
 @_data_dir_option
 @click.option("--timeout", type=float, default=20.0, show_default=True, help="Seconds before SIGKILL.")
-def stop(*, data_dir: Path, timeout: float) -> None:
-    """Stop the broker recorded in the data dir's state file."""
-    data_dir = data_dir.expanduser().resolve()
-    state = _load(data_dir)
-    if state is None or not state.alive():
-        _clear_state(data_dir)
-        click.echo(f"no broker is running from {data_dir}", err=True)
-        return
-    try:
-        terminate_group(state.pid, timeout)
-    except BrokerError as exc:
-        raise click.ClickException(str(exc)) from exc
-    _clear_state(data_dir)
-    click.echo(f"stopped the {state.kind} broker (pid {state.pid}) on {state.bootstrap}", err=True)
+@click.pass_context
+def stop(ctx: click.Context, *, data_dir: Path | None, timeout: float) -> None:
+    """Stop the broker recorded in the data dir's state file (by default also one still in the old data dir)."""
+    data_dir, candidates = _where(ctx, data_dir)
+    stopped = 0
+    for where in candidates:
+        state = _load(where)
+        if state is None or not state.alive():
+            if where == data_dir:
+                clear_state(where)  # a stale record; one in the old dir is left as it is
+            continue
+        try:
+            terminate_group(state.pid, timeout)
+        except BrokerError as exc:
+            raise click.ClickException(str(exc)) from exc
+        clear_state(where)
+        stopped += 1
+        old = "" if where == data_dir else f", which ran from the old data dir {where}"
+        click.echo(f"stopped the {state.kind} broker (pid {state.pid}) on {state.bootstrap}{old}", err=True)
+    if not stopped:
+        click.echo(_nowhere(candidates), err=True)
+    _tell_legacy(data_dir, candidates)
 
 
 def _security(ctx: click.Context) -> KafkaSecuritySettings:
@@ -244,18 +256,28 @@ def _security(ctx: click.Context) -> KafkaSecuritySettings:
 @broker.command()
 @_data_dir_option
 @click.pass_context
-def status(ctx: click.Context, *, data_dir: Path) -> None:
+def status(ctx: click.Context, *, data_dir: Path | None) -> None:
     """Say whether the broker is running and answering; exit 1 when it is not."""
-    data_dir = data_dir.expanduser().resolve()
-    state = _load(data_dir)
-    if state is None or not state.alive():
-        click.echo(f"no broker is running from {data_dir}")
-        # The broker `rcaflow run` starts for itself is not one of these: its ready line names its bootstrap.
-        click.echo("# `rcaflow broker` manages brokers it started (`rcaflow broker start`); the one `rcaflow run` "
-                   "starts lives and ends with it, and its 'rcaflow ready' line gives KAFKA_BOOTSTRAP_SERVERS")
+    data_dir, candidates = _where(ctx, data_dir)
+    state = _running(candidates)
+    if state is None:
+        click.echo(_nowhere(candidates))
+        # `rcaflow run` records no state: its broker lives and ends with it, and its ready line names it.
+        unrecorded = unrecorded_broker(data_dir)
+        if unrecorded is not None:
+            click.echo(f"# but a broker that `rcaflow run` started (pid {unrecorded}) is using {data_dir}: it lives "
+                       "and ends with that run, and its 'rcaflow ready' line gives KAFKA_BOOTSTRAP_SERVERS")
+        else:
+            click.echo("# `rcaflow broker` manages brokers it started (`rcaflow broker start`); the one `rcaflow "
+                       "run` starts (in the same data dir) lives and ends with it, and its 'rcaflow ready' line "
+                       "gives KAFKA_BOOTSTRAP_SERVERS")
+        _tell_legacy(data_dir, candidates)
         click.get_current_context().exit(1)
     answering = metadata_ok(state.bootstrap, timeout=5.0, security=librdkafka_security(_security(ctx)))
     _announce(state)
+    if Path(state.data_dir) != data_dir:
+        click.echo(f"# it runs from the old data dir {state.data_dir}, not from {data_dir}")
     click.echo(f"# answering metadata requests: {'yes' if answering else 'no'}")
+    _tell_legacy(data_dir, candidates)
     if not answering:
         click.get_current_context().exit(1)

@@ -25,8 +25,10 @@ from types import TracebackType
 from typing import Self
 
 from streams.broker import EmbeddedBroker, ScramUser, choose_broker
+from streams.broker.base import metadata_ok
+from streams.broker.state import LEGACY_DATA_DIR, legacy_notice, running_broker
 from streams.errors import ConfigurationError, StreamsError
-from streams.settings import KafkaSecuritySettings, Settings, client_config
+from streams.settings import KafkaSecuritySettings, Settings, client_config, librdkafka_security
 from streams.wiring.decision_keys import with_decision_key
 from streams.wiring.topics_admin import ensure_topics
 
@@ -149,7 +151,7 @@ class Stack:
     def start_broker(self) -> str:
         if self.bootstrap:
             logger.info("using Kafka at %s", self.bootstrap)
-        else:
+        elif not self._reuse_started_broker():
             embedded = self.settings.kafka.embedded
             self.broker = choose_broker(
                 embedded.prefer,
@@ -170,6 +172,40 @@ class Stack:
         ensure_topics(self.bootstrap, self.settings.kafka.topic_prefix, partitions=self.settings.worker.partitions,
                       extra=client_config(self.settings.kafka, self.bootstrap))
         return self.bootstrap
+
+    def _reuse_started_broker(self) -> bool:
+        """Use the broker `rcaflow broker start` left running from this data dir instead of starting a second one.
+
+        Without an explicit ``data_dir`` (``rcaflow run``), a broker still running from the old default dir of
+        `rcaflow broker` counts too; either way the old dir's data is never passed over without a word. The
+        broker is not ours: :meth:`stop` leaves it running.
+        """
+        data_dir = (self.data_dir or self.settings.kafka.embedded.data_dir).expanduser().resolve()
+        candidates = [data_dir]
+        if self.data_dir is None and LEGACY_DATA_DIR.expanduser().resolve() != data_dir:
+            candidates.append(LEGACY_DATA_DIR.expanduser().resolve())
+            notice = legacy_notice(data_dir, candidates[-1])
+            if notice is not None:
+                logger.warning("%s", notice)
+        state = running_broker(candidates)
+        if state is None:
+            return False
+        security = self.settings.kafka.security
+        if not metadata_ok(state.bootstrap, timeout=5.0, security=librdkafka_security(security)):
+            raise SupervisorError(
+                f"a {state.kind} broker started by `rcaflow broker start` (pid {state.pid}) runs from "
+                f"{state.data_dir} but does not answer on {state.bootstrap} as {security.describe()} (it expects "
+                f"{state.security}): stop it with `rcaflow broker stop --data-dir {state.data_dir}`, "
+                "or check kafka.security")
+        self.bootstrap = state.bootstrap
+        if state.kind == "tansu":
+            self._use_single_record_batches()
+        logger.warning(
+            "no KAFKA_BOOTSTRAP_SERVERS: using the embedded %s broker that `rcaflow broker start` left running on %s "
+            "(pid %d, data in %s); it keeps running after this run (`rcaflow broker stop` stops it)",
+            state.kind, state.bootstrap, state.pid, state.data_dir,
+        )
+        return True
 
     def _use_single_record_batches(self) -> None:
         kafka = self.settings.kafka.model_copy(update={"single_record_batches": True})
