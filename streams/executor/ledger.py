@@ -8,11 +8,12 @@ gives up early because the broker was slow to answer.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
@@ -31,53 +32,91 @@ _FINISHED = frozenset({ActionState.SUCCEEDED, ActionState.FAILED, ActionState.RO
 LEDGER_SCAN_CONFIG: dict[str, str | bool] = {"isolation.level": "read_uncommitted", "enable.auto.commit": False}
 
 
+def signature_digest(signature: str | None) -> bytes | None:
+    """What the ledger keeps of a decider's signature: enough to tell another decision from a copy of this one.
+
+    Eight bytes instead of the ~80-character signature, for every started action of the validity window. Two
+    different signatures with one digest (one chance in 2**64) would only audit a re-decision as a replay: neither
+    runs the action again.
+    """
+    if signature is None:
+        return None
+    return hashlib.blake2b(signature.encode("utf-8"), digest_size=8).digest()
+
+
+class _Started:
+    """What the ledger knows of one action that started: its latest state, when its latest record was written,
+    where its first ``running`` record lies and which approval started it."""
+
+    __slots__ = ("last_at", "offset", "partition", "signature", "state")
+
+    def __init__(self, state: ActionState, last_at: float) -> None:
+        self.state = state
+        #: When its latest record was written (broker time when known), in epoch seconds.
+        self.last_at = last_at
+        self.partition = -1
+        self.offset = -1
+        self.signature: bytes | None = None
+
+
 class ActionLedger:
-    """Latest known state per action id, as read from the actions topic (and the record of each still running)."""
+    """What the executor must know of each action that started (read from the actions topic or written here).
+
+    Only started actions are kept: a record of an action that never ran (proposed, approved, rejected...) tells
+    the executor nothing it needs, since running is decided by the verifier and by whether the action started.
+    The ledger holds every action started within the longest validity window (:meth:`forget_before`), so its
+    size is that window's started actions: one small entry each (``rcaflow_executor_ledger_actions``).
+    """
 
     def __init__(self) -> None:
-        self._state: dict[str, ActionState] = {}
+        self._started: dict[str, _Started] = {}
+        #: The ``running`` record of each action without an outcome yet (few: the runs in progress or abandoned).
         self._running: dict[str, ActionEvent] = {}
-        #: Where each action's first ``running`` record lies (partition, offset), when known.
-        self._started_at: dict[str, tuple[int, int]] = {}
-        #: The decider's signature on the approval that started each run (the running record carries it).
-        self._started_by: dict[str, str | None] = {}
-        #: When each action's latest record was written (broker time), so what no valid approval can reach any more
-        #: is forgotten (:meth:`forget_before`).
-        self._last_at: dict[str, datetime] = {}
 
     def see(self, action: ActionEvent, at: datetime | None = None) -> None:
-        """Takes in one record of the actions topic; ``at`` is when it was written (broker time), if known."""
-        if at is not None:
-            last = self._last_at.get(action.action_id)
-            self._last_at[action.action_id] = at if last is None else max(last, at)
-        known = self._state.get(action.action_id)
-        if known in _AFTER_APPROVAL and action.state not in _AFTER_APPROVAL:
-            return  # an old approval re-read after the run started must not hide the run
-        if known in _FINISHED and action.state is ActionState.RUNNING:
-            return  # its running record re-read after the pre-scan saw the outcome: it is not running again
-        self._state[action.action_id] = action.state
+        """Takes in one record of the actions topic; ``at`` is when it was written (broker time), if known, else
+        the record's own time (a record this executor writes)."""
+        when = (at if at is not None else _aware(action.at)).timestamp()
+        entry = self._started.get(action.action_id)
+        if entry is None:
+            if action.state not in _AFTER_APPROVAL:
+                return  # not started: nothing to remember
+            entry = self._started[action.action_id] = _Started(action.state, when)
+        else:
+            entry.last_at = max(entry.last_at, when)
+            if action.state not in _AFTER_APPROVAL:
+                return  # an old approval re-read after the run started must not hide the run
+            if entry.state in _FINISHED and action.state is ActionState.RUNNING:
+                return  # its running record re-read after the pre-scan saw the outcome: it is not running again
+            entry.state = action.state
         if action.state is ActionState.RUNNING:
             self._running[action.action_id] = action
         else:
             self._running.pop(action.action_id, None)
 
     def already_started(self, action_id: str) -> bool:
-        return self._state.get(action_id) in _AFTER_APPROVAL
+        return action_id in self._started
 
     def started_at(self, action_id: str, partition: int, offset: int, signature: str | None = None) -> None:
         """The topic position of a ``running`` record of ``action_id``; the first one is where the run started."""
-        self._started_at.setdefault(action_id, (partition, offset))
-        self._started_by.setdefault(action_id, signature)
+        entry = self._started.get(action_id)
+        if entry is None:  # seen before it was taken in: only a running record has a position to note
+            entry = self._started[action_id] = _Started(ActionState.RUNNING, time.time())
+        if entry.partition < 0:
+            entry.partition, entry.offset = partition, offset
+            entry.signature = signature_digest(signature)
 
-    def started_by(self, action_id: str) -> str | None:
-        """The signature of the approval the run started from (None when unknown or unsigned)."""
-        return self._started_by.get(action_id)
+    def started_by_another(self, action_id: str, signature: str | None) -> bool:
+        """Whether the run was started by an approval with a known signature other than ``signature`` (a decider
+        deciding again), as opposed to a copy of that approval or an unknown start."""
+        entry = self._started.get(action_id)
+        return entry is not None and entry.signature is not None and entry.signature != signature_digest(signature)
 
     def after_start(self, action_id: str, partition: int, offset: int) -> bool:
         """Whether a record at ``partition``/``offset`` was written after the action's run started (so it is not the
         approval that started it, re-delivered, but a copy or a forgery written later). False when unknown."""
-        start = self._started_at.get(action_id)
-        return start is not None and start[0] == partition and offset > start[1]
+        entry = self._started.get(action_id)
+        return entry is not None and entry.partition >= 0 and entry.partition == partition and offset > entry.offset
 
     def still_running(self, action_id: str) -> ActionEvent | None:
         """The ``running`` record of an action that has no outcome yet, if that is where it stands."""
@@ -92,17 +131,20 @@ class ActionLedger:
         says: what is forgotten is exactly what a restarted executor's pre-scan does not read back either.
         A run without an outcome is kept until it is settled. Returns how many were forgotten.
         """
-        old = [action_id for action_id, at in list(self._last_at.items())
-               if at < cutoff and action_id not in self._running]
+        limit = cutoff.timestamp()
+        old = [action_id for action_id, entry in self._started.items()
+               if entry.last_at < limit and action_id not in self._running]
         for action_id in old:
-            self._last_at.pop(action_id, None)
-            self._state.pop(action_id, None)
-            self._started_at.pop(action_id, None)
-            self._started_by.pop(action_id, None)
+            del self._started[action_id]
         return len(old)
 
     def __len__(self) -> int:
-        return len(self._state)
+        """The started actions known (the ``rcaflow_executor_ledger_actions`` gauge)."""
+        return len(self._started)
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import weakref
 from collections.abc import Iterable
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
 from schemas.records import ActionEvent, ActionState
 from schemas.tenant_label import TenantLabels
@@ -51,6 +51,10 @@ class ExecutorMetrics:
                                   "From running to the outcome (confirmation included), by action, outcome and "
                                   "tenant.", ["action", "outcome", "tenant"], buckets=DURATION_BUCKETS,
                                   registry=registry)
+        self.ledger_actions = Gauge("rcaflow_executor_ledger_actions",
+                                    "Started actions the executor remembers to refuse a replayed approval: those "
+                                    "started within the longest approval validity (plus clock skew); its memory "
+                                    "grows with this, about 0.3 KB each.", registry=registry)
         self.rollbacks = Counter("rcaflow_executor_rollbacks_total",
                                  "Automatic rollbacks the executor ran, by the rolled-back action, outcome and "
                                  "tenant.", ["action", "outcome", "tenant"], registry=registry)

@@ -32,6 +32,7 @@ import contextlib
 import contextvars
 import logging
 import time
+import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -137,6 +138,8 @@ class ExecutorService:
         self._dry_run = dry_run
         self._clock = clock
         self._ledger = ActionLedger()
+        ledger = weakref.ref(self._ledger)  # the gauge must not keep a stopped executor alive
+        self._metrics.ledger_actions.set_function(lambda: float(len(known)) if (known := ledger()) else 0.0)
         self._on_outcome = on_outcome
         self._confirm = confirm if confirm is not None else ConfirmPolicy()
         self._slots = asyncio.Semaphore(max(1, concurrency))
@@ -394,8 +397,7 @@ class ExecutorService:
             return False
         try:
             self._verifier.check(action, self._clock())
-            started_by = self._ledger.started_by(action.action_id)
-            if started_by is not None and action.signature != started_by:
+            if self._ledger.started_by_another(action.action_id, action.signature):
                 # A decision of its own, signed by a decider after the run started: the worker deciding the same
                 # analysis again after a crash (at-least-once). Not an attack (that needs the key); not run twice.
                 logger.info("executor: %s was decided again after its run started (a decider's redelivery); it "

@@ -42,10 +42,11 @@ def _value(registry: CollectorRegistry, name: str, **labels: str) -> float:
 
 
 def _run(bootstrap: str, codec: Codec, prefix: str, cluster: K8sStandIn, actions: list[ActionEvent], *,
-         dry_run: bool, metrics: ExecutorMetrics, done: tuple[str, ...]) -> list[Record]:
+         dry_run: bool, metrics: ExecutorMetrics, done: tuple[str, ...]) -> tuple[list[Record], float]:
     """An executor on ``prefix`` until the actions topic shows each of ``done`` finished (succeeded or rolled
-    back); the records on the topic then."""
+    back); the records on the topic then, and the ledger gauge while the executor still ran."""
     reader = TopicReader(bootstrap, codec, ACTIONS, prefix)
+    ledger: list[float] = []
 
     async def scenario() -> None:
         api = k8s_api(cluster.app())
@@ -65,6 +66,7 @@ def _run(bootstrap: str, codec: Codec, prefix: str, cluster: K8sStandIn, actions
                 return set(done) <= ended
 
             await asyncio.to_thread(reader.wait_for, finished, 60.0, f"{done} finished")
+            ledger.append(_gauge(metrics))
         finally:
             service.stop()
             await running
@@ -74,7 +76,12 @@ def _run(bootstrap: str, codec: Codec, prefix: str, cluster: K8sStandIn, actions
     asyncio.run(scenario())
     records = reader.records
     reader.close()
-    return records
+    return records, ledger[0]
+
+
+def _gauge(metrics: ExecutorMetrics) -> float:
+    """What a scrape reads from the ledger gauge now."""
+    return sum(sample.value for family in metrics.ledger_actions.collect() for sample in family.samples)
 
 
 def test_executor_counts_runs_outcomes_failures_and_rollbacks(broker: object, topic_prefix: str) -> None:
@@ -89,9 +96,9 @@ def test_executor_counts_runs_outcomes_failures_and_rollbacks(broker: object, to
     registry = CollectorRegistry()
     metrics = ExecutorMetrics(registry, tenants=[tenant])
 
-    _run(bootstrap, codec, topic_prefix, cluster, [_restart(tenant, "act-broken", "vmalert"),
-                                                   _restart(tenant, "act-fine", "vmalert-ok")],
-         dry_run=False, metrics=metrics, done=("act-broken", "act-fine"))
+    _records, ledger = _run(bootstrap, codec, topic_prefix, cluster, [_restart(tenant, "act-broken", "vmalert"),
+                                                                      _restart(tenant, "act-fine", "vmalert-ok")],
+                            dry_run=False, metrics=metrics, done=("act-broken", "act-fine"))
 
     assert _value(registry, "rcaflow_executor_actions_started_total", action=RESTART, dry_run="false") == 2
     assert _value(registry, "rcaflow_executor_actions_started_total", tenant=tenant) == 2  # the configured tenant
@@ -102,6 +109,8 @@ def test_executor_counts_runs_outcomes_failures_and_rollbacks(broker: object, to
     assert _value(registry, "rcaflow_executor_rollbacks_total", action=RESTART, outcome="succeeded") == 1
     assert _value(registry, "rcaflow_executor_action_duration_seconds_count", action=RESTART, outcome="succeeded") == 1
     assert _value(registry, "rcaflow_executor_action_duration_seconds_sum", action=RESTART, outcome="failed") > 0
+    # The replay check remembers the three runs that started (the two restarts and the rollback), nothing else.
+    assert ledger == 3
 
 
 def test_a_dry_run_is_counted_as_dry_run_never_as_succeeded(broker: object, topic_prefix: str) -> None:
@@ -113,11 +122,12 @@ def test_a_dry_run_is_counted_as_dry_run_never_as_succeeded(broker: object, topi
     cluster.add_workload(NS, "deployments", "vmalert", replicas=2)
     registry = CollectorRegistry()
 
-    records = _run(bootstrap, codec, topic_prefix, cluster, [_restart(tenant, "act-preview", "vmalert")],
-                   dry_run=True, metrics=ExecutorMetrics(registry), done=("act-preview",))
+    records, ledger = _run(bootstrap, codec, topic_prefix, cluster, [_restart(tenant, "act-preview", "vmalert")],
+                           dry_run=True, metrics=ExecutorMetrics(registry), done=("act-preview",))
 
     assert [r.dry_run for r in records if isinstance(r, ActionEvent) and r.state is ActionState.SUCCEEDED] == [True]
     assert _value(registry, "rcaflow_executor_actions_started_total", action=RESTART, dry_run="true") == 1
     assert _value(registry, "rcaflow_executor_actions_finished_total", tenant="_other") == 1  # not configured
     assert _value(registry, "rcaflow_executor_actions_finished_total", action=RESTART, outcome="dry_run") == 1
     assert _value(registry, "rcaflow_executor_actions_finished_total", action=RESTART, outcome="succeeded") == 0
+    assert ledger == 1  # a preview started too: a replay of its approval must not preview it again

@@ -87,3 +87,38 @@ def test_a_run_without_an_outcome_is_never_forgotten() -> None:
     ledger.see(_action(ActionState.RUNNING), written)
     assert ledger.forget_before(datetime(2026, 12, 8, tzinfo=UTC)) == 0
     assert ledger.already_started("a-1") and ledger.still_running("a-1") is not None
+
+
+def test_the_ledger_keeps_only_actions_that_started() -> None:
+    # Its size is the memory the replay check costs: an action that never ran needs no entry.
+    ledger = ActionLedger()
+    for n in range(50):
+        for state in (ActionState.PROPOSED, ActionState.AWAITING_APPROVAL, ActionState.APPROVED,
+                      ActionState.REJECTED, ActionState.EXPIRED, ActionState.WITHDRAWN):
+            ledger.see(_action(state).model_copy(update={"action_id": f"never-{n}"}), T0)
+    assert len(ledger) == 0 and not ledger.already_started("never-1")
+    ledger.see(_action(ActionState.APPROVED), T0)
+    ledger.see(_action(ActionState.RUNNING), T0)
+    assert len(ledger) == 1 and ledger.already_started("a-1")
+
+
+def test_a_record_this_executor_wrote_without_reading_it_back_is_forgotten_too() -> None:
+    # A rollback's records may lie on a partition another executor reads: this one never learns their broker
+    # time, and its entry must still leave once the window is over, by the record's own time.
+    ledger = ActionLedger()
+    written = datetime(2026, 12, 7, 10, 0, tzinfo=UTC)
+    ledger.see(_action(ActionState.RUNNING).model_copy(update={"at": written}))
+    ledger.see(_action(ActionState.SUCCEEDED).model_copy(update={"at": written}))
+    assert ledger.forget_before(written) == 0 and ledger.already_started("a-1")
+    assert ledger.forget_before(datetime(2026, 12, 7, 11, 0, tzinfo=UTC)) == 1 and len(ledger) == 0
+
+
+def test_the_ledger_tells_a_copy_of_the_starting_approval_from_another_decision() -> None:
+    ledger = ActionLedger()
+    ledger.see(_action(ActionState.RUNNING), T0)
+    ledger.started_at("a-1", 0, 7, "rcf1.k1.first-decision")
+    ledger.started_at("a-1", 0, 9, "rcf1.k1.later-running-record")  # the first running record is the start
+    assert not ledger.started_by_another("a-1", "rcf1.k1.first-decision")  # a copy: a replay
+    assert ledger.started_by_another("a-1", "rcf1.k1.second-decision")  # the decider deciding again
+    assert not ledger.started_by_another("unknown", "rcf1.k1.first-decision")
+    assert ledger.after_start("a-1", 0, 8) and not ledger.after_start("a-1", 0, 7)
