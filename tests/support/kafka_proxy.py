@@ -14,7 +14,9 @@ Produce request and forwards it, and whatever the client sent after it, only at 
 (a broker that takes one producer's records late, so a test can time something else inside one publish).
 :meth:`KafkaProxy.answer_offset_fetch_from` answers the next OffsetFetch requests of one client itself, with a
 group error such as NOT_COORDINATOR, as a broker does while the group's coordinator moves (loading after a start,
-at a rolling restart). :meth:`KafkaProxy.api_keys_from` tells which requests a client sent.
+at a rolling restart). :meth:`KafkaProxy.swallow_offset_commits_from` drops one client's OffsetCommit requests
+and forwards the rest of its connection: a group coordinator that never answers a commit while fetches and
+heartbeats work. :meth:`KafkaProxy.api_keys_from` tells which requests a client sent.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from streams.broker.kafka_maven import KafkaMavenBroker
 from streams.broker.select import decide
 
 PRODUCE = 0
+OFFSET_COMMIT = 8
 OFFSET_FETCH = 9
 
 
@@ -55,6 +58,11 @@ class KafkaProxy:
         self._offset_fetch_left = 0
         #: How many OffsetFetch requests the proxy answered itself.
         self.offset_fetch_answered = 0
+        self._commit_client_id: bytes | None = None
+        self._commit_held: list[asyncio.StreamWriter] = []
+        #: How many OffsetCommit requests the proxy dropped (set once one was).
+        self.offset_commits_swallowed = 0
+        self.commit_swallowed = threading.Event()
         self._api_keys: dict[bytes, set[int]] = {}
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="kafka-proxy", daemon=True)
@@ -121,6 +129,20 @@ class KafkaProxy:
 
         asyncio.run_coroutine_threadsafe(_call(run), self._loop).result(10)
 
+    def swallow_offset_commits_from(self, client_id: str | None) -> None:
+        """The OffsetCommit requests (API key 8) of the client ``client_id`` are dropped, neither forwarded nor
+        answered, until called with None; everything else on its connections goes on as before. None also closes
+        the connections that lost a commit, so the client fails the unanswered request at once and reconnects."""
+
+        def run() -> None:
+            self._commit_client_id = client_id.encode("utf-8") if client_id is not None else None
+            if client_id is None:
+                for writer in self._commit_held:
+                    writer.transport.abort()
+                self._commit_held.clear()
+
+        asyncio.run_coroutine_threadsafe(_call(run), self._loop).result(10)
+
     def api_keys_from(self, client_id: str) -> set[int]:
         """The API keys of every request the client ``client_id`` sent through the proxy so far."""
         return set(self._api_keys.get(client_id.encode("utf-8"), ()))
@@ -153,6 +175,11 @@ class KafkaProxy:
                     self.offset_fetch_answered += 1
                     writer.write(_offset_fetch_error(frame, self._offset_fetch_error))  # whole: see _pipe
                     await writer.drain()
+                    continue
+                if api_key == OFFSET_COMMIT and _sent_by(frame, self._commit_client_id):
+                    self.offset_commits_swallowed += 1
+                    self._commit_held.append(writer)
+                    self.commit_swallowed.set()
                     continue
                 if api_key == PRODUCE and self._holds(frame):
                     self._held.append(writer)
