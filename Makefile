@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 RUN_STAMP  := $(VENV)/.run-installed
 TEST_STAMP := $(VENV)/.test-installed
 
-.PHONY: scale-out run test config-docs lint typecheck unit integration bench bench-correlation bench-floor bench-load bench-load-hour bench-tenants demo system-deps flowchart evals-live clean
+.PHONY: scale-out run test config-docs lint typecheck unit integration bench bench-correlation bench-floor bench-load bench-load-hour bench-tenants bench-executor-memory demo system-deps flowchart evals-live clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -88,6 +88,12 @@ bench-load-hour: $(TEST_STAMP) system-deps
 		--sample-every 10 --cap-policy-times 5m --env RCAFLOW_WORKER__PRUNE_MARGIN_S=300 \
 		--env RCAFLOW_WORKER__OPEN_INCIDENT_KEEP_HOURS=0.1 --env RCAFLOW_NOTIFY__KEEP_HOURS=0.1 \
 		--env RCAFLOW_NOTIFY__PRUNE_INTERVAL_S=60 --out benchmarks/results.json
+
+## bench-executor-memory: the executor alone on the embedded broker, fed rounds of actions and sampled once caught up:
+## RSS per started action (full and 20 s ledger window), per rejected approval, records/s; results.json
+## "executor_memory", docs/performance.md (≈ 6 min)
+bench-executor-memory: $(TEST_STAMP) system-deps
+	$(BIN)/python -m benchmarks.executor_memory_bench --out benchmarks/results.json
 
 ## bench-tenants: one tenant at 10x its ingest quota, api + worker: the quiet tenants' latency to rca-result calm vs
 ## storm (/events and /webhook), throttled counts, dead letters; results.json "tenant_quota", docs/tenants.md
