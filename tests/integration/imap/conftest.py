@@ -10,7 +10,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from schemas.codec import Codec, make_codec
 from schemas.topics import DEAD_LETTER, INGEST_CHECKPOINTS, RAW_MAIL
-from tests.integration.imap.imap_helpers import Dovecot, KafkaForImap, make_dovecot
+from tests.integration.imap.imap_helpers import Dovecot, KafkaForImap, make_dovecot, wait_until_the_topics_answer
 
 
 @pytest.fixture
@@ -46,7 +46,7 @@ def kafka(broker: Any, topic_prefix: str, codec: Codec) -> KafkaForImap:
     ]
     for future in admin.create_topics(new, operation_timeout=30).values():
         future.result(60)
-    return KafkaForImap(
+    kafka = KafkaForImap(
         bootstrap=broker.bootstrap,
         prefix=topic_prefix,
         codec=codec,
@@ -54,3 +54,7 @@ def kafka(broker: Any, topic_prefix: str, codec: Codec) -> KafkaForImap:
         dead_letter=DEAD_LETTER.full_name(topic_prefix),
         checkpoints=INGEST_CHECKPOINTS.full_name(topic_prefix),
     )
+    # Created a moment ago, the topics may have no leader yet: a producer's start-up read would fail once and
+    # reconnect, which tests that count failures or reconnects (a refused login: none) would take for a bug.
+    wait_until_the_topics_answer(kafka)
+    return kafka
