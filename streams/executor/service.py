@@ -44,6 +44,7 @@ from pydantic import ValidationError
 from executors import ConfirmPolicy, ExecutionOutcome, Rollback, ToolRegistry, execute
 from executors.base import bound_output
 from producers.kafka_clients import new_consumer
+from producers.kafka_commits import AsyncCommits
 from producers.publisher import Publisher, PublishError
 from schemas.codec import Codec
 from schemas.errors import CodecError
@@ -62,12 +63,8 @@ logger = logging.getLogger(__name__)
 CLOCK_SKEW = timedelta(minutes=5)
 #: How often the ledger forgets the actions no valid approval can reach any more.
 LEDGER_FORGET_EVERY_S = 60.0
-#: An offset commit still waiting after this long (and every such interval after it) is logged.
-COMMIT_REPORT_S = 30.0
 #: How long a stopping executor waits for its last offset commits (the next owner re-reads what they missed).
 FINAL_COMMIT_WAIT_S = 10.0
-#: An offset commit unanswered this long is asked again (with what was handled since).
-COMMIT_RETRY_S = 60.0
 
 
 class NotSettledError(StreamsError):
@@ -150,13 +147,8 @@ class ExecutorService:
         self._confirm = confirm if confirm is not None else ConfirmPolicy()
         self._slots = asyncio.Semaphore(max(1, concurrency))
         self._offsets = OffsetTracker()
-        #: The offsets of the commit in flight (one at a time, see _commit_handled), since when, when it was last
-        #: reported, and its answer (set by _on_commit in a poll).
-        self._committing: list[TopicPartition] | None = None
-        self._commit_since = 0.0
-        self._commit_reported = 0.0
-        self._commit_answered = False
-        self._commit_error: str | None = None
+        #: Offset commits, asynchronous and one at a time (see _commit_handled).
+        self._commits = AsyncCommits("executor")
         self._stop_grace_s = stop_grace_s
         #: After this, a run without an outcome cannot belong to a live executor any more.
         self._abandoned_after = timedelta(seconds=self._confirm.within_s + stop_grace_s + abandon_margin_s)
@@ -172,7 +164,7 @@ class ExecutorService:
             "auto.offset.reset": "earliest",
             "isolation.level": "read_committed",
             "partition.assignment.strategy": ASSIGNMENT_STRATEGY,
-            "on_commit": self._on_commit,  # answers to the asynchronous commits (_commit_handled)
+            "on_commit": self._commits.on_commit,  # answers to the asynchronous commits (_commit_handled)
             # The loop stops polling while every slot watches a rollout (or waits out an abandoned run); a
             # group that expels us then would only re-deliver to a peer that has to wait as long.
             "max.poll.interval.ms": max(300_000, int((self._abandoned_after.total_seconds() * 2 + 60) * 1000)),
@@ -180,6 +172,7 @@ class ExecutorService:
         if fast_rebalance:
             config.update({"session.timeout.ms": 6000, "heartbeat.interval.ms": 500})
         self._consumer = new_consumer(config)  # its lines through logging, rate-limited
+        self._commits.bind(self._consumer)
         self._stopping = asyncio.Event()
 
     def stop(self) -> None:
@@ -231,9 +224,7 @@ class ExecutorService:
             key = (tp.topic, tp.partition)
             self._revocations[key] = self._revocations.get(key, 0) + 1
         self._offsets.forget(partitions)
-        if self._committing is not None:  # a commit asked again must not carry them: the next owner commits them
-            moved = {(tp.topic, tp.partition) for tp in partitions}
-            self._committing = [tp for tp in self._committing if (tp.topic, tp.partition) not in moved]
+        self._commits.forget(partitions)  # a commit asked again must not carry them: the next owner commits them
 
     def _see(self, msg: Message) -> ActionEvent | None:
         try:
@@ -325,69 +316,24 @@ class ExecutorService:
             self._slots.release()
 
     async def _commit_handled(self) -> None:
-        """Commit the offsets handled since the last commit, asynchronously, one commit at a time.
+        """Commit the offsets handled since the last commit, asynchronously, one commit at a time (AsyncCommits).
 
-        A synchronous commit can wait minutes for the group coordinator, or never return (confluent-kafka-python
-        #1801, seen here with 2.16), and confluent-kafka serialises a consumer's calls, so while it waited no poll
-        ran and every approval behind it waited too, with the executor looking healthy. Asynchronous, the loop
-        goes on polling and running approvals; the answer comes back through ``on_commit`` in a later poll, and
-        the offsets handled meanwhile go with the next commit. Running on while a commit waits is safe: offsets
-        only decide what a restarted executor reads again, its ledger pre-scan sees what already ran, and a commit
-        carries only prefixes already settled. A commit left unanswered for ``COMMIT_RETRY_S`` is asked again,
-        with what was handled since; a failed one is not (the partition's next progress commits past it).
+        A synchronous commit can wait for good (confluent-kafka-python #1801) and confluent-kafka serialises a
+        consumer's calls, so every approval behind it waited too, with the executor looking healthy. Running on
+        while a commit waits is safe: offsets only decide what a restarted executor reads again, its ledger
+        pre-scan sees what already ran, and a commit carries only prefixes already settled.
         """
-        now = time.monotonic()
-        carried: list[TopicPartition] = []
-        if self._committing is not None:
-            if not self._commit_answered:
-                waited = now - self._commit_since
-                if waited >= self._commit_reported + COMMIT_REPORT_S:
-                    self._commit_reported = waited
-                    logger.warning("executor: an offset commit has waited %.0f s for the group coordinator; "
-                                   "approvals keep running, their offsets go with the next commit", waited)
-                if waited < COMMIT_RETRY_S:
-                    return
-                carried = self._committing
-            elif self._commit_error is not None:
-                # Lost partitions after a rebalance: the next owner re-reads from its committed offset and its
-                # ledger pre-scan sees what already ran.
-                logger.warning("executor: offset commit failed: %s", self._commit_error)
-            self._committing = None
-        ready = _latest(carried, self._offsets.take())
-        if not ready:
-            return
-        self._commit_answered, self._commit_error = False, None
-        try:
-            self._consumer.commit(offsets=ready, asynchronous=True)  # only queued: returns at once
-        except KafkaException as exc:
-            logger.warning("executor: offset commit failed: %s", exc)
-            return
-        self._committing, self._commit_since, self._commit_reported = ready, now, 0.0
-
-    def _on_commit(self, error: KafkaError | None, partitions: list[TopicPartition]) -> None:
-        """The coordinator's answer to a commit (on the poll thread, while the loop awaits the poll)."""
-        failed = [f"{tp.topic}[{tp.partition}]: {tp.error}" for tp in partitions if tp.error is not None]
-        self._commit_error = error.str() if error is not None else ("; ".join(failed) if failed else None)
-        self._commit_answered = True
+        self._commits.commit(self._offsets.take)
 
     async def _last_commits(self) -> None:
         """On stop: commit what was handled and wait, a bounded time, for the answers (served by polls, whose
-        records are left for the partitions' next owner: not handled, so not committed)."""
-        deadline = time.monotonic() + FINAL_COMMIT_WAIT_S
-        while time.monotonic() < deadline:
-            await self._commit_handled()
-            if self._committing is None:
-                return
-            await asyncio.to_thread(self._consumer.poll, 0.1)
-        logger.warning("executor: stopping with an offset commit unanswered after %.0f s; the partitions' next "
-                       "owner reads again from the last committed offset (its ledger sees what ran here)",
-                       time.monotonic() - self._commit_since)
+        records are left for the partitions' next owner: not handled, so not committed; its ledger sees what ran
+        here)."""
+        await self._commits.finish(self._offsets.take, self._consumer.poll, FINAL_COMMIT_WAIT_S)
 
     def commit_waiting_s(self) -> float:
         """How long the offset commit in flight has waited (0 when none): ``rcaflow_executor_commit_wait_seconds``."""
-        if self._committing is None or self._commit_answered:
-            return 0.0
-        return time.monotonic() - self._commit_since
+        return self._commits.waiting_s()
 
     async def _handle(self, msg: Message) -> None:
         action = self._see(msg)
@@ -620,15 +566,6 @@ class ExecutorService:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), timeout=delay)
             delay = min(delay * 2, longest)
-
-
-def _latest(*lists: list[TopicPartition]) -> list[TopicPartition]:
-    """One offset per partition, the later list's winning (offsets only move forward in a tracker's prefix)."""
-    merged: dict[tuple[str, int], TopicPartition] = {}
-    for offsets in lists:
-        for tp in offsets:
-            merged[(tp.topic, tp.partition)] = tp
-    return list(merged.values())
 
 
 def _aware(moment: datetime) -> datetime:

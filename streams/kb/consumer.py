@@ -4,8 +4,10 @@ A consumer group of its own (``<prefix>rcaflow-kb``), so the pipeline never wait
 Elasticsearch is slow or down the KB only falls behind, and ``rcaflow_kb_lag`` says by how much.
 Offsets are committed only after Elasticsearch acknowledged every write of the batch; a batch
 that failed is sought back and read again after a pause, so nothing is skipped (and the writes are
-idempotent, so nothing doubles). Records that do not decode are counted and left in their topic:
-the worker's agents, which read the same topics, already dead-letter them.
+idempotent, so nothing doubles). Commits are asynchronous (:class:`producers.kafka_commits.AsyncCommits`): a
+commit the coordinator never answers would otherwise stop the consumer for good while it looked healthy.
+Records that do not decode are counted and left in their topic: the worker's agents, which read the same
+topics, already dead-letter them.
 """
 
 from __future__ import annotations
@@ -14,14 +16,16 @@ import asyncio
 import contextlib
 import logging
 import time
+import weakref
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
-from confluent_kafka import KafkaError, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from pydantic import ValidationError
 
 from producers.kafka_clients import new_consumer
+from producers.kafka_commits import AsyncCommits
 from schemas.codec import Codec
 from schemas.errors import CodecError
 from schemas.records import Record
@@ -32,6 +36,8 @@ logger = logging.getLogger(__name__)
 
 KB_TOPICS: tuple[TopicSpec, ...] = (INCIDENTS, RCA_RESULT, ACTIONS, APPROVALS)
 LAG_EVERY_S = 10.0
+#: How long a stopping consumer waits for its last offset commits (the group reads again what they missed).
+FINAL_COMMIT_WAIT_S = 10.0
 
 
 class BatchStore(Protocol):
@@ -47,12 +53,16 @@ class KbMetrics:
 
     def __init__(self, registry: CollectorRegistry | None = None, name: str = "rcaflow_kb") -> None:
         kwargs: dict[str, Any] = {"registry": registry} if registry is not None else {}
+        self.name = name
         self.records = Counter(f"{name}_records", "Records the consumer handled",
                                ["topic", "outcome"], **kwargs)
         self.lag = Gauge(f"{name}_lag", "Records the consumer group is behind, per partition",
                          ["topic", "partition"], **kwargs)
         self.failures = Counter(f"{name}_batch_failures", "Batches Elasticsearch did not take (retried)",
                                 **kwargs)
+        self.commit_wait = Gauge(f"{name}_commit_wait_seconds",
+                                 "How long the offset commit in flight has waited for the group coordinator (0: none)",
+                                 **kwargs)
 
 
 class KbConsumer:
@@ -79,23 +89,30 @@ class KbConsumer:
         self._retry_s = retry_s
         self._clock = clock
         self._last_lag = float("-inf")
+        #: Per partition, the offset after the last record Elasticsearch took; handed to the next commit.
+        self._settled: dict[tuple[str, int], int] = {}
+        self._commits = AsyncCommits("knowledge base" if self._metrics.name == "rcaflow_kb" else "analytics")
+        commits = weakref.ref(self._commits)  # the gauge must not keep a stopped consumer alive
+        self._metrics.commit_wait.set_function(lambda: c.waiting_s() if (c := commits()) else 0.0)
         config: dict[str, Any] = {
             "bootstrap.servers": bootstrap, **(extra or {}),
             "group.id": f"{topic_prefix}{group_id}",
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",
             "isolation.level": "read_committed",
+            "on_commit": self._commits.on_commit,
         }
         if fast_rebalance:
             config.update({"session.timeout.ms": 6000, "heartbeat.interval.ms": 500})
         self._consumer = new_consumer(config)  # its lines through logging, rate-limited
+        self._commits.bind(self._consumer)
         self._stopping = asyncio.Event()
 
     def stop(self) -> None:
         self._stopping.set()
 
     async def run(self) -> None:
-        self._consumer.subscribe(list(self._specs))
+        self._consumer.subscribe(list(self._specs), on_revoke=self._on_revoke)
         logger.info("knowledge base consuming %s", ", ".join(self._specs))
         delay = self._retry_s[0]
         try:
@@ -108,9 +125,26 @@ class KbConsumer:
                     else:
                         await self._pause(delay)
                         delay = min(delay * 2, self._retry_s[1])
+                self._commits.commit(self._take_settled)
                 await asyncio.to_thread(self._export_lag)
+            await self._commits.finish(self._take_settled, self._consumer.poll, FINAL_COMMIT_WAIT_S)
         finally:
             await asyncio.to_thread(self._consumer.close)
+
+    def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """Revoked partitions are their next owner's to commit (it reads again from the committed offset; the
+        writes are idempotent)."""
+        for tp in partitions:
+            self._settled.pop((tp.topic, tp.partition), None)
+        self._commits.forget(partitions)
+
+    def _take_settled(self) -> list[TopicPartition]:
+        settled, self._settled = self._settled, {}
+        return [TopicPartition(topic, partition, offset) for (topic, partition), offset in settled.items()]
+
+    def commit_waiting_s(self) -> float:
+        """How long the offset commit in flight has waited (0 when none): ``<name>_commit_wait_seconds``."""
+        return self._commits.waiting_s()
 
     def _is_noise(self, msg: Message) -> bool:
         error = msg.error()
@@ -139,7 +173,8 @@ class KbConsumer:
         if report.rejected:
             logger.error("knowledge base: %d document(s) refused for good: %s", len(report.rejected),
                          ", ".join(report.rejected[:10]))
-        await asyncio.to_thread(self._commit, batch)
+        for tp in self._positions(batch, first=False):  # committed by the loop, asynchronously
+            self._settled[(tp.topic, tp.partition)] = tp.offset
         return True
 
     def _decode(self, msg: Message) -> Record | None:
@@ -161,9 +196,6 @@ class KbConsumer:
             if key not in chosen or (offset < chosen[key] if first else offset > chosen[key]):
                 chosen[key] = offset
         return [TopicPartition(t, p, o if first else o + 1) for (t, p), o in chosen.items()]
-
-    def _commit(self, batch: list[Message]) -> None:
-        self._consumer.commit(offsets=self._positions(batch, first=False), asynchronous=False)
 
     def _rewind(self, batch: list[Message]) -> None:
         for tp in self._positions(batch, first=True):
