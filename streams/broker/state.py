@@ -1,7 +1,8 @@
-"""Which embedded broker already runs from a data dir, and what an older rcaflow left in its old data dir.
+"""Which embedded broker already runs from a data dir, whose it is, and what an older rcaflow left in its old data dir.
 
-A detached ``rcaflow broker start`` records itself in ``<data dir>/broker-state.json``; ``rcaflow broker
-stop|status`` and ``rcaflow run`` read that record, so one data dir has one broker whoever started it.
+``rcaflow broker start`` and ``rcaflow run`` (for a broker it starts itself) record their broker in
+``<data dir>/broker-state.json``; ``rcaflow broker stop|status`` and ``rcaflow run`` read that record, so one
+data dir has one broker whoever started it, and nobody takes or stops a run's broker under it unasked.
 Before, ``rcaflow broker`` kept its broker in :data:`LEGACY_DATA_DIR` while ``run`` used the XDG state dir;
 a broker still running from there must stay reachable, and its data must not be left behind unseen.
 """
@@ -24,6 +25,10 @@ STATE_FILE = "broker-state.json"
 LEGACY_DATA_DIR = Path.home() / ".local" / "share" / "rcaflow" / "broker"
 #: What the broker's command line must contain, so a recycled pid is never signalled.
 _CMDLINE_MARK = {"kafka": "kafka.Kafka", "tansu": "tansu"}
+#: ``BrokerState.owner``: a broker of ``rcaflow broker start`` is there to be shared and outlives its shell ...
+OWNER_BROKER_START = "broker start"
+#: ... one of ``rcaflow run`` lives and ends with that run (``owner_pid``), so nobody else may use or stop it.
+OWNER_RUN = "run"
 
 
 @dataclass(frozen=True)
@@ -38,6 +43,12 @@ class BrokerState:
     foreground: bool = False
     #: How clients log in (``SASL_PLAINTEXT SCRAM-SHA-512 as user alice``); never the password.
     security: str = "PLAINTEXT"
+    #: Who started it: :data:`OWNER_BROKER_START` (also every record written before this field) or :data:`OWNER_RUN`.
+    owner: str = OWNER_BROKER_START
+    #: The ``rcaflow run`` process that owns the broker, and its start time (/proc stat ticks), so a recycled pid
+    #: is not taken for that run.
+    owner_pid: int | None = None
+    owner_started: int | None = None
 
     @classmethod
     def load(cls, data_dir: Path) -> BrokerState | None:
@@ -52,8 +63,25 @@ class BrokerState:
     def save(self) -> None:
         path = Path(self.data_dir) / STATE_FILE
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(asdict(self), indent=2) + "\n")
-        tmp.replace(path)
+        try:
+            tmp.write_text(json.dumps(asdict(self), indent=2) + "\n")
+            tmp.replace(path)
+        except OSError as exc:
+            raise BrokerError(f"cannot record the broker in {path}: {exc}") from exc
+
+    @property
+    def run_owned(self) -> bool:
+        """Started by ``rcaflow run`` for itself: it stops when that run stops."""
+        return self.owner == OWNER_RUN
+
+    def owner_alive(self) -> bool:
+        """The ``rcaflow run`` that owns this broker still runs (False for a broker of ``broker start``).
+
+        A run's broker dies with its run (parent-death signal); a live broker whose run has ended is on its way out.
+        """
+        if not self.run_owned or self.owner_pid is None or not pid_alive(self.owner_pid):
+            return False
+        return self.owner_started is None or process_started(self.owner_pid) == self.owner_started
 
     def alive(self) -> bool:
         """The recorded process is still running and is still our broker."""
@@ -68,6 +96,32 @@ class BrokerState:
 
 def clear_state(data_dir: Path) -> None:
     (data_dir / STATE_FILE).unlink(missing_ok=True)
+
+
+def release(state: BrokerState) -> bool:
+    """Remove ``state``'s record from its data dir if it is still that record; whether it was removed.
+
+    A run's record may have been replaced meanwhile (``broker stop --force`` and then ``broker start``): that
+    broker is someone else's, and its record stays.
+    """
+    data_dir = Path(state.data_dir)
+    if BrokerState.load(data_dir) != state:
+        return False
+    clear_state(data_dir)
+    return True
+
+
+def process_started(pid: int) -> int | None:
+    """When ``pid`` started, in clock ticks after boot (field 22 of /proc/<pid>/stat); None when it is gone.
+
+    Together with the pid it names one process: a pid reused later has a later start time.
+    """
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name may contain spaces and parentheses: fields are counted after the last ')'.
+    return int(stat[stat.rfind(")") + 2 :].split()[19])
 
 
 def running_broker(data_dirs: Sequence[Path]) -> BrokerState | None:

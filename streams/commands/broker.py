@@ -62,6 +62,17 @@ def _announce(state: BrokerState) -> None:
     # stdout stays eval-able: `set -a; eval "$(rcaflow broker start)"; set +a`.
     click.echo(f"KAFKA_BOOTSTRAP_SERVERS={state.bootstrap}")
     click.echo(f"# broker: {state.kind} (pid {state.pid}, data {state.data_dir}, clients: {state.security})")
+    if state.run_owned:
+        click.echo(f"# {_run_owner(state)}")
+
+
+def _run_owner(state: BrokerState) -> str:
+    """Whose broker a run's is, and how it ends."""
+    if state.owner_alive():
+        return (f"owned by `rcaflow run` (pid {state.owner_pid}): it lives and ends with that run; stop the run to "
+                "stop it")
+    return (f"started by an `rcaflow run` that has ended (pid {state.owner_pid}): it is stopping with it "
+            "(`rcaflow broker stop` stops it if it does not)")
 
 
 _data_dir_option = click.option(
@@ -117,6 +128,11 @@ def start(
     data_dir, candidates = _where(ctx, data_dir)
     _tell_legacy(data_dir, candidates)
     existing = _running(candidates)
+    if existing is not None and existing.run_owned:
+        raise click.ClickException(
+            f"a {existing.kind} broker that `rcaflow run` started (pid {existing.owner_pid}) is using "
+            f"{existing.data_dir} and ends with that run: take KAFKA_BOOTSTRAP_SERVERS={existing.bootstrap} while it "
+            "runs, stop that run first, or give this one a --data-dir of its own")
     if existing is not None:
         click.echo(f"a {existing.kind} broker is already running from {existing.data_dir}", err=True)
         _announce(existing)
@@ -224,16 +240,30 @@ def _nowhere(candidates: tuple[Path, ...]) -> str:
 @broker.command()
 @_data_dir_option
 @click.option("--timeout", type=float, default=20.0, show_default=True, help="Seconds before SIGKILL.")
+@click.option("--force", is_flag=True,
+              help="Also stop a broker that a running `rcaflow run` owns (that run is then left without Kafka).")
 @click.pass_context
-def stop(ctx: click.Context, *, data_dir: Path | None, timeout: float) -> None:
-    """Stop the broker recorded in the data dir's state file (by default also one still in the old data dir)."""
+def stop(ctx: click.Context, *, data_dir: Path | None, timeout: float, force: bool) -> None:
+    """Stop the broker recorded in the data dir's state file (by default also one still in the old data dir).
+
+    A broker that a running `rcaflow run` started is that run's: stop the run instead, or give --force.
+    """
     data_dir, candidates = _where(ctx, data_dir)
     stopped = 0
+    refused: list[str] = []
     for where in candidates:
         state = _load(where)
         if state is None or not state.alive():
             if where == data_dir:
                 clear_state(where)  # a stale record; one in the old dir is left as it is
+            continue
+        owner_running = state.owner_alive()
+        if owner_running and not force:
+            refused.append(
+                f"the {state.kind} broker on {state.bootstrap} (pid {state.pid}, data {where}) belongs to the "
+                f"`rcaflow run` with pid {state.owner_pid}, which stops it when it ends: stop that run instead "
+                f"(Ctrl-C where it runs, or `kill {state.owner_pid}`); --force stops the broker now and leaves that "
+                "run without Kafka")
             continue
         try:
             terminate_group(state.pid, timeout)
@@ -243,6 +273,12 @@ def stop(ctx: click.Context, *, data_dir: Path | None, timeout: float) -> None:
         stopped += 1
         old = "" if where == data_dir else f", which ran from the old data dir {where}"
         click.echo(f"stopped the {state.kind} broker (pid {state.pid}) on {state.bootstrap}{old}", err=True)
+        if state.run_owned:
+            click.echo(f"# it was started by `rcaflow run` pid {state.owner_pid}" + (
+                ", which is now without Kafka: stop or restart that run" if owner_running else ", which had ended"),
+                err=True)
+    if refused:
+        raise click.ClickException("\n".join(refused))
     if not stopped:
         click.echo(_nowhere(candidates), err=True)
     _tell_legacy(data_dir, candidates)
@@ -268,9 +304,8 @@ def status(ctx: click.Context, *, data_dir: Path | None) -> None:
             click.echo(f"# but a broker that `rcaflow run` started (pid {unrecorded}) is using {data_dir}: it lives "
                        "and ends with that run, and its 'rcaflow ready' line gives KAFKA_BOOTSTRAP_SERVERS")
         else:
-            click.echo("# `rcaflow broker` manages brokers it started (`rcaflow broker start`); the one `rcaflow "
-                       "run` starts (in the same data dir) lives and ends with it, and its 'rcaflow ready' line "
-                       "gives KAFKA_BOOTSTRAP_SERVERS")
+            click.echo("# `rcaflow broker start` starts one for other processes to share; `rcaflow run` starts "
+                       "its own here when none runs, and it lives and ends with that run")
         _tell_legacy(data_dir, candidates)
         click.get_current_context().exit(1)
     answering = metadata_ok(state.bootstrap, timeout=5.0, security=librdkafka_security(_security(ctx)))

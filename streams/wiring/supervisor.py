@@ -25,8 +25,17 @@ from types import TracebackType
 from typing import Self
 
 from streams.broker import EmbeddedBroker, ScramUser, choose_broker
-from streams.broker.base import metadata_ok
-from streams.broker.state import LEGACY_DATA_DIR, legacy_notice, running_broker
+from streams.broker.base import BrokerError, metadata_ok
+from streams.broker.state import (
+    LEGACY_DATA_DIR,
+    OWNER_RUN,
+    BrokerState,
+    legacy_notice,
+    process_started,
+    release,
+    running_broker,
+    unrecorded_broker,
+)
 from streams.errors import ConfigurationError, StreamsError
 from streams.settings import KafkaSecuritySettings, Settings, client_config, librdkafka_security
 from streams.wiring.decision_keys import with_decision_key
@@ -45,6 +54,18 @@ EXIT_REFUSED = 2
 
 class SupervisorError(StreamsError):
     """A role process could not be started or died during start-up: the log says why, a blind retry will not."""
+
+
+def _another_runs_broker(state: BrokerState) -> str:
+    """Why this run does not use the broker another ``rcaflow run`` started, and what to do instead."""
+    if not state.owner_alive():
+        return (f"the embedded {state.kind} broker (pid {state.pid}) of an `rcaflow run` that has ended (pid "
+                f"{state.owner_pid}) is still stopping in {state.data_dir}: try again in a few seconds (if it keeps "
+                f"running: `rcaflow broker stop --data-dir {state.data_dir}`)")
+    return (f"another `rcaflow run` (pid {state.owner_pid}) runs its embedded {state.kind} broker on "
+            f"{state.bootstrap} from {state.data_dir}, and stops it when it ends: stop that run first, or give this "
+            "run a data dir of its own (RCAFLOW_KAFKA__EMBEDDED__DATA_DIR), or, for one broker that several runs "
+            "share, start it with `rcaflow broker start` (while no run owns that data dir)")
 
 
 def _die_with_parent() -> None:
@@ -144,6 +165,8 @@ class Stack:
         self.log_dir = log_dir
         self.data_dir = data_dir
         self.broker: EmbeddedBroker | None = None
+        #: The record of :attr:`broker` in its data dir, so `rcaflow broker status|stop` and another run see it.
+        self.broker_record: BrokerState | None = None
         self.bootstrap: str = settings.bootstrap or ""
         self.children: dict[str, subprocess.Popen[bytes]] = {}
 
@@ -161,6 +184,7 @@ class Stack:
                 scram=embedded_scram_user(self.settings.kafka.security),
             )
             self.bootstrap = self.broker.start()
+            self._record_broker(self.broker)
             if self.broker.kind == "tansu":
                 self._use_single_record_batches()
             logger.warning(
@@ -173,14 +197,18 @@ class Stack:
                       extra=client_config(self.settings.kafka, self.bootstrap))
         return self.bootstrap
 
+    def _broker_data_dir(self) -> Path:
+        return (self.data_dir or self.settings.kafka.embedded.data_dir).expanduser().resolve()
+
     def _reuse_started_broker(self) -> bool:
         """Use the broker `rcaflow broker start` left running from this data dir instead of starting a second one.
 
         Without an explicit ``data_dir`` (``rcaflow run``), a broker still running from the old default dir of
         `rcaflow broker` counts too; either way the old dir's data is never passed over without a word. The
-        broker is not ours: :meth:`stop` leaves it running.
+        broker is not ours: :meth:`stop` leaves it running. The broker of another run is refused: that run
+        stops it when it ends, and a second broker on the same data dir would hit Kafka's log dir lock.
         """
-        data_dir = (self.data_dir or self.settings.kafka.embedded.data_dir).expanduser().resolve()
+        data_dir = self._broker_data_dir()
         candidates = [data_dir]
         if self.data_dir is None and LEGACY_DATA_DIR.expanduser().resolve() != data_dir:
             candidates.append(LEGACY_DATA_DIR.expanduser().resolve())
@@ -189,7 +217,15 @@ class Stack:
                 logger.warning("%s", notice)
         state = running_broker(candidates)
         if state is None:
+            unrecorded = unrecorded_broker(data_dir)
+            if unrecorded is not None:
+                raise SupervisorError(
+                    f"a broker without a record (pid {unrecorded}, as an older rcaflow's `rcaflow run` starts it) "
+                    f"already runs from {data_dir}: stop the run it belongs to, or give this run a data dir of "
+                    "its own (RCAFLOW_KAFKA__EMBEDDED__DATA_DIR)")
             return False
+        if state.run_owned:
+            raise SupervisorError(_another_runs_broker(state))
         security = self.settings.kafka.security
         if not metadata_ok(state.bootstrap, timeout=5.0, security=librdkafka_security(security)):
             raise SupervisorError(
@@ -206,6 +242,34 @@ class Stack:
             state.kind, state.bootstrap, state.pid, state.data_dir,
         )
         return True
+
+    def _record_broker(self, broker: EmbeddedBroker) -> None:
+        """Write the record that tells `rcaflow broker status|stop` and other runs that this broker is this run's."""
+        assert broker.pid is not None
+        me = os.getpid()
+        self.broker_record = BrokerState(
+            pid=broker.pid,
+            bootstrap=self.bootstrap,
+            kind=broker.kind,
+            data_dir=str(self._broker_data_dir()),
+            started_at=time.time(),
+            foreground=True,
+            security=self.settings.kafka.security.describe(),
+            owner=OWNER_RUN,
+            owner_pid=me,
+            owner_started=process_started(me),
+        )
+        self.broker_record.save()
+
+    def _forget_broker(self) -> None:
+        """Remove this run's record of its (stopped) broker, unless someone else's record has replaced it."""
+        record, self.broker_record = self.broker_record, None
+        if record is None:
+            return
+        try:
+            release(record)
+        except BrokerError as exc:  # an unreadable record: leave it to `rcaflow broker stop`, say so
+            logger.warning("could not remove the record of the stopped broker: %s", exc)
 
     def _use_single_record_batches(self) -> None:
         kafka = self.settings.kafka.model_copy(update={"single_record_batches": True})
@@ -294,6 +358,7 @@ class Stack:
         if self.broker is not None:
             self.broker.stop()
             self.broker = None
+            self._forget_broker()
 
     def __enter__(self) -> Self:
         try:

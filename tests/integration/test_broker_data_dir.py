@@ -1,5 +1,8 @@
 """One data dir, one broker: `rcaflow broker` and `rcaflow run` share it, and an older rcaflow's dir is not lost.
 
+A run's own broker is recorded as that run's: `broker status` says so, `broker stop` and a second run leave it to
+that run, and the record goes with the run.
+
 Each command runs as a user would run it, in a process whose HOME is a temp dir, so the defaults
 (~/.local/state/rcaflow/broker, and the old ~/.local/share/rcaflow/broker) land there and not in the real home.
 Tansu: the cheapest live broker; what is checked here is which broker is found, not Kafka semantics.
@@ -31,6 +34,8 @@ _RUN_BROKER_ONLY = (
     "with Stack(Settings(), roles=(), env={}) as stack:\n"
     "    print(stack.bootstrap, 'own' if stack.broker is not None else 'reused', flush=True)\n"
 )
+# The same, staying up until SIGTERM, as `rcaflow run` does.
+_RUN_UNTIL_STOPPED = _RUN_BROKER_ONLY + "    stack.wait()\n"
 
 
 @pytest.fixture(autouse=True)
@@ -51,14 +56,49 @@ def _env(home: Path) -> dict[str, str]:
     return {**kept, "HOME": str(home), "RCAFLOW_KAFKA__EMBEDDED__PREFER": "tansu"}
 
 
-def _rcaflow(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def _rcaflow(home: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "streams.cli", *args], env=_env(home), capture_output=True,
-                          text=True, timeout=120, check=False)
+                          text=True, timeout=timeout, check=False)
 
 
 def _run_broker_only(home: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-c", _RUN_BROKER_ONLY], env=_env(home), capture_output=True, text=True,
                           timeout=120, check=False)
+
+
+def _start_run(home: Path) -> tuple[subprocess.Popen[str], str]:
+    """A run that started its own broker (it has no other to use), and that broker's bootstrap."""
+    log = (home / "run.log").open("w")
+    run = subprocess.Popen([sys.executable, "-c", _RUN_UNTIL_STOPPED], env=_env(home), stdout=subprocess.PIPE,
+                           stderr=log, text=True)
+    log.close()
+    try:
+        assert run.stdout is not None
+        bootstrap, how = [*run.stdout.readline().split(), "", ""][:2]
+        assert how == "own", (home / "run.log").read_text()
+    except BaseException:
+        _end(run, signal.SIGKILL)
+        raise
+    return run, bootstrap
+
+
+def _end(run: subprocess.Popen[str], sig: signal.Signals = signal.SIGTERM) -> int:
+    """Stop a run as a user would (SIGTERM) or as a crash does (SIGKILL); its exit code."""
+    run.send_signal(sig)
+    with run:  # closes its pipe
+        return run.wait(timeout=60)
+
+
+def _brokers_in(data_dir: Path) -> list[int]:
+    """Live broker processes whose working directory is ``data_dir``, as every embedded broker's is."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and os.readlink(entry / "cwd") == str(data_dir) and pid_alive(int(entry.name)):
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
 
 
 def _dirs(tmp_path: Path) -> tuple[Path, Path, Path]:
@@ -180,6 +220,94 @@ def test_broker_start_and_status_see_the_broker_a_run_keeps_in_the_same_data_dir
             status = _rcaflow(home, "broker", "status")
             assert status.returncode == 1
             assert f"a broker that `rcaflow run` started (pid {pid}) is using {new}" in status.stdout
+            # A run of this rcaflow next to it (an older one's, which left no record) stops before its roles.
+            second = _rcaflow(home, "run", timeout=60)
+            assert second.returncode == 2, second.stderr
+            assert f"rcaflow: a broker without a record (pid {pid}" in second.stderr
+            assert f"already runs from {new}" in second.stderr
+            assert _brokers_in(new) == [pid]
         finally:
             run.kill()
     assert _wait_dead(pid)
+
+
+def test_a_runs_own_broker_is_recorded_as_its_own_and_left_to_it_by_status_stop_start_and_a_second_run(
+    tmp_path: Path,
+) -> None:
+    home, _, new = _dirs(tmp_path)
+    run, bootstrap = _start_run(home)
+    try:
+        record = json.loads((new / "broker-state.json").read_text())
+        assert (record["owner"], record["owner_pid"], record["bootstrap"], record["kind"], record["data_dir"]) == (
+            "run", run.pid, bootstrap, "tansu", str(new))
+        broker_pid = record["pid"]
+
+        status = _rcaflow(home, "broker", "status")
+        assert status.returncode == 0, status.stdout + status.stderr
+        assert f"KAFKA_BOOTSTRAP_SERVERS={bootstrap}" in status.stdout
+        assert f"# broker: tansu (pid {broker_pid}, data {new}" in status.stdout
+        assert f"# owned by `rcaflow run` (pid {run.pid}): it lives and ends with that run" in status.stdout
+
+        stop = _rcaflow(home, "broker", "stop")
+        assert stop.returncode != 0
+        assert f"belongs to the `rcaflow run` with pid {run.pid}" in stop.stderr
+        assert "stop that run instead" in stop.stderr and "--force" in stop.stderr
+        assert pid_alive(broker_pid) and (new / "broker-state.json").exists()
+
+        start = _rcaflow(home, "broker", "start", "--prefer", "tansu")
+        assert start.returncode != 0 and start.stdout == ""
+        assert f"broker that `rcaflow run` started (pid {run.pid}) is using {new}" in start.stderr
+
+        second = _rcaflow(home, "run", timeout=60)
+        assert second.returncode == 2, second.stderr
+        said = [line for line in second.stderr.splitlines() if line.startswith("rcaflow: ")]
+        assert len(said) == 1, second.stderr
+        assert f"another `rcaflow run` (pid {run.pid})" in said[0] and f"from {new}" in said[0]
+        assert "stop that run first" in said[0] and "data dir of its own" in said[0]
+        assert "`rcaflow broker start`" in said[0]
+        assert _brokers_in(new) == [broker_pid], "a second broker was started in the run's data dir"
+        assert json.loads((new / "broker-state.json").read_text()) == record
+    finally:
+        assert _end(run) == 0
+    assert _wait_dead(broker_pid)
+    assert not (new / "broker-state.json").exists(), "the run left the record of its stopped broker behind"
+
+
+def test_broker_stop_force_stops_a_runs_broker_and_the_run_leaves_the_next_record_alone(tmp_path: Path) -> None:
+    home, _, new = _dirs(tmp_path)
+    run, bootstrap = _start_run(home)
+    try:
+        broker_pid = json.loads((new / "broker-state.json").read_text())["pid"]
+        forced = _rcaflow(home, "broker", "stop", "--force")
+        assert forced.returncode == 0, forced.stderr
+        assert f"stopped the tansu broker (pid {broker_pid}) on {bootstrap}" in forced.stderr
+        assert f"started by `rcaflow run` pid {run.pid}, which is now without Kafka" in forced.stderr
+        assert _wait_dead(broker_pid)
+        # The data dir is free again: `broker start` records a broker of its own there.
+        shared = _started(_rcaflow(home, "broker", "start", "--prefer", "tansu"))
+        record = (new / "broker-state.json").read_text()
+    finally:
+        assert _end(run) == 0
+    try:
+        assert (new / "broker-state.json").read_text() == record, "the run removed a record that was not its own"
+        status = _rcaflow(home, "broker", "status")
+        assert status.returncode == 0 and f"KAFKA_BOOTSTRAP_SERVERS={shared}" in status.stdout
+        assert "rcaflow run" not in status.stdout
+    finally:
+        assert _rcaflow(home, "broker", "stop").returncode == 0
+
+
+def test_the_record_a_killed_run_left_does_not_keep_the_next_run_from_its_own_broker(tmp_path: Path) -> None:
+    home, _, new = _dirs(tmp_path)
+    run, _ = _start_run(home)
+    broker_pid = json.loads((new / "broker-state.json").read_text())["pid"]
+    _end(run, signal.SIGKILL)  # no clean-up: its broker dies with it (parent-death signal), its record stays
+    assert _wait_dead(broker_pid)
+    assert json.loads((new / "broker-state.json").read_text())["owner_pid"] == run.pid
+    status = _rcaflow(home, "broker", "status")
+    assert status.returncode == 1 and "no broker is running" in status.stdout
+
+    again = _run_broker_only(home)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.split()[1] == "own"
+    assert not (new / "broker-state.json").exists()

@@ -1,12 +1,24 @@
-"""An older rcaflow's broker data dir is never passed over in silence, and a dead record is not a broker."""
+"""An older rcaflow's broker data dir is never passed over in silence, a dead record is not a broker, and a
+run's record names that run and is removed only by it."""
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
-from streams.broker.state import BrokerState, has_broker_data, legacy_notice, running_broker
+from streams.broker.state import (
+    OWNER_BROKER_START,
+    OWNER_RUN,
+    BrokerState,
+    has_broker_data,
+    legacy_notice,
+    process_started,
+    release,
+    running_broker,
+)
 
 
 def _kafka_data(data_dir: Path) -> Path:
@@ -60,3 +72,38 @@ def test_a_record_of_a_process_that_is_gone_is_no_running_broker(tmp_path: Path)
         BrokerState(pid=int(gone.stdout), bootstrap="127.0.0.1:1", kind="tansu", data_dir=str(tmp_path / name),
                     started_at=0.0).save()
     assert running_broker([tmp_path / "a", tmp_path / "b", tmp_path / "none"]) is None
+
+
+def test_a_record_written_before_owners_were_recorded_is_a_broker_start_one(tmp_path: Path) -> None:
+    (tmp_path / "broker-state.json").write_text(json.dumps({
+        "pid": 4242, "bootstrap": "127.0.0.1:9092", "kind": "kafka", "data_dir": str(tmp_path),
+        "started_at": 1.5, "foreground": False, "security": "PLAINTEXT"}))
+    state = BrokerState.load(tmp_path)
+    assert state is not None and state.owner == OWNER_BROKER_START
+    assert not state.run_owned and not state.owner_alive()
+
+
+def _run_record(data_dir: Path, owner_started: int | None) -> BrokerState:
+    return BrokerState(pid=4242, bootstrap="127.0.0.1:1", kind="kafka", data_dir=str(data_dir), started_at=2.0,
+                       foreground=True, owner=OWNER_RUN, owner_pid=os.getpid(), owner_started=owner_started)
+
+
+def test_a_runs_record_names_its_run_only_while_that_very_process_runs(tmp_path: Path) -> None:
+    me = process_started(os.getpid())
+    assert me is not None
+    state = _run_record(tmp_path, me)
+    state.save()
+    assert BrokerState.load(tmp_path) == state and state.owner_alive()
+    # The same pid, started at another time, is another process: a recycled pid is not the run.
+    assert not _run_record(tmp_path, me + 1).owner_alive()
+
+
+def test_a_run_removes_its_own_record_and_leaves_one_that_replaced_it(tmp_path: Path) -> None:
+    ours = _run_record(tmp_path, process_started(os.getpid()))
+    ours.save()
+    assert release(ours) and not (tmp_path / "broker-state.json").exists()
+    ours.save()
+    theirs = BrokerState(pid=4343, bootstrap="127.0.0.1:2", kind="tansu", data_dir=str(tmp_path), started_at=3.0)
+    theirs.save()
+    assert not release(ours)
+    assert BrokerState.load(tmp_path) == theirs
