@@ -10,7 +10,9 @@ capped backoff until acked or the producer stops, never dead-lettered for it.
 
 Under an ingest quota a mail waits in the folder (unread, the checkpoint before it) and its body is not fetched
 while its tenant could not take it: a digest fetched, counted and deferred once has its count remembered
-(``producers.deferred_costs``, by UIDVALIDITY and UID, in memory), so it is fetched once more when it fits.
+(``producers.deferred_costs``, by UIDVALIDITY and UID, in memory), and the bodies a round downloaded but could not
+use (the deferred mail's and those read ahead after it) are kept for the next round (``producers.imap.body_cache``,
+at most ``fetch_budget_bytes``), so a throttled tenant's mails are downloaded once, not once per round.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from typing import Any, ParamSpec, TypeVar
 
 from producers.deferred_costs import DeferredCosts
 from producers.imap.backoff import backoff_delay
+from producers.imap.body_cache import BodyCache
 from producers.imap.config import AfterIngest, ImapConfig
 from producers.imap.errors import ImapAuthError, ImapProducerError
 from producers.imap.headers import MailHeaders, derived_message_id, parse_headers
@@ -73,8 +76,8 @@ class IngestStats:
     #: Mails left in the folder for later because the tenant was over its ingest quota.
     deferred: int = 0
     #: Mail bodies downloaded (FETCH BODY.PEEK[]); a deferred mail's body is not fetched while its tenant can take
-    #: none (a digest fetched and deferred once: not its remembered count), and no more bodies at once than the
-    #: tenant could take.
+    #: none (a digest fetched and deferred once: not its remembered count), no more bodies at once than the
+    #: tenant could take, and a body downloaded by a round that stopped before it is not downloaded again.
     bodies_fetched: int = 0
     checkpoints: int = 0
     connects: int = 0
@@ -129,6 +132,8 @@ class ImapProducer:
         #: By UIDVALIDITY and UID, the cost of each mail whose body was fetched and then deferred: its body is not
         #: fetched again until the tenant could take that many alerts (in memory, bounded).
         self._deferred_costs = DeferredCosts()
+        #: Bodies downloaded by a round that a deferral stopped before them: the next round's, not downloaded again.
+        self._kept_bodies = BodyCache(config.fetch_budget_bytes)
         #: Catch up with the folder and stop (``rcaflow ingest imap --once``, for cron or a first import).
         self.once = once
         self.stats = IngestStats()
@@ -336,6 +341,7 @@ class ImapProducer:
         )
         await self._publish_acked(INGEST_CHECKPOINTS, self.config.mailbox_id, record)
         self._last_uid = last_uid
+        self._kept_bodies.drop_through(last_uid)
         self.stats.checkpoints += 1
 
     # ------------------------------------------------------------------ ingest
@@ -363,7 +369,8 @@ class ImapProducer:
         Bodies are fetched when the loop reaches them, in groups (``fetch_budget_bytes``); with a quota, only
         after asking it whether the tenant could take a mail now (a mail fetched and deferred before: its
         remembered count), and no more at once than it could take, so a throttled tenant's deferred mails are not
-        downloaded (again) every round.
+        downloaded (again) every round. Bodies downloaded but not reached when a mail is deferred are kept for the
+        next round.
         """
         cfg = self.config
         # Never above what raw-mail holds, whatever the configuration says: a bigger mail could only fail
@@ -383,6 +390,7 @@ class ImapProducer:
         steps: list[tuple[int, Coroutine[Any, Any, bool] | None]] = []
         in_batch: set[str] = set()
         deferred: float | None = None
+        deferred_uid: int | None = None
         for uid in uids:
             env = envelopes.get(uid)
             if env is None:
@@ -405,7 +413,7 @@ class ImapProducer:
                 if refusal is not None:
                     # The tenant cannot take even a one-alert mail, or not the alerts this mail was found to carry
                     # when it was fetched and deferred before: defer it without downloading it (again).
-                    deferred = self._defer(uid, refusal, fetched=False)
+                    deferred, deferred_uid = self._defer(uid, refusal, fetched=False), uid
                     break
                 bodies.update(await self._fetch_bodies(session, wanted[wanted.index(uid):], fetched, envelopes))
             body = bodies.get(uid)
@@ -434,9 +442,13 @@ class ImapProducer:
                     else:
                         self._deferred_costs.remember(self._cost_key(uid), cost)
                 if admission is not None and not admission.admitted:
-                    deferred = self._defer(uid, admission, fetched=True)
+                    deferred, deferred_uid = self._defer(uid, admission, fetched=True), uid
                     break
                 steps.append((uid, self._publish_mail(uid, message_id, env, head, body)))
+        if deferred_uid is not None:
+            # The pass stops here: this mail's body and those read ahead after it wait for the next round.
+            self._kept_bodies.keep(self._uidvalidity, {u: b for u, b in bodies.items() if u >= deferred_uid},
+                                   after=self._last_uid)
 
         results = await asyncio.gather(*(c for _, c in steps if c is not None), return_exceptions=True)
         outcomes = iter(results)
@@ -491,17 +503,36 @@ class ImapProducer:
     async def _fetch_bodies(self, session: ImapSession, ahead: list[int], fetched: set[int],
                             envelopes: dict[int, Envelope]) -> dict[int, bytes]:
         """The next bodies, from the first of ``ahead`` (in UID order): at most ``fetch_budget_bytes`` (at least
-        one mail) and, with a quota, no more mails than the tenant could take now (each costs at least one alert),
-        so bodies of mails that will have to wait are not downloaded. Adds them to ``fetched``."""
+        one mail) and, with a quota, no more mails than the tenant could take now (each costs at least one alert,
+        a digest deferred before its remembered count), so bodies of mails that will have to wait are not
+        downloaded. A body kept from an earlier round is not downloaded again. Adds them to ``fetched``."""
         room = self._quota.room(self.config.tenant) if self._quota is not None else None
         uids = [uid for uid in ahead if uid not in fetched]
         if room is not None:
-            uids = uids[: max(1, room)]
+            uids = self._within_room(uids, room)
         group = _budget_groups(uids, envelopes, self.config.fetch_budget_bytes)[0]
         fetched.update(group)
-        bodies = await self._in_thread(session.bodies, group)
-        self.stats.bodies_fetched += len(bodies)
+        bodies = self._kept_bodies.take(self._uidvalidity, group)
+        missing = [uid for uid in group if uid not in bodies]
+        if missing:
+            downloaded = await self._in_thread(session.bodies, missing)
+            self.stats.bodies_fetched += len(downloaded)
+            bodies.update(downloaded)
         return bodies
+
+    def _within_room(self, uids: list[int], room: int) -> list[int]:
+        """The first of ``uids`` whose alerts add up to at most ``room`` (at least one mail), and past it those
+        whose bodies are kept from an earlier round (no download: their admission decides, as when all were
+        read ahead). A mail costs its remembered count when it was downloaded and deferred before, else the least
+        a mail costs (one)."""
+        taken: list[int] = []
+        alerts = 0
+        for uid in uids:
+            alerts += self._deferred_costs.cost(self._cost_key(uid))
+            if taken and alerts > room and not self._kept_bodies.holds(self._uidvalidity, uid):
+                break
+            taken.append(uid)
+        return taken
 
     def _defer(self, uid: int, admission: Admission, *, fetched: bool) -> float:
         """This mail and every later one stay in the folder, unread; the checkpoint stops before it. The wait."""

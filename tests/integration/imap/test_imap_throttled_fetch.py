@@ -1,7 +1,8 @@
 """A tenant over its ingest quota costs the IMAP server no downloads for the mails that wait: the producer asks the
 quota before fetching a body (a tenant that cannot take even a one-alert mail is deferred with its mails unread and
 undownloaded) and fetches no more bodies at once than the tenant could take; a digest downloaded and deferred
-once is not downloaded again before its remembered count fits. Counted twice: by the producer's
+once is not downloaded again (its body kept for the next round; when it is not kept, not before its remembered
+count fits). Counted twice: by the producer's
 ``rcaflow_imap_bodies_fetched_total`` and by dovecot itself (the ``body_count`` of its logout lines). Each mail is
 still taken once, in order, the checkpoint before the ones that wait. Real dovecot, real broker."""
 
@@ -79,8 +80,9 @@ class Pauses:
 
 def make_producer(dovecot: Dovecot, kafka: KafkaForImap, publisher: KafkaPublisher, quota: IngestQuota,
                   sleep: Callable[[float], Awaitable[None]], registry: CollectorRegistry, *,
-                  once: bool) -> ImapProducer:
-    config = imap_config(dovecot, folder=FOLDER, tenant="acme", initial_position="all", after_ingest="seen")
+                  once: bool, **overrides: object) -> ImapProducer:
+    config = imap_config(dovecot, folder=FOLDER, tenant="acme", initial_position="all", after_ingest="seen",
+                         **overrides)
     reader = KafkaCheckpointReader(kafka.bootstrap, kafka.codec, prefix=kafka.prefix)
     producer = ImapProducer(config, publisher, reader, topic_prefix=kafka.prefix, once=once, sleep=sleep,
                             quota=quota)
@@ -211,12 +213,18 @@ def test_a_tenant_above_its_fair_share_downloads_nothing_while_it_waits(dovecot:
         "tenant": "acme", "source": "imap", "reason": OVER_FAIR_SHARE}) == len(pauses.seen)
 
 
-def test_a_deferred_digest_is_downloaded_again_only_once_it_fits(dovecot: Dovecot, kafka: KafkaForImap) -> None:
+@pytest.mark.parametrize(("budget", "digest_downloads"), [
+    (32 * 1024 * 1024, 1),  # the default fetch_budget_bytes: the digest's body is kept for the round it fits
+    (4096, 2),  # a budget smaller than the digest (7 KB): its body is not kept, its remembered count is
+], ids=["body-kept", "body-not-kept"])
+def test_a_deferred_digest_is_not_downloaded_again_before_it_fits(
+        dovecot: Dovecot, kafka: KafkaForImap, budget: int, digest_downloads: int) -> None:
     """A one-alert mail, then a digest of six, for a tenant with a quota (60/min, 4 at once) and an intake budget
     (30/min, 4 at once), as ``rcaflow ingest imap`` runs a mailbox: the digest is downloaded, counted and deferred
     for the quota (3 in the bucket, 4 needed); a second later the quota could take it but the budget not (its
     share spent until its refill), and a second after that both. The round in between does not download it again
-    (before, every round did: 3 downloads of the digest); it is downloaded once more when it fits."""
+    (before, every round did: 3 downloads of the digest). The body downloaded to count it is kept for the round
+    it fits, within ``fetch_budget_bytes``: downloaded once; a body above that is downloaded once more then."""
     dovecot.create_folder(FOLDER)
     digest = copy_of(DIGEST, 0, "acme")
     dovecot.append_many([make_mail(0), digest], FOLDER)
@@ -230,7 +238,8 @@ def test_a_deferred_digest_is_downloaded_again_only_once_it_fits(dovecot: Doveco
     async def scenario() -> None:
         publisher = KafkaPublisher(kafka.bootstrap, kafka.codec, prefix=kafka.prefix)
         try:
-            producer = make_producer(dovecot, kafka, publisher, quota, pauses, registry, once=True)
+            producer = make_producer(dovecot, kafka, publisher, quota, pauses, registry, once=True,
+                                     fetch_budget_bytes=budget)
             await asyncio.wait_for(producer.run(), 120)
         finally:
             await publisher.close()
@@ -240,8 +249,8 @@ def test_a_deferred_digest_is_downloaded_again_only_once_it_fits(dovecot: Doveco
     # digest waits unread for the quota, then for the budget, without a download; then it went in.
     assert pauses.seen == [{"bodies_fetched": 2, "published": 1, "unread": [2]},
                            {"bodies_fetched": 2, "published": 1, "unread": [2]}]
-    assert pauses.bodies_fetched() == 3
-    assert wait_for_server_count(dovecot, 3) == 3  # dovecot's own count: the digest sent twice, the single once
+    assert pauses.bodies_fetched() == 1 + digest_downloads
+    assert wait_for_server_count(dovecot, 1 + digest_downloads) == 1 + digest_downloads  # dovecot's own count
     records = [r for _k, r in kafka.read(kafka.raw_mail, RawMail)]
     digests = [r.raw for r in records if r.subject == "Control Cluster Details acme #0"]
     assert len(records) == 2 and digests == [digest] and MailCost()(digest) == DIGEST_ALERTS  # once, all alerts
