@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 RUN_STAMP  := $(VENV)/.run-installed
 TEST_STAMP := $(VENV)/.test-installed
 
-.PHONY: scale-out run test config-docs lint typecheck unit integration bench bench-correlation bench-floor bench-load bench-load-hour bench-tenants bench-executor-memory demo system-deps flowchart evals-live clean
+.PHONY: scale-out run test config-docs lint typecheck unit integration bench bench-correlation bench-floor bench-load bench-load-hour bench-tenants bench-executor-memory bench-kb demo system-deps flowchart evals-live clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -94,6 +94,11 @@ bench-load-hour: $(TEST_STAMP) system-deps
 ## "executor_memory", docs/performance.md (≈ 6 min)
 bench-executor-memory: $(TEST_STAMP) system-deps
 	$(BIN)/python -m benchmarks.executor_memory_bench --out benchmarks/results.json
+
+## bench-kb: the knowledge-base consumer catching up on a backlog of 1,000 incident lifecycles into a real
+## Elasticsearch, on topics of 3 and of 12 partitions: records/s; results.json "kb", docs/knowledge-base.md (≈ 2 min)
+bench-kb: $(TEST_STAMP) system-deps
+	$(BIN)/python -m benchmarks.kb_bench --out benchmarks/results.json
 
 ## bench-tenants: one tenant at 10x its ingest quota, api + worker: the quiet tenants' latency to rca-result calm vs
 ## storm (/events and /webhook), throttled counts, dead letters; results.json "tenant_quota", docs/tenants.md

@@ -55,13 +55,20 @@ class AsyncCommits:
         self._retry_after_s = retry_after_s
         self._clock = clock
         self._consumer: Consumer | None = None
-        #: The offsets of the commit in flight, since when, when it was last reported, and its answer (set by
-        #: on_commit in a poll).
+        #: The offsets of the commit in flight, when it was sent, since when commits have gone unanswered (a
+        #: commit asked again does not restart that wait), when that wait was last reported, and the answer (set
+        #: by on_commit in a poll).
         self._committing: list[TopicPartition] | None = None
         self._since = 0.0
+        self._waiting_since = 0.0
         self._reported = 0.0
         self._answered = False
         self._error: str | None = None
+
+    @property
+    def who(self) -> str:
+        """The consumer's name in log lines ("executor", "knowledge base")."""
+        return self._who
 
     def bind(self, consumer: Consumer) -> None:
         self._consumer = consumer
@@ -72,10 +79,12 @@ class AsyncCommits:
         return self._committing is not None
 
     def waiting_s(self) -> float:
-        """How long the commit in flight has waited for its answer (0 when none): for a gauge to alert on."""
+        """How long commits have gone unanswered (0 when none waits): for a gauge to alert on. A commit asked
+        again carries on the wait of the one it replaces, so a coordinator that never answers shows as a wait
+        that keeps growing, not one that starts over every ``retry_after_s``."""
         if self._committing is None or self._answered:
             return 0.0
-        return self._clock() - self._since
+        return self._clock() - self._waiting_since
 
     def commit(self, take: Callable[[], list[TopicPartition]]) -> None:
         """Send the offsets ``take`` hands over, unless a commit is still waiting (they stay with the caller and go
@@ -85,12 +94,12 @@ class AsyncCommits:
         carried: list[TopicPartition] = []
         if self._committing is not None:
             if not self._answered:
-                waited = now - self._since
+                waited = now - self._waiting_since
                 if waited >= self._reported + self._report_every_s:
                     self._reported = waited
                     logger.warning("%s: an offset commit has waited %.0f s for the group coordinator; reading goes "
                                    "on, and what is settled meanwhile goes with the next commit", self._who, waited)
-                if waited < self._retry_after_s:
+                if now - self._since < self._retry_after_s:
                     return
                 carried = self._committing
             elif self._error is not None:
@@ -106,7 +115,9 @@ class AsyncCommits:
         except KafkaException as exc:
             logger.warning("%s: offset commit failed: %s", self._who, exc)
             return
-        self._committing, self._since, self._reported = ready, now, 0.0
+        if not carried:  # a fresh wait; a commit asked again goes on with the wait of the one it replaces
+            self._waiting_since, self._reported = now, 0.0
+        self._committing, self._since = ready, now
 
     def on_commit(self, error: KafkaError | None, partitions: list[TopicPartition]) -> None:
         """The coordinator's answer (librdkafka calls it on the polling thread, inside a poll)."""
@@ -132,5 +143,5 @@ class AsyncCommits:
                 return True
             await asyncio.to_thread(poll, 0.1)
         logger.warning("%s: stopping with an offset commit unanswered after %.0f s; the partitions' next owner "
-                       "reads again from the last committed offset", self._who, self._clock() - self._since)
+                       "reads again from the last committed offset", self._who, self._clock() - self._waiting_since)
         return False

@@ -20,12 +20,12 @@ import weakref
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
-from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from pydantic import ValidationError
 
 from producers.kafka_clients import new_consumer
-from producers.kafka_commits import AsyncCommits
+from producers.kafka_commits import RETRY_AFTER_S, AsyncCommits
 from schemas.codec import Codec
 from schemas.errors import CodecError
 from schemas.records import Record
@@ -80,6 +80,7 @@ class KbConsumer:
         metrics: KbMetrics | None = None,
         retry_s: tuple[float, float] = (0.5, 30.0),
         clock: Callable[[], float] = time.monotonic,
+        commit_retry_s: float = RETRY_AFTER_S,
     ) -> None:
         self._codec = codec
         self._store = store
@@ -91,7 +92,8 @@ class KbConsumer:
         self._last_lag = float("-inf")
         #: Per partition, the offset after the last record Elasticsearch took; handed to the next commit.
         self._settled: dict[tuple[str, int], int] = {}
-        self._commits = AsyncCommits("knowledge base" if self._metrics.name == "rcaflow_kb" else "analytics")
+        self._commits = AsyncCommits("knowledge base" if self._metrics.name == "rcaflow_kb" else "analytics",
+                                     retry_after_s=commit_retry_s)
         commits = weakref.ref(self._commits)  # the gauge must not keep a stopped consumer alive
         self._metrics.commit_wait.set_function(lambda: c.waiting_s() if (c := commits()) else 0.0)
         config: dict[str, Any] = {
@@ -206,7 +208,13 @@ class KbConsumer:
             await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
 
     def _export_lag(self) -> None:
-        """End offset minus committed position per assigned partition, at most every LAG_EVERY_S."""
+        """End offset minus committed position per assigned partition, at most every LAG_EVERY_S.
+
+        The ends are the ones the consumer's own fetches brought back (``cached=True``): asking the broker costs a
+        ListOffsets per partition, each waiting behind the consumer's long-poll fetch on the same connection
+        (~0.5 s, ``fetch.wait.max.ms``), and the loop stood still meanwhile (~6 s every 10 s with 12 partitions).
+        A partition not fetched yet has no end: it is left out until it has one.
+        """
         now = self._clock()
         if now - self._last_lag < LAG_EVERY_S:
             return
@@ -214,10 +222,16 @@ class KbConsumer:
         assigned = self._consumer.assignment()
         if not assigned:
             return
-        committed = self._consumer.committed(assigned, timeout=5)
+        try:
+            committed = self._consumer.committed(assigned, timeout=5)
+        except KafkaException as exc:  # the coordinator moving, a slow broker: the next round reads again
+            logger.warning("%s: cannot read the committed offsets for the lag yet: %s", self._commits.who, exc)
+            return
         for tp in committed:
-            _low, high = self._consumer.get_watermark_offsets(tp, timeout=5, cached=False)
-            position = tp.offset if tp.offset >= 0 else _low
+            low, high = self._consumer.get_watermark_offsets(tp, cached=True)
+            position = tp.offset if tp.offset >= 0 else low
+            if high < 0 or position < 0:
+                continue
             self._metrics.lag.labels(tp.topic, str(tp.partition)).set(max(0, high - position))
 
     def lag_now(self) -> dict[tuple[str, int], int]:

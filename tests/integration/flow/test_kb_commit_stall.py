@@ -5,7 +5,8 @@ The knowledge-base consumer used to commit each batch synchronously; a commit th
 looked healthy, and its lag gauge (refreshed in the same loop) froze too. The proxy in front of the real broker
 drops this consumer's OffsetCommit requests and forwards everything else; the consumer's socket timeout is long,
 as in production where the request may never fail. An incident published while the first commit waits must still
-reach Elasticsearch, and the wait shows as ``rcaflow_kb_commit_wait_seconds``.
+reach Elasticsearch, and the wait shows as ``rcaflow_kb_commit_wait_seconds``, growing across the commits asked
+again (every second here), so an alert on minutes can fire.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ from tests.support.kafka_proxy import KafkaProxy
 pytestmark = pytest.mark.integration
 
 CONSUMER = "kb-commit-stalled"
+#: An unanswered commit is asked again after this long (60 s in production).
+RETRY_S = 1.0
 
 
 def test_the_knowledge_base_fills_while_its_offset_commit_is_unanswered(
@@ -73,13 +76,16 @@ def test_the_knowledge_base_fills_while_its_offset_commit_is_unanswered(
                 # that never returns would be.
                 extra: dict[str, Any] = {"client.id": CONSUMER, "socket.timeout.ms": 300_000}
                 consumer = KbConsumer(bootstrap=bootstrap, extra=extra, codec=codec, store=store,
-                                      topic_prefix=topics, group_id=group, metrics=KbMetrics(registry))
+                                      topic_prefix=topics, group_id=group, metrics=KbMetrics(registry),
+                                      commit_retry_s=RETRY_S)
                 running = asyncio.create_task(consumer.run())
                 try:
                     assert await asyncio.to_thread(proxied.commit_swallowed.wait, 90), "the consumer never committed"
                     await asyncio.to_thread(publish, "inc-during-the-stall")
                     await asyncio.to_thread(wait_until, lambda: resolved(store, "inc-during-the-stall"),
                                             "the incident published during the stall in the knowledge base", 90.0)
+                    await asyncio.to_thread(wait_until, lambda: consumer.commit_waiting_s() > 4 * RETRY_S,
+                                            "the wait to grow across commits asked again", 60.0)
                     gauge = registry.get_sample_value("rcaflow_kb_commit_wait_seconds")
                     committed = await asyncio.to_thread(_committed, bootstrap, f"{topics}{group}", topics)
                     return consumer.commit_waiting_s(), gauge or 0.0, committed
@@ -92,5 +98,5 @@ def test_the_knowledge_base_fills_while_its_offset_commit_is_unanswered(
             assert resolved(store, "inc-before-the-stall")
     finally:
         proxied.swallow_offset_commits_from(None)
-    assert waiting > 0 and gauge > 0, "the unanswered commit was not reported as waiting"
+    assert waiting > 4 * RETRY_S and gauge > 4 * RETRY_S, "the unanswered commits were not reported as waiting"
     assert committed == 0, f"a commit got through the proxy: {committed}"

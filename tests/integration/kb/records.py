@@ -52,7 +52,7 @@ def lifecycle(tenant: str, incident_id: str, *, alert: str = "VminsertWriteError
         return ActionEvent(tenant=tenant, action_id=action_id, incident_id=incident_id,
                            alert_class="vminsert_write_errors", name=action, tool="k8s", operation="rollout_restart",
                            params={"namespace": "insight-system", "name": "vminsert"}, state=s, dry_run=False,
-                           at=start + timedelta(seconds=seconds), **extra)  # type: ignore[arg-type]
+                           at=start + timedelta(seconds=seconds), **extra)
 
     records: list[Record] = [opened, policy, llm, state(ActionState.PROPOSED, 5),
                              state(ActionState.AWAITING_APPROVAL, 5),
