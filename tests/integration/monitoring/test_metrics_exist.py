@@ -26,6 +26,9 @@ SERVED_ELSEWHERE = {
     "rcaflow_kb_mtta_seconds": "rcaflow kb run: needs Elasticsearch (tests/integration/kb)",
     "rcaflow_kb_mttr_seconds": "rcaflow kb run: needs Elasticsearch (tests/integration/kb)",
     "rcaflow_kb_action_adoption_ratio": "rcaflow kb run: needs Elasticsearch (tests/integration/kb)",
+    "rcaflow_kb_commit_wait_seconds":
+        "rcaflow kb run: needs Elasticsearch (tests/integration/flow/test_kb_commit_stall.py)",
+    "rcaflow_analytics_commit_wait_seconds": "rcaflow kb analytics: needs Elasticsearch (tests/integration/kb)",
     "rcaflow_msgraph_subscription_expiry_timestamp_seconds":
         "rcaflow api with msgraph configured: needs Microsoft Graph (tests/unit/producers/msgraph)",
     "rcaflow_msgraph_bodies_fetched_total":
