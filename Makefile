@@ -95,7 +95,7 @@ bench-load-hour: $(TEST_STAMP) system-deps
 bench-executor-memory: $(TEST_STAMP) system-deps
 	$(BIN)/python -m benchmarks.executor_memory_bench --out benchmarks/results.json
 
-## bench-kb: the knowledge-base consumer catching up on a backlog of 1,000 incident lifecycles into a real
+## bench-kb: the knowledge-base and analytics consumers catching up on a backlog of 1,000 incident lifecycles into a real
 ## Elasticsearch, on topics of 3 and of 12 partitions: records/s; results.json "kb", docs/knowledge-base.md (≈ 2 min)
 bench-kb: $(TEST_STAMP) system-deps
 	$(BIN)/python -m benchmarks.kb_bench --out benchmarks/results.json

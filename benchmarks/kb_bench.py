@@ -1,18 +1,19 @@
-"""The knowledge-base consumer's catch-up rate: a backlog of incident lifecycles into a real Elasticsearch.
+"""The knowledge base's consumers' catch-up rate: a backlog of incident lifecycles into a real Elasticsearch.
 
-A real :class:`streams.kb.consumer.KbConsumer` with a :class:`streams.kb.store.KbStore` (what ``rcaflow kb run``
-builds) reads a backlog already on the broker: ``--incidents`` lifecycles of 10 records each over the four
-topics it consumes (incidents, rca-result, actions, approvals), written as fast as a producer goes before the
-consumer starts. The clock runs from the consumer's start to the moment the group's committed offsets reach
-the end of every partition; records/s is the backlog over that time. Each partition count is a scenario on
-topics of its own (``--partitions 3 12``: the default topic size, and one with more partitions, where a cost
+A real :class:`streams.kb.consumer.KbConsumer` reads a backlog already on the broker: ``--incidents``
+lifecycles of 10 records each over the four topics it consumes (incidents, rca-result, actions, approvals),
+written as fast as a producer goes before the consumer starts. Its store is what ``rcaflow kb run`` builds
+(``kb``: :class:`streams.kb.store.KbStore`, one document per incident) or what ``rcaflow kb analytics`` builds
+(``analytics``: :class:`streams.kb.analytics_store.AnalyticsStore`, its own facts plus the daily documents each
+batch touched, rewritten). The clock runs from the consumer's start to the moment the group's committed offsets
+reach the end of every partition; records/s is the backlog over that time. Each partition count is a scenario
+on topics of its own (``--partitions 3 12``: the default topic size, and one with more partitions, where a cost
 per partition shows). A first, unrecorded scenario of ``--warmup`` incidents warms Elasticsearch up (its first
-bulk requests are several times slower). The load average is recorded: the machine is shared, so the rates move
-with it.
+bulk requests are several times slower). The load average is recorded: the machine is shared, so the rates
+move with it.
 
     python -m benchmarks.kb_bench --incidents 1000 --partitions 3 12 --out benchmarks/results.json
 """
-
 from __future__ import annotations
 
 import argparse
@@ -37,6 +38,7 @@ from benchmarks.results import RESULTS, write_results
 from schemas.codec import Codec, make_codec
 from schemas.records import ActionEvent, ApprovalDecision, Incident, RcaResult, Record
 from schemas.topics import ACTIONS, APPROVALS, INCIDENTS, RCA_RESULT, TopicSpec
+from streams.kb.analytics_store import AnalyticsStore
 from streams.kb.consumer import KB_TOPICS, KbConsumer, KbMetrics
 from streams.kb.store import KbStore
 from streams.wiring.topics_admin import ensure_topics
@@ -95,10 +97,10 @@ def committed_total(bootstrap: str, group: str, partitions: list[TopicPartition]
         probe.close()
 
 
-def scenario(bootstrap: str, es_url: str, incidents: int, partitions: int) -> dict[str, Any]:
+def scenario(bootstrap: str, es_url: str, incidents: int, partitions: int, kind: str = "kb") -> dict[str, Any]:
     prefix = f"kbb{uuid.uuid4().hex[:6]}."
     index = f"kbb{uuid.uuid4().hex[:6]}"
-    group = "rcaflow-kb"
+    group = "rcaflow-kb" if kind == "kb" else "rcaflow-analytics"
     ensure_topics(bootstrap, prefix, KB_TOPICS, partitions=partitions)
     codec = make_codec(None)
     records = feed(bootstrap, codec, prefix, incidents)
@@ -107,10 +109,12 @@ def scenario(bootstrap: str, es_url: str, incidents: int, partitions: int) -> di
 
     async def run() -> float:
         with Elasticsearch(es_url, request_timeout=60) as client:
-            store = KbStore(client, prefix=index, replicas=0)
+            store: KbStore | AnalyticsStore = (KbStore(client, prefix=index, replicas=0) if kind == "kb"
+                                               else AnalyticsStore(client, prefix=index, replicas=0))
             store.install_template()
+            metrics = KbMetrics(CollectorRegistry(), name="rcaflow_kb" if kind == "kb" else "rcaflow_analytics")
             consumer = KbConsumer(bootstrap=bootstrap, codec=codec, store=store, topic_prefix=prefix,
-                                  group_id=group, metrics=KbMetrics(CollectorRegistry()))
+                                  group_id=group, metrics=metrics)
             started = time.monotonic()
             task = asyncio.create_task(consumer.run())
             try:
@@ -128,7 +132,8 @@ def scenario(bootstrap: str, es_url: str, incidents: int, partitions: int) -> di
                 await task
 
     seconds = asyncio.run(run())
-    return {"partitions": partitions, "topics": len(KB_TOPICS), "incidents": incidents, "records": records,
+    return {"consumer": kind, "partitions": partitions, "topics": len(KB_TOPICS), "incidents": incidents,
+            "records": records,
             "catch_up_s": round(seconds, 1), "records_per_s": round(records / seconds, 1),
             "incidents_per_min": round(incidents / seconds * 60, 1),
             "load_avg_before": load_before, "load_avg_after": load()}
@@ -139,6 +144,8 @@ def main() -> None:
     parser.add_argument("--incidents", type=int, default=1000)
     parser.add_argument("--partitions", type=int, nargs="+", default=[3, 12])
     parser.add_argument("--warmup", type=int, default=200, help="incidents of the unrecorded first scenario")
+    parser.add_argument("--consumers", nargs="+", choices=["kb", "analytics"], default=["kb", "analytics"],
+                        help="kb: rcaflow kb run's store; analytics: rcaflow kb analytics' (facts + daily rollups)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--label", default="", help="what this tree is (kept with the result)")
     args = parser.parse_args()
@@ -155,10 +162,11 @@ def main() -> None:
         try:
             if args.warmup:
                 scenario(bootstrap, node.url, args.warmup, args.partitions[0])
-            for partitions in args.partitions:
-                result = scenario(bootstrap, node.url, args.incidents, partitions)
-                results["scenarios"][f"partitions_{partitions}"] = result
-                print(json.dumps(result), file=sys.stderr, flush=True)
+            for kind in args.consumers:
+                for partitions in args.partitions:
+                    result = scenario(bootstrap, node.url, args.incidents, partitions, kind)
+                    results["scenarios"][f"{kind}_partitions_{partitions}"] = result
+                    print(json.dumps(result), file=sys.stderr, flush=True)
         finally:
             node.stop()
     write_results("kb", results, args.out)
