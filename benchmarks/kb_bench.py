@@ -36,30 +36,16 @@ from prometheus_client import CollectorRegistry
 from benchmarks.floor_bench import bench_broker, load
 from benchmarks.results import RESULTS, write_results
 from schemas.codec import Codec, make_codec
-from schemas.records import ActionEvent, ApprovalDecision, Incident, RcaResult, Record
-from schemas.topics import ACTIONS, APPROVALS, INCIDENTS, RCA_RESULT, TopicSpec
 from streams.kb.analytics_store import AnalyticsStore
 from streams.kb.consumer import KB_TOPICS, KbConsumer, KbMetrics
 from streams.kb.store import KbStore
 from streams.wiring.topics_admin import ensure_topics
-from tests.integration.kb.records import T0, lifecycle
+from tests.integration.kb.records import T0, lifecycle, topic_and_key
 from tests.support.es.server import EsNode
 
 #: A scenario that has not caught up after this long stops the benchmark.
 CATCH_UP_TIMEOUT_S = 900.0
 TENANTS = ("acme", "globex", "initech")
-
-
-def spec_and_key(record: Record) -> tuple[TopicSpec, str]:
-    """The topic and key the pipeline writes ``record`` with (the knowledge base folds by incident id)."""
-    if isinstance(record, Incident):
-        return INCIDENTS, f"{record.tenant}:{record.fingerprint}"
-    if isinstance(record, RcaResult):
-        return RCA_RESULT, f"{record.tenant}:{record.incident_id}"
-    if isinstance(record, ActionEvent):
-        return ACTIONS, f"{record.tenant}:{record.action_id}"
-    assert isinstance(record, ApprovalDecision)
-    return APPROVALS, f"{record.tenant}:{record.action_id}"
 
 
 def feed(bootstrap: str, codec: Codec, prefix: str, incidents: int) -> int:
@@ -70,7 +56,7 @@ def feed(bootstrap: str, codec: Codec, prefix: str, incidents: int) -> int:
         tenant = TENANTS[n % len(TENANTS)]
         start = T0 + timedelta(minutes=n)
         for record in lifecycle(tenant, f"inc-{n}", alert=f"Alert{n % 50}", start=start):
-            spec, key = spec_and_key(record)
+            spec, key = topic_and_key(record)
             topic = spec.full_name(prefix)
             value = codec.encode(record, topic=topic)
             while True:

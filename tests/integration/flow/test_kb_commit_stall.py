@@ -26,8 +26,8 @@ from streams.kb.consumer import KB_TOPICS, KbConsumer, KbMetrics
 from streams.kb.store import KbStore
 from streams.wiring.topics_admin import ensure_topics
 from tests.integration.flow.proxied_worker import wait_until
-from tests.integration.kb.records import lifecycle
-from tests.integration.kb.test_kb_consumer_kafka import _committed, _spec_and_key
+from tests.integration.kb.records import lifecycle, topic_and_key
+from tests.integration.kb.test_kb_consumer_kafka import _committed
 from tests.support.es.server import EsNode
 from tests.support.kafka_proxy import KafkaProxy
 
@@ -53,7 +53,7 @@ def test_the_knowledge_base_fills_while_its_offset_commit_is_unanswered(
         publisher = KafkaPublisher(bootstrap, codec, topics)
         try:
             for record in lifecycle("acme", incident_id):
-                spec, key = _spec_and_key(record)
+                spec, key = topic_and_key(record)
                 publisher.publish_sync(spec, key, record)
         finally:
             publisher.close_sync()

@@ -31,6 +31,7 @@ from tests.integration.imap.test_imap_throttled_fetch import (
     FOLDER,
     Pauses,
     make_producer,
+    run_once,
     wait_for_server_count,
 )
 
@@ -56,15 +57,7 @@ def test_mails_read_ahead_of_a_deferred_digest_are_downloaded_once(dovecot: Dove
     mailbox = imap_config(dovecot, folder=FOLDER).mailbox_id
     pauses = Pauses(clock, registry, mailbox, kafka, dovecot)
 
-    async def scenario() -> None:
-        publisher = KafkaPublisher(kafka.bootstrap, kafka.codec, prefix=kafka.prefix)
-        try:
-            producer = make_producer(dovecot, kafka, publisher, quota, pauses, registry, once=True)
-            await asyncio.wait_for(producer.run(), 120)
-        finally:
-            await publisher.close()
-
-    asyncio.run(scenario())
+    run_once(dovecot, kafka, quota, pauses, registry)
     # Round 1 downloads mails 1-4 and takes mail 1. Round 2 takes the digest from what round 1 kept (no download,
     # and no read-ahead past it: its six alerts are all the room there is); rounds 3 and 4 take mails 3 and 4
     # from what was kept; rounds 5 and 6 download mails 5 and 6. Each pause: the mails before it published, the

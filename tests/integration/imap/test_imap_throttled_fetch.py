@@ -90,6 +90,20 @@ def make_producer(dovecot: Dovecot, kafka: KafkaForImap, publisher: KafkaPublish
     return producer
 
 
+def run_once(dovecot: Dovecot, kafka: KafkaForImap, quota: IngestQuota, pauses: Pauses, registry: CollectorRegistry,
+             **overrides: object) -> None:
+    """One ``ingest imap --once`` pass of the folder under ``quota``; ``pauses`` answers (and records) its waits."""
+    async def scenario() -> None:
+        publisher = KafkaPublisher(kafka.bootstrap, kafka.codec, prefix=kafka.prefix)
+        try:
+            producer = make_producer(dovecot, kafka, publisher, quota, pauses, registry, once=True, **overrides)
+            await asyncio.wait_for(producer.run(), 120)
+        finally:
+            await publisher.close()
+
+    asyncio.run(scenario())
+
+
 def assert_each_mail_once(kafka: KafkaForImap, dovecot: Dovecot, n: int) -> None:
     subjects = [r.subject or "" for _k, r in kafka.read(kafka.raw_mail, RawMail)]
     assert sorted(subjects) == sorted(f"Control Cluster Details #{i}" for i in range(n))
@@ -105,15 +119,7 @@ def test_a_throttled_tenants_waiting_mails_are_not_downloaded(dovecot: Dovecot, 
     mailbox = imap_config(dovecot, folder=FOLDER).mailbox_id
     pauses = Pauses(clock, registry, mailbox, kafka, dovecot)
 
-    async def scenario() -> None:
-        publisher = KafkaPublisher(kafka.bootstrap, kafka.codec, prefix=kafka.prefix)
-        try:
-            producer = make_producer(dovecot, kafka, publisher, quota, pauses, registry, once=True)
-            await asyncio.wait_for(producer.run(), 120)
-        finally:
-            await publisher.close()
-
-    asyncio.run(scenario())
+    run_once(dovecot, kafka, quota, pauses, registry)
     # The burst of 2 went in; mails 3..6 wait unread and were not downloaded. Each later round downloads the one
     # mail the refilled bucket takes, and none of those that wait.
     assert pauses.seen[0] == {"bodies_fetched": 2, "published": 2, "unread": [3, 4, 5, 6]}
@@ -235,16 +241,7 @@ def test_a_deferred_digest_is_not_downloaded_again_before_it_fits(
     mailbox = imap_config(dovecot, folder=FOLDER).mailbox_id
     pauses = Pauses(clock, registry, mailbox, kafka, dovecot)
 
-    async def scenario() -> None:
-        publisher = KafkaPublisher(kafka.bootstrap, kafka.codec, prefix=kafka.prefix)
-        try:
-            producer = make_producer(dovecot, kafka, publisher, quota, pauses, registry, once=True,
-                                     fetch_budget_bytes=budget)
-            await asyncio.wait_for(producer.run(), 120)
-        finally:
-            await publisher.close()
-
-    asyncio.run(scenario())
+    run_once(dovecot, kafka, quota, pauses, registry, fetch_budget_bytes=budget)
     # Both bodies in the first round (the tenant could take 4 one-alert mails); the single mail went in, the
     # digest waits unread for the quota, then for the budget, without a download; then it went in.
     assert pauses.seen == [{"bodies_fetched": 2, "published": 1, "unread": [2]},

@@ -19,6 +19,7 @@ from schemas.records import (
     RcaResult,
     Record,
 )
+from schemas.topics import ACTIONS, APPROVALS, INCIDENTS, RCA_RESULT, TopicSpec
 
 T0 = datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
 
@@ -68,3 +69,15 @@ def lifecycle(tenant: str, incident_id: str, *, alert: str = "VminsertWriteError
             "count": 2, "last_seen_at": later, "last_event_id": "e2",
             "event": event(tenant, alert, labels, AlertStatus.RESOLVED, later, 2)}))
     return records
+
+
+def topic_and_key(record: Record) -> tuple[TopicSpec, str]:
+    """The topic and key the pipeline writes ``record`` with (the knowledge base folds by incident id)."""
+    if isinstance(record, Incident):
+        return INCIDENTS, f"{record.tenant}:{record.fingerprint}"
+    if isinstance(record, RcaResult):
+        return RCA_RESULT, f"{record.tenant}:{record.incident_id}"
+    if isinstance(record, ActionEvent):
+        return ACTIONS, f"{record.tenant}:{record.action_id}"
+    assert isinstance(record, ApprovalDecision)
+    return APPROVALS, f"{record.tenant}:{record.action_id}"

@@ -20,24 +20,12 @@ from prometheus_client import CollectorRegistry
 
 from producers.publisher import KafkaPublisher
 from schemas.codec import make_codec
-from schemas.records import ActionEvent, ApprovalDecision, Incident, RcaResult, Record
-from schemas.topics import ACTIONS, APPROVALS, INCIDENTS, RCA_RESULT, TopicSpec
 from streams.kb.consumer import KB_TOPICS, KbConsumer, KbMetrics
 from streams.kb.store import KbStore
 from streams.wiring.topics_admin import ensure_topics
 from tests.integration.kb.records import T0, lifecycle
+from tests.integration.kb.records import topic_and_key as _spec_and_key
 from tests.support.es.server import EsNode, free_port
-
-
-def _spec_and_key(record: Record) -> tuple[TopicSpec, str]:
-    if isinstance(record, Incident):
-        return INCIDENTS, f"{record.tenant}:{record.fingerprint}"
-    if isinstance(record, RcaResult):
-        return RCA_RESULT, f"{record.tenant}:{record.incident_id}"
-    if isinstance(record, ActionEvent):
-        return ACTIONS, f"{record.tenant}:{record.action_id}"
-    assert isinstance(record, ApprovalDecision)
-    return APPROVALS, f"{record.tenant}:{record.action_id}"
 
 
 def _committed(bootstrap: str, group: str, prefix: str) -> int:
