@@ -223,6 +223,11 @@ class EmbeddedBroker(ABC):
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
+    @property
+    def exit_code(self) -> int | None:
+        """How the broker process ended (None while it runs, or when it was never started or was stopped)."""
+        return self._proc.poll() if self._proc is not None else None
+
     def start(self) -> str:
         """Spawn the broker and block until it answers metadata requests; returns the bootstrap."""
         if self._proc is not None and self._proc.poll() is None:

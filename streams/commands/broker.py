@@ -241,7 +241,7 @@ def _nowhere(candidates: tuple[Path, ...]) -> str:
 @_data_dir_option
 @click.option("--timeout", type=float, default=20.0, show_default=True, help="Seconds before SIGKILL.")
 @click.option("--force", is_flag=True,
-              help="Also stop a broker that a running `rcaflow run` owns (that run is then left without Kafka).")
+              help="Also stop a broker that a running `rcaflow run` owns (that run then stops too: it has lost Kafka).")
 @click.pass_context
 def stop(ctx: click.Context, *, data_dir: Path | None, timeout: float, force: bool) -> None:
     """Stop the broker recorded in the data dir's state file (by default also one still in the old data dir).
@@ -262,8 +262,8 @@ def stop(ctx: click.Context, *, data_dir: Path | None, timeout: float, force: bo
             refused.append(
                 f"the {state.kind} broker on {state.bootstrap} (pid {state.pid}, data {where}) belongs to the "
                 f"`rcaflow run` with pid {state.owner_pid}, which stops it when it ends: stop that run instead "
-                f"(Ctrl-C where it runs, or `kill {state.owner_pid}`); --force stops the broker now and leaves that "
-                "run without Kafka")
+                f"(Ctrl-C where it runs, or `kill {state.owner_pid}`); --force stops the broker now, and that run "
+                "stops with it")
             continue
         try:
             terminate_group(state.pid, timeout)
@@ -275,7 +275,7 @@ def stop(ctx: click.Context, *, data_dir: Path | None, timeout: float, force: bo
         click.echo(f"stopped the {state.kind} broker (pid {state.pid}) on {state.bootstrap}{old}", err=True)
         if state.run_owned:
             click.echo(f"# it was started by `rcaflow run` pid {state.owner_pid}" + (
-                ", which is now without Kafka: stop or restart that run" if owner_running else ", which had ended"),
+                ", which stops too: it has lost Kafka" if owner_running else ", which had ended"),
                 err=True)
     if refused:
         raise click.ClickException("\n".join(refused))

@@ -305,7 +305,14 @@ class Stack:
         return child
 
     def check(self) -> None:
-        """Raise if a role died: a half-running pipeline must not look healthy."""
+        """Raise if a role or this run's own broker died: a half-running pipeline must not look healthy."""
+        broker = self.broker
+        if broker is not None and broker.exit_code is not None:
+            # Stopped under the run (`rcaflow broker stop --force`), killed, or crashed: every role has lost Kafka,
+            # and their reconnect loops would only log, forever.
+            raise SupervisorError(
+                f"the embedded {broker.kind} broker of this run (pid {broker.pid}, {self.bootstrap}) exited with "
+                f"code {broker.exit_code}; every role has lost Kafka; see {broker.stdout_path}")
         for role, child in self.children.items():
             code = child.poll()
             if code is not None:

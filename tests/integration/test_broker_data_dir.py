@@ -281,13 +281,18 @@ def test_broker_stop_force_stops_a_runs_broker_and_the_run_leaves_the_next_recor
         forced = _rcaflow(home, "broker", "stop", "--force")
         assert forced.returncode == 0, forced.stderr
         assert f"stopped the tansu broker (pid {broker_pid}) on {bootstrap}" in forced.stderr
-        assert f"started by `rcaflow run` pid {run.pid}, which is now without Kafka" in forced.stderr
+        assert f"started by `rcaflow run` pid {run.pid}, which stops too: it has lost Kafka" in forced.stderr
         assert _wait_dead(broker_pid)
         # The data dir is free again: `broker start` records a broker of its own there.
         shared = _started(_rcaflow(home, "broker", "start", "--prefer", "tansu"))
         record = (new / "broker-state.json").read_text()
+        # The run does not go on without Kafka, looking healthy: it stops, and says why.
+        assert run.wait(timeout=60) != 0
+        said = (home / "run.log").read_text()
+        assert f"the embedded tansu broker of this run (pid {broker_pid}, {bootstrap}) exited" in said, said[-2000:]
+        assert "every role has lost Kafka" in said
     finally:
-        assert _end(run) == 0
+        _end(run)
     try:
         assert (new / "broker-state.json").read_text() == record, "the run removed a record that was not its own"
         status = _rcaflow(home, "broker", "status")
