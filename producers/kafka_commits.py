@@ -39,8 +39,13 @@ def latest_offsets(*lists: Iterable[TopicPartition]) -> list[TopicPartition]:
     return list(merged.values())
 
 
+def _offsets_key(offsets: Iterable[TopicPartition]) -> frozenset[tuple[str, int, int]]:
+    return frozenset((tp.topic, tp.partition, tp.offset) for tp in offsets)
+
+
 class AsyncCommits:
-    """The commit in flight of one consumer, its answer, and how long it has waited.
+    """The commit in flight of one consumer (with the ones it was asked again as), its answers, and how long
+    they have waited.
 
     Pass :meth:`on_commit` as the consumer's ``on_commit`` property, :meth:`bind` the consumer once it exists,
     and call :meth:`commit` from the loop after each poll with a function that hands over the offsets settled
@@ -56,13 +61,18 @@ class AsyncCommits:
         self._clock = clock
         self._consumer: Consumer | None = None
         #: The offsets of the commit in flight, when it was sent, since when commits have gone unanswered (a
-        #: commit asked again does not restart that wait), when that wait was last reported, and the answer (set
-        #: by on_commit in a poll).
+        #: commit asked again does not restart that wait), and when that wait was last reported.
         self._committing: list[TopicPartition] | None = None
         self._since = 0.0
         self._waiting_since = 0.0
         self._reported = 0.0
-        self._answered = False
+        #: Commits sent and answers received (on_commit, in a poll): counted, so a late answer to a commit that
+        #: was asked again is not taken for the answer to the newer one; and whether the newest commit itself was
+        #: answered (it carries every offset of the ones before it). The last error of the unanswered run.
+        self._sent = 0
+        self._answers = 0
+        self._newest: frozenset[tuple[str, int, int]] = frozenset()
+        self._newest_answered = False
         self._error: str | None = None
 
     @property
@@ -77,6 +87,10 @@ class AsyncCommits:
     def in_flight(self) -> bool:
         """A commit was sent and its settling is not seen yet by :meth:`commit`."""
         return self._committing is not None
+
+    @property
+    def _answered(self) -> bool:
+        return self._newest_answered or self._answers >= self._sent
 
     def waiting_s(self) -> float:
         """How long commits have gone unanswered (0 when none waits): for a gauge to alert on. A commit asked
@@ -109,12 +123,15 @@ class AsyncCommits:
         ready = latest_offsets(carried, take())
         if not ready:
             return
-        self._answered, self._error = False, None
+        if not carried:
+            self._error = None
         try:
             self._consumer.commit(offsets=ready, asynchronous=True)  # only queued: returns at once
         except KafkaException as exc:
             logger.warning("%s: offset commit failed: %s", self._who, exc)
             return
+        self._sent += 1
+        self._newest, self._newest_answered = _offsets_key(ready), False
         if not carried:  # a fresh wait; a commit asked again goes on with the wait of the one it replaces
             self._waiting_since, self._reported = now, 0.0
         self._committing, self._since = ready, now
@@ -122,8 +139,12 @@ class AsyncCommits:
     def on_commit(self, error: KafkaError | None, partitions: list[TopicPartition]) -> None:
         """The coordinator's answer (librdkafka calls it on the polling thread, inside a poll)."""
         failed = [f"{tp.topic}[{tp.partition}]: {tp.error}" for tp in partitions if tp.error is not None]
-        self._error = error.str() if error is not None else ("; ".join(failed) if failed else None)
-        self._answered = True
+        said = error.str() if error is not None else ("; ".join(failed) if failed else None)
+        if said is not None:
+            self._error = said
+        self._answers += 1
+        if _offsets_key(partitions) == self._newest:
+            self._newest_answered = True
 
     def forget(self, partitions: Iterable[TopicPartition]) -> None:
         """Revoked partitions are their next owner's to commit: a commit asked again must not carry them."""
