@@ -84,11 +84,6 @@ class AsyncCommits:
         self._consumer = consumer
 
     @property
-    def in_flight(self) -> bool:
-        """A commit was sent and its settling is not seen yet by :meth:`commit`."""
-        return self._committing is not None
-
-    @property
     def _answered(self) -> bool:
         return self._newest_answered or self._answers >= self._sent
 

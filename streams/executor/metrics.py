@@ -56,8 +56,9 @@ class ExecutorMetrics:
                                     "started within the longest approval validity (plus clock skew); its memory "
                                     "grows with this, about 0.3 KB each.", registry=registry)
         self.commit_wait = Gauge("rcaflow_executor_commit_wait_seconds",
-                                 "How long the executor's offset commit in flight has waited for the group "
-                                 "coordinator (0: none). Approvals keep running meanwhile; minutes here mean a "
+                                 "How long the executor's offset commits have gone unanswered by the group "
+                                 "coordinator (0: none; it grows across commits asked again). Approvals keep "
+                                 "running meanwhile; minutes here mean a "
                                  "restart would read much again.", registry=registry)
         self.rollbacks = Counter("rcaflow_executor_rollbacks_total",
                                  "Automatic rollbacks the executor ran, by the rolled-back action, outcome and "

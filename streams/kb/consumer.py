@@ -61,7 +61,8 @@ class KbMetrics:
         self.failures = Counter(f"{name}_batch_failures", "Batches Elasticsearch did not take (retried)",
                                 **kwargs)
         self.commit_wait = Gauge(f"{name}_commit_wait_seconds",
-                                 "How long the offset commit in flight has waited for the group coordinator (0: none)",
+                                 "How long offset commits have gone unanswered by the group coordinator (0: none); "
+                                 "it grows across commits asked again",
                                  **kwargs)
 
 
